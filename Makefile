@@ -1,0 +1,48 @@
+# dbops: PGXS build.
+#
+#   make && make install && make installcheck   plain PGXS, against a running server
+#   make run     install what is missing, build, install, start a throwaway
+#                cluster with shared_preload_libraries = 'pg_cron,dbops' and
+#                print dbops.health()
+#   make stop    stop and remove that cluster
+#   make test    install what is missing, build, install, and run every
+#                pg_regress, isolation and TAP test against throwaway clusters
+
+EXTENSION   = dbops
+EXTVERSION  = 1.0
+
+MODULE_big  = dbops
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+
+# The install script is assembled from one SQL fragment per capability, in
+# this order (each fragment sits beside the C file of its capability).
+SQL_PARTS   = src/dbops.sql src/health.sql src/locktree.sql src/bloat.sql \
+              src/reaper.sql src/ledger.sql src/retention.sql src/schedule.sql
+DATA_built  = dbops--$(EXTVERSION).sql
+EXTRA_CLEAN = dbops--$(EXTVERSION).sql
+
+PG_CPPFLAGS = -I$(srcdir)/src
+
+REGRESS       = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS  = --load-extension=dbops
+ISOLATION     = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test --load-extension=dbops
+TAP_TESTS     = 1
+PROVE_TESTS   = test/t/*.pl
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+dbops--$(EXTVERSION).sql: $(wildcard $(SQL_PARTS))
+	cat $^ > $@
+
+.PHONY: run stop test deps
+deps:
+	tools/deps
+run:
+	tools/deps && $(MAKE) && $(MAKE) install && tools/run start
+stop:
+	tools/run stop
+test:
+	tools/deps && $(MAKE) && $(MAKE) install && tools/test

@@ -1,0 +1,98 @@
+/*-------------------------------------------------------------------------
+ *
+ * dbops.h
+ *	  What the dbops capabilities share: module init hooks, the health-check
+ *	  registry contract and small helpers.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef DBOPS_H
+#define DBOPS_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+
+/* Module init hooks, one per capability, called from _PG_init(). */
+extern void dbops_health_init(void);
+
+/*
+ * Health checks
+ *
+ * A check is a C function registered in dbops_checks[] (health.c) under its
+ * name; dbops.health_thresholds holds one row per check with its warning and
+ * critical thresholds and whether it is enabled.  Adding a check is:
+ *
+ *	 1. write "void dbops_check_foo(DbopsCheckResult *res)" in the file of its
+ *		capability and declare it below;
+ *	 2. add one line { "foo", dbops_check_foo, DBOPS_HIGHER_IS_WORSE } to
+ *		dbops_checks[] in health.c;
+ *	 3. add its default thresholds row to the capability's SQL fragment.
+ *
+ * The engine runs each enabled check in its own subtransaction under
+ * dbops.health_check_timeout (and a lock_timeout of the same length), with
+ * SPI already connected, so a check may call SPI_execute() directly.  The
+ * check reports through res:
+ *
+ *	 - dbops_check_value(res, v, unit): the figure the thresholds apply to;
+ *	   the engine grades it (ok / warning / critical) against res->warning
+ *	   and res->critical (NaN when the threshold is NULL);
+ *	 - res->detail: names the culprits (pids, databases, relations);
+ *	 - res->hint: what to do about it (shown only when the status is not ok);
+ *	 - dbops_check_skip(res, ...) when the caller may not read what the check
+ *	   needs, dbops_check_unknown(res, ...) when the answer cannot be known;
+ *	   an error raised by the check becomes "unknown" with its message (or
+ *	   "skipped" for insufficient_privilege), a timeout "unknown".
+ *
+ * Everything the check appends to detail and hint lives in the caller's
+ * memory context; anything else it allocates is released with SPI.
+ */
+typedef enum DbopsStatus
+{
+	DBOPS_OK = 0,
+	DBOPS_SKIPPED,
+	DBOPS_UNKNOWN,
+	DBOPS_WARNING,
+	DBOPS_CRITICAL
+} DbopsStatus;
+
+typedef enum DbopsDirection
+{
+	DBOPS_HIGHER_IS_WORSE,
+	DBOPS_LOWER_IS_WORSE
+} DbopsDirection;
+
+typedef struct DbopsCheckResult
+{
+	const char *name;
+	double		warning;		/* NaN when NULL */
+	double		critical;		/* NaN when NULL */
+	DbopsStatus status;			/* set by skip/unknown, else graded */
+	bool		has_value;
+	double		value;
+	const char *unit;
+	StringInfoData detail;
+	StringInfoData hint;
+} DbopsCheckResult;
+
+typedef void (*DbopsCheckFunc) (DbopsCheckResult *res);
+
+typedef struct DbopsCheck
+{
+	const char *name;
+	DbopsCheckFunc func;
+	DbopsDirection direction;
+} DbopsCheck;
+
+extern void dbops_check_value(DbopsCheckResult *res, double value, const char *unit);
+extern void dbops_check_skip(DbopsCheckResult *res, const char *fmt,...) pg_attribute_printf(2, 3);
+extern void dbops_check_unknown(DbopsCheckResult *res, const char *fmt,...) pg_attribute_printf(2, 3);
+extern const char *dbops_status_name(DbopsStatus status);
+
+/* Checks, by capability */
+extern void dbops_check_connections(DbopsCheckResult *res);
+
+/* GUCs */
+extern int	dbops_health_check_timeout;
+
+#endif							/* DBOPS_H */
