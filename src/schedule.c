@@ -1,0 +1,865 @@
+/*-------------------------------------------------------------------------
+ *
+ * schedule.c
+ *	  What the pg_cron scheduling needs from C: an evaluator of pg_cron's
+ *	  schedule syntax (next and previous run times), the state of pg_cron on
+ *	  this server, and the cron_failures health check.
+ *
+ * The evaluator follows pg_cron's parser (a reduced Vixie cron): five
+ * fields "minute hour day-of-month month day-of-week" with lists, ranges,
+ * steps and month/day names; @yearly, @annually, @monthly, @weekly, @daily,
+ * @midnight, @hourly and @reboot; "$" (last day of the month, pg_cron 1.6)
+ * and "N seconds" (pg_cron 1.5).  As in cron, when either day field starts
+ * with "*" a day must match both fields, otherwise either.  Times are taken
+ * in pg_cron's time zone: cron.timezone when pg_cron defines it (1.5+),
+ * otherwise GMT, which is what pg_cron 1.4 uses.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgtime.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "dbops.h"
+
+/* A parsed schedule. */
+typedef struct CronSpec
+{
+	uint64		minute;			/* bits 0..59 */
+	uint32		hour;			/* bits 0..23 */
+	uint32		dom;			/* bits 1..31 */
+	uint32		month;			/* bits 1..12 */
+	uint32		dow;			/* bits 0..6, Sunday is 0 (and 7) */
+	bool		dom_star;		/* day-of-month field starts with '*' */
+	bool		dow_star;		/* day-of-week field starts with '*' */
+	bool		dom_last;		/* "$": last day of the month */
+	bool		reboot;			/* @reboot: once at server start */
+	int			interval_secs;	/* "N seconds", else 0 */
+} CronSpec;
+
+/* Local wall-clock minute in the schedule's time zone. */
+typedef struct CronClock
+{
+	int			year;
+	int			mon;			/* 1..12 */
+	int			mday;			/* 1..31 */
+	int			hour;
+	int			min;
+} CronClock;
+
+/* how far ahead (or back) a schedule is searched before "never" */
+#define CRON_SEARCH_YEARS	10
+
+/* how many failing jobs the cron_failures detail names */
+#define CRON_DETAIL_JOBS	5
+
+static const char *const month_names[] = {
+	"jan", "feb", "mar", "apr", "may", "jun",
+	"jul", "aug", "sep", "oct", "nov", "dec", NULL
+};
+
+static const char *const dow_names[] = {
+	"sun", "mon", "tue", "wed", "thu", "fri", "sat", NULL
+};
+
+#define SKIP_BLANKS(p) 	while (*(p) == ' ' || *(p) == '\t') (p)++
+
+/*
+ * Read a number or, where names are given, a name (names[i] stands for
+ * i + name_base).  Returns NULL, or why the text is not one.
+ */
+static char *
+cron_parse_number(const char **pp, int *num, const char *const *names,
+				  int name_base)
+{
+	const char *p = *pp;
+	char		tok[16];
+	int			len = 0;
+	bool		digits = true;
+
+	while (isalnum((unsigned char) *p))
+	{
+		if (len < (int) sizeof(tok) - 1)
+			tok[len] = *p;
+		if (!isdigit((unsigned char) *p))
+			digits = false;
+		len++;
+		p++;
+	}
+	if (len == 0)
+		return *p ? psprintf("expected a number at \"%s\"", p)
+			: pstrdup("expected a number at the end");
+	if (len >= (int) sizeof(tok) - 1 || (digits && len > 9))
+		return psprintf("\"%.*s\" is too long", len, *pp);
+	tok[len] = '\0';
+	*pp = p;
+
+	if (names)
+	{
+		for (int i = 0; names[i] != NULL; i++)
+		{
+			if (pg_strcasecmp(tok, names[i]) == 0)
+			{
+				*num = i + name_base;
+				return NULL;
+			}
+		}
+	}
+	if (!digits)
+		return psprintf("\"%s\" is not a number%s", tok, names ? " or a name" : "");
+	*num = atoi(tok);
+	return NULL;
+}
+
+/*
+ * One field: a comma-separated list of "*", "n" or "n-m", the last two
+ * optionally followed by "/step".  Sets the bits low..high in *bits.
+ */
+static char *
+cron_parse_field(const char **pp, uint64 *bits, int low, int high,
+				 const char *const *names, const char *what)
+{
+	const char *p = *pp;
+	char	   *err;
+
+	*bits = 0;
+	for (;;)
+	{
+		int			first,
+					last,
+					step = 1;
+
+		if (*p == '*')
+		{
+			first = low;
+			last = high;
+			p++;
+		}
+		else
+		{
+			if ((err = cron_parse_number(&p, &first, names, low)) != NULL)
+				return psprintf("%s field: %s", what, err);
+			if (*p == '-')
+			{
+				p++;
+				if ((err = cron_parse_number(&p, &last, names, low)) != NULL)
+					return psprintf("%s field: %s", what, err);
+			}
+			else if (*p == '/')
+				return psprintf("%s field: a step needs a range or \"*\" before it (as in \"*/%s\")",
+								what, p + 1);
+			else
+				last = first;
+		}
+		if (*p == '/')
+		{
+			p++;
+			if ((err = cron_parse_number(&p, &step, NULL, 0)) != NULL)
+				return psprintf("%s field: step: %s", what, err);
+			if (step <= 0)
+				return psprintf("%s field: the step must be positive", what);
+		}
+		if (first < low || first > high || last < low || last > high)
+			return psprintf("%s field: %d is out of range %d-%d", what,
+							(first < low || first > high) ? first : last, low, high);
+		if (first > last)
+			return psprintf("%s field: range %d-%d runs backwards", what, first, last);
+		for (int i = first; i <= last; i += step)
+			*bits |= UINT64CONST(1) << i;
+
+		if (*p != ',')
+			break;
+		p++;
+	}
+	if (*p != '\0' && *p != ' ' && *p != '\t')
+		return psprintf("%s field: unexpected \"%s\"", what, p);
+	SKIP_BLANKS(p);
+	*pp = p;
+	return NULL;
+}
+
+/*
+ * "N second(s)" as pg_cron 1.5 accepts it: true when the text has that form
+ * (*secs is then N, or 0 when N is not within 1..59), else false.
+ */
+static bool
+cron_parse_interval(const char *s, int *secs)
+{
+	const char *p = s;
+	int			n = 0;
+	int			ndigits = 0;
+
+	SKIP_BLANKS(p);
+	while (isdigit((unsigned char) *p) && ndigits < 3)
+	{
+		n = n * 10 + (*p++ - '0');
+		ndigits++;
+	}
+	if (ndigits == 0 || isdigit((unsigned char) *p))
+		return false;
+	SKIP_BLANKS(p);
+	if (pg_strncasecmp(p, "second", 6) != 0)
+		return false;
+	p += 6;
+	if (*p == 's' || *p == 'S')
+		p++;
+	SKIP_BLANKS(p);
+	if (*p != '\0')
+		return false;
+	*secs = (n > 0 && n < 60) ? n : 0;
+	return true;
+}
+
+/* Parse a schedule; returns NULL, or what is wrong with it. */
+static char *
+cron_parse(const char *schedule, CronSpec *spec)
+{
+	const char *p = schedule;
+	uint64		bits;
+	char	   *err;
+
+	memset(spec, 0, sizeof(CronSpec));
+	SKIP_BLANKS(p);
+	if (*p == '\0')
+		return pstrdup("the schedule is empty");
+
+	if (*p == '@')
+	{
+		const char *word = ++p;
+		int			len;
+
+		while (*p && *p != ' ' && *p != '\t')
+			p++;
+		len = p - word;
+		SKIP_BLANKS(p);
+		if (*p != '\0')
+			return psprintf("unexpected \"%s\" after @%.*s", p, len, word);
+
+#define WORD_IS(w) (len == strlen(w) && strncmp(word, w, len) == 0)
+		if (WORD_IS("reboot") || WORD_IS("restart"))
+		{
+			spec->reboot = true;
+			return NULL;
+		}
+		spec->minute = 1;		/* minute 0 */
+		spec->hour = 0xFFFFFF;
+		spec->dom = 0xFFFFFFFE;
+		spec->month = 0x1FFE;
+		spec->dow = 0x7F;
+		if (WORD_IS("yearly") || WORD_IS("annually"))
+		{
+			spec->hour = 1;
+			spec->dom = 1 << 1;
+			spec->month = 1 << 1;
+			spec->dow_star = true;
+		}
+		else if (WORD_IS("monthly"))
+		{
+			spec->hour = 1;
+			spec->dom = 1 << 1;
+			spec->dow_star = true;
+		}
+		else if (WORD_IS("weekly"))
+		{
+			spec->hour = 1;
+			spec->dow = 1;
+			spec->dom_star = true;
+		}
+		else if (WORD_IS("daily") || WORD_IS("midnight"))
+			spec->hour = 1;
+		else if (!WORD_IS("hourly"))
+			return psprintf("unknown keyword \"@%.*s\"", len, word);
+#undef WORD_IS
+		return NULL;
+	}
+
+	if (cron_parse_interval(schedule, &spec->interval_secs))
+		return spec->interval_secs > 0 ? NULL
+			: pstrdup("an interval schedule takes 1 to 59 seconds");
+
+	if ((err = cron_parse_field(&p, &spec->minute, 0, 59, NULL, "minute")) != NULL)
+		return err;
+	if (*p == '\0')
+		return pstrdup("expected 5 fields, found 1");
+	if ((err = cron_parse_field(&p, &bits, 0, 23, NULL, "hour")) != NULL)
+		return err;
+	spec->hour = (uint32) bits;
+	if (*p == '\0')
+		return pstrdup("expected 5 fields, found 2");
+	if (*p == '$' && (p[1] == ' ' || p[1] == '\t'))
+	{
+		spec->dom_last = true;
+		p++;
+		SKIP_BLANKS(p);
+	}
+	else
+	{
+		spec->dom_star = (*p == '*');
+		if ((err = cron_parse_field(&p, &bits, 1, 31, NULL, "day-of-month")) != NULL)
+			return err;
+		spec->dom = (uint32) bits;
+	}
+	if (*p == '\0')
+		return pstrdup("expected 5 fields, found 3");
+	if ((err = cron_parse_field(&p, &bits, 1, 12, month_names, "month")) != NULL)
+		return err;
+	spec->month = (uint32) bits;
+	if (*p == '\0')
+		return pstrdup("expected 5 fields, found 4");
+	spec->dow_star = (*p == '*');
+	if ((err = cron_parse_field(&p, &bits, 0, 7, dow_names, "day-of-week")) != NULL)
+		return err;
+	if (bits & (1 << 7))
+		bits |= 1;
+	spec->dow = (uint32) (bits & 0x7F);
+	if (*p != '\0')
+		return psprintf("unexpected \"%s\" after the 5 fields", p);
+	return NULL;
+}
+
+static int
+days_in_month(int year, int mon)
+{
+	return day_tab[isleap(year) ? 1 : 0][mon - 1];
+}
+
+static bool
+cron_day_matches(const CronSpec *spec, int year, int mon, int mday)
+{
+	int			wday = j2day(date2j(year, mon, mday));
+	bool		dom_ok;
+	bool		dow_ok;
+
+	dom_ok = (spec->dom & (((uint32) 1) << mday)) != 0 ||
+		(spec->dom_last && mday == days_in_month(year, mon));
+	dow_ok = (spec->dow & (((uint32) 1) << wday)) != 0;
+	if (spec->dom_star || spec->dow_star)
+		return dom_ok && dow_ok;
+	return dom_ok || dow_ok;
+}
+
+static void
+clock_add_day(CronClock *c)
+{
+	if (++c->mday > days_in_month(c->year, c->mon))
+	{
+		c->mday = 1;
+		if (++c->mon > 12)
+		{
+			c->mon = 1;
+			c->year++;
+		}
+	}
+}
+
+static void
+clock_sub_day(CronClock *c)
+{
+	if (--c->mday < 1)
+	{
+		if (--c->mon < 1)
+		{
+			c->mon = 12;
+			c->year--;
+		}
+		c->mday = days_in_month(c->year, c->mon);
+	}
+}
+
+static void
+clock_add_minute(CronClock *c)
+{
+	if (++c->min > 59)
+	{
+		c->min = 0;
+		if (++c->hour > 23)
+		{
+			c->hour = 0;
+			clock_add_day(c);
+		}
+	}
+}
+
+static void
+clock_sub_minute(CronClock *c)
+{
+	if (--c->min < 0)
+	{
+		c->min = 59;
+		if (--c->hour < 0)
+		{
+			c->hour = 23;
+			clock_sub_day(c);
+		}
+	}
+}
+
+/* The wall-clock minute of t in tz (seconds dropped). */
+static void
+clock_from_ts(TimestampTz t, pg_tz *tz, CronClock *c)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tzoff;
+
+	if (timestamp2tm(t, &tzoff, &tm, &fsec, NULL, tz) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	c->year = tm.tm_year;
+	c->mon = tm.tm_mon;
+	c->mday = tm.tm_mday;
+	c->hour = tm.tm_hour;
+	c->min = tm.tm_min;
+}
+
+/*
+ * The instant of a wall-clock minute in tz; false when that minute does not
+ * exist there (skipped by a daylight-saving change) or is out of range.
+ */
+static bool
+clock_to_ts(const CronClock *c, pg_tz *tz, TimestampTz *result)
+{
+	struct pg_tm tm;
+	CronClock	back;
+	int			tzoff;
+
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = c->year;
+	tm.tm_mon = c->mon;
+	tm.tm_mday = c->mday;
+	tm.tm_hour = c->hour;
+	tm.tm_min = c->min;
+	tzoff = DetermineTimeZoneOffset(&tm, tz);
+	if (tm2timestamp(&tm, 0, &tzoff, result) != 0 || !IS_VALID_TIMESTAMP(*result))
+		return false;
+	clock_from_ts(*result, tz, &back);
+	return back.year == c->year && back.mon == c->mon && back.mday == c->mday &&
+		back.hour == c->hour && back.min == c->min;
+}
+
+#define MINUTE_MATCHES(s, c)	(((s)->minute & (UINT64CONST(1) << (c).min)) != 0)
+#define HOUR_MATCHES(s, c)		(((s)->hour & (((uint32) 1) << (c).hour)) != 0)
+#define MONTH_MATCHES(s, c)		(((s)->month & (((uint32) 1) << (c).mon)) != 0)
+
+/* First minute strictly after "after" the schedule fires at. */
+static bool
+cron_next(const CronSpec *spec, TimestampTz after, pg_tz *tz, TimestampTz *result)
+{
+	CronClock	c;
+	int			limit;
+
+	clock_from_ts(after, tz, &c);
+	limit = c.year + CRON_SEARCH_YEARS;
+	clock_add_minute(&c);
+	while (c.year <= limit)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (!MONTH_MATCHES(spec, c))
+		{
+			c.mday = 1;
+			c.hour = 0;
+			c.min = 0;
+			if (++c.mon > 12)
+			{
+				c.mon = 1;
+				c.year++;
+			}
+		}
+		else if (!cron_day_matches(spec, c.year, c.mon, c.mday))
+		{
+			c.hour = 0;
+			c.min = 0;
+			clock_add_day(&c);
+		}
+		else if (!HOUR_MATCHES(spec, c))
+		{
+			c.min = 59;
+			clock_add_minute(&c);
+		}
+		else if (!MINUTE_MATCHES(spec, c))
+			clock_add_minute(&c);
+		else
+		{
+			if (clock_to_ts(&c, tz, result) && *result > after)
+				return true;
+			clock_add_minute(&c);
+		}
+	}
+	return false;
+}
+
+/* Last minute at or before "before" the schedule fired at. */
+static bool
+cron_prev(const CronSpec *spec, TimestampTz before, pg_tz *tz, TimestampTz *result)
+{
+	CronClock	c;
+	int			limit;
+
+	clock_from_ts(before, tz, &c);
+	limit = c.year - CRON_SEARCH_YEARS;
+	while (c.year >= limit)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (!MONTH_MATCHES(spec, c))
+		{
+			if (--c.mon < 1)
+			{
+				c.mon = 12;
+				c.year--;
+			}
+			c.mday = days_in_month(c.year, c.mon);
+			c.hour = 23;
+			c.min = 59;
+		}
+		else if (!cron_day_matches(spec, c.year, c.mon, c.mday))
+		{
+			c.hour = 23;
+			c.min = 59;
+			clock_sub_day(&c);
+		}
+		else if (!HOUR_MATCHES(spec, c))
+		{
+			c.min = 0;
+			clock_sub_minute(&c);
+		}
+		else if (!MINUTE_MATCHES(spec, c))
+			clock_sub_minute(&c);
+		else
+		{
+			if (clock_to_ts(&c, tz, result) && *result <= before)
+				return true;
+			clock_sub_minute(&c);
+		}
+	}
+	return false;
+}
+
+/* A pg_cron setting, NULL when pg_cron is not loaded (or does not have it). */
+static const char *
+cron_setting(const char *name)
+{
+	const char *value = GetConfigOption(name, true, false);
+
+	if (value == NULL || (GetConfigOptionFlags(name, true) & GUC_CUSTOM_PLACEHOLDER))
+		return NULL;
+	return value;
+}
+
+/* The time zone pg_cron reads schedules in. */
+static const char *
+cron_timezone(void)
+{
+	const char *tz = cron_setting("cron.timezone");
+
+	return tz ? tz : "GMT";
+}
+
+static void
+cron_parse_or_error(const char *schedule, CronSpec *spec)
+{
+	char	   *err = cron_parse(schedule, spec);
+
+	if (err)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid cron schedule \"%s\"", schedule),
+				 errdetail("%s", err),
+				 errhint("Write five fields \"minute hour day-of-month month day-of-week\" "
+						 "(for example \"30 3 * * *\"), or @hourly, @daily, @weekly, @monthly, @yearly.")));
+}
+
+static Datum
+cron_run_common(FunctionCallInfo fcinfo, bool next)
+{
+	char	   *schedule;
+	TimestampTz from;
+	const char *tzname;
+	pg_tz	   *tz;
+	CronSpec	spec;
+	TimestampTz result;
+	bool		found;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("schedule must not be NULL")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", next ? "after" : "before")));
+	schedule = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	from = PG_GETARG_TIMESTAMPTZ(1);
+	tzname = PG_ARGISNULL(2) ? cron_timezone() : text_to_cstring(PG_GETARG_TEXT_PP(2));
+
+	cron_parse_or_error(schedule, &spec);
+
+	tz = pg_tzset(tzname);
+	if (tz == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("time zone \"%s\" not recognized", tzname)));
+	if (TIMESTAMP_NOT_FINITE(from))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("%s must be a finite timestamp", next ? "after" : "before")));
+
+	/* @reboot and "N seconds" jobs have no wall-clock run times */
+	if (spec.reboot || spec.interval_secs > 0)
+		PG_RETURN_NULL();
+
+	found = next ? cron_next(&spec, from, tz, &result) : cron_prev(&spec, from, tz, &result);
+	if (!found)
+		PG_RETURN_NULL();
+	PG_RETURN_TIMESTAMPTZ(result);
+}
+
+PG_FUNCTION_INFO_V1(dbops_cron_next_run);
+
+/*
+ * dbops.cron_next_run(schedule, after, timezone): the first time after
+ * "after" that the schedule fires; NULL when it never does within ten
+ * years (e.g. 30 February), for @reboot and for "N seconds".
+ */
+Datum
+dbops_cron_next_run(PG_FUNCTION_ARGS)
+{
+	return cron_run_common(fcinfo, true);
+}
+
+PG_FUNCTION_INFO_V1(dbops_cron_prev_run);
+
+/* dbops.cron_prev_run(schedule, before, timezone): the last time at or before. */
+Datum
+dbops_cron_prev_run(PG_FUNCTION_ARGS)
+{
+	return cron_run_common(fcinfo, false);
+}
+
+/*
+ * Version of pg_cron installed in this database, or NULL.  Runs under SPI
+ * (connected by the caller).
+ */
+static char *
+cron_installed_version(void)
+{
+	int			ret;
+
+	if (!OidIsValid(get_extension_oid("pg_cron", true)))
+		return NULL;
+	ret = SPI_execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'",
+					  true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_extension: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+PG_FUNCTION_INFO_V1(dbops_cron_status);
+
+/*
+ * dbops.cron_status(): whether pg_cron is loaded, the database it keeps its
+ * jobs in, whether (and which version) it is installed in this database,
+ * and the settings dbops depends on.  pg_cron's settings are reserved to
+ * superusers and pg_read_all_settings; only these few are shown here.
+ */
+Datum
+dbops_cron_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[6];
+	bool		nulls[6] = {0};
+	const char *crondb = cron_setting("cron.database_name");
+	const char *logrun = cron_setting("cron.log_run");
+	char	   *version;
+	bool		b;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	SPI_connect();
+	version = cron_installed_version();
+	if (version)
+		values[3] = CStringGetTextDatum(version);
+	else
+		nulls[3] = true;
+	SPI_finish();
+
+	values[0] = BoolGetDatum(crondb != NULL);
+	if (crondb)
+		values[1] = CStringGetTextDatum(crondb);
+	else
+		nulls[1] = true;
+	values[2] = BoolGetDatum(!nulls[3]);
+	if (logrun && parse_bool(logrun, &b))
+		values[4] = BoolGetDatum(b);
+	else
+		nulls[4] = true;
+	if (crondb)
+		values[5] = CStringGetTextDatum(cron_timezone());
+	else
+		nulls[5] = true;
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* Append s to buf on one line, cut to about limit bytes. */
+static void
+append_clipped(StringInfo buf, const char *s, int limit)
+{
+	int			len = strlen(s);
+	int			cut;
+
+	while (len > 0 && isspace((unsigned char) s[len - 1]))
+		len--;
+	cut = pg_mbcliplen(s, len, limit);
+	for (int i = 0; i < cut; i++)
+		appendStringInfoChar(buf, (s[i] == '\n' || s[i] == '\r' || s[i] == '\t') ? ' ' : s[i]);
+	if (cut < len)
+		appendStringInfoString(buf, "...");
+}
+
+/*
+ * cron_failures: pg_cron jobs whose last run failed, and dbops jobs that did
+ * not run when their schedule said they should have (dbops.jobs.missed_run).
+ * The value is the number of such jobs.  Reads pg_cron's tables through
+ * dbops.cron_jobs(), which sees every role's jobs (pg_cron's row-level
+ * security shows a role only its own).
+ */
+void
+dbops_check_cron_failures(DbopsCheckResult *res)
+{
+	const char *crondb = cron_setting("cron.database_name");
+	const char *logrun = cron_setting("cron.log_run");
+	char	   *version;
+	int			ret;
+	uint64		njobs;
+	int			nbad = 0;
+	int			ndbops = 0;
+	bool		b;
+
+	version = cron_installed_version();
+	if (version == NULL)
+	{
+		char	   *here = get_database_name(MyDatabaseId);
+
+		if (crondb == NULL)
+		{
+			dbops_check_skip(res, "pg_cron is not loaded (it is not in shared_preload_libraries)");
+			appendStringInfoString(&res->hint,
+								   "To schedule jobs, add pg_cron to shared_preload_libraries, restart, and run CREATE EXTENSION pg_cron; or disable this check in dbops.health_thresholds.");
+		}
+		else if (here == NULL || strcmp(crondb, here) != 0)
+		{
+			dbops_check_skip(res, "pg_cron keeps its jobs in database \"%s\" (cron.database_name), not in this one",
+							 crondb);
+			appendStringInfo(&res->hint, "Run dbops.health() in database \"%s\" to see its jobs.", crondb);
+		}
+		else
+		{
+			dbops_check_skip(res, "pg_cron is loaded but not installed in this database");
+			appendStringInfoString(&res->hint, "Run CREATE EXTENSION pg_cron in this database.");
+		}
+		return;
+	}
+	if (logrun && parse_bool(logrun, &b) && !b)
+	{
+		dbops_check_unknown(res, "cron.log_run is off: pg_cron does not record job runs");
+		appendStringInfoString(&res->hint, "Set cron.log_run = on (and restart) to have job runs recorded in cron.job_run_details.");
+		return;
+	}
+
+	ret = SPI_execute("SELECT job_name, jobid, database, is_dbops, last_status, "
+					  "       to_char(last_start, 'YYYY-MM-DD HH24:MI:SSOF'), last_message, "
+					  "       to_char(missed_run, 'YYYY-MM-DD HH24:MI:SSOF') "
+					  "FROM dbops.cron_jobs() "
+					  "ORDER BY missed_run IS NULL, last_start DESC NULLS LAST, jobid",
+					  true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read dbops.cron_jobs(): %s", SPI_result_code_string(ret));
+	njobs = SPI_processed;
+
+	for (uint64 i = 0; i < njobs; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *name = SPI_getvalue(tup, desc, 1);
+		char	   *jobid = SPI_getvalue(tup, desc, 2);
+		char	   *db = SPI_getvalue(tup, desc, 3);
+		bool		isnull;
+		bool		is_dbops = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		char	   *status = SPI_getvalue(tup, desc, 5);
+		char	   *missed = SPI_getvalue(tup, desc, 8);
+		bool		failed = status != NULL && strcmp(status, "failed") == 0;
+
+		CHECK_FOR_INTERRUPTS();
+
+		if (is_dbops)
+			ndbops++;
+		if (!failed && missed == NULL)
+			continue;
+
+		if (++nbad > CRON_DETAIL_JOBS)
+			continue;
+		appendStringInfoString(&res->detail, nbad == 1 ? ": " : "; ");
+		appendStringInfo(&res->detail, "%s (job %s, database %s)",
+						 name ? name : "(unnamed)", jobid, db ? db : "?");
+		if (missed)
+			appendStringInfo(&res->detail, " did not run at %s", missed);
+		if (missed && failed)
+			appendStringInfoString(&res->detail, " and");
+		if (failed)
+		{
+			char	   *start = SPI_getvalue(tup, desc, 6);
+			char	   *msg = SPI_getvalue(tup, desc, 7);
+
+			appendStringInfo(&res->detail, " failed at %s", start ? start : "?");
+			if (msg && msg[0])
+			{
+				appendStringInfoString(&res->detail, ": ");
+				append_clipped(&res->detail, msg, 120);
+			}
+		}
+	}
+
+	dbops_check_value(res, nbad, "jobs");
+	if (nbad == 0)
+	{
+		appendStringInfo(&res->detail, "%lu pg_cron jobs (%d of dbops), none failing or late",
+						 (unsigned long) njobs, ndbops);
+		return;
+	}
+
+	/* put the count in front of the culprits listed above */
+	{
+		StringInfoData head;
+
+		initStringInfo(&head);
+		appendStringInfo(&head, "%d of %lu pg_cron jobs failing or late",
+						 nbad, (unsigned long) njobs);
+		appendStringInfoString(&head, res->detail.data);
+		if (nbad > CRON_DETAIL_JOBS)
+			appendStringInfo(&head, "; and %d more", nbad - CRON_DETAIL_JOBS);
+		resetStringInfo(&res->detail);
+		appendStringInfoString(&res->detail, head.data);
+		pfree(head.data);
+	}
+	appendStringInfoString(&res->hint,
+						   "See SELECT * FROM dbops.jobs and cron.job_run_details for the errors; fix the job or its privileges. "
+						   "A job that did not run points at the pg_cron launcher: check the server log and cron.max_running_jobs.");
+}

@@ -1,0 +1,625 @@
+
+-- ---------------------------------------------------------------------------
+-- scheduling: pg_cron jobs for the recurring pieces, their state, health and
+-- bloat history, and the health report in Prometheus format
+-- ---------------------------------------------------------------------------
+--
+-- Nothing here refers to pg_cron's objects at install time: pg_cron may be
+-- created after dbops, live in another database, or not be there at all.
+-- The job commands call purge, bloat and reap_idle by name, resolved when
+-- the job runs.
+
+INSERT INTO dbops.health_thresholds (check_name, warning, critical) VALUES
+    ('cron_failures', 1, NULL);
+
+CREATE FUNCTION dbops.cron_next_run(
+    schedule text, after timestamptz DEFAULT now(), timezone text DEFAULT NULL)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'dbops_cron_next_run'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION dbops.cron_next_run(text, timestamptz, text) IS
+    'First time after "after" that a pg_cron schedule fires (in cron.timezone, or GMT)';
+
+CREATE FUNCTION dbops.cron_prev_run(
+    schedule text, before timestamptz DEFAULT now(), timezone text DEFAULT NULL)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'dbops_cron_prev_run'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION dbops.cron_prev_run(text, timestamptz, text) IS
+    'Last time at or before "before" that a pg_cron schedule fired (in cron.timezone, or GMT)';
+
+CREATE FUNCTION dbops.cron_status(
+    OUT loaded boolean, OUT cron_database text, OUT installed boolean,
+    OUT version text, OUT log_run boolean, OUT timezone text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'dbops_cron_status'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION dbops.cron_status() IS
+    'Whether pg_cron is loaded, the database it keeps jobs in, whether it is installed here';
+
+-- Raises the error that says what is missing unless pg_cron is usable from
+-- this database; returns its installed version.
+CREATE FUNCTION dbops.require_pg_cron()
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st record;
+BEGIN
+    st := dbops.cron_status();
+    IF st.installed THEN
+        IF string_to_array(split_part(st.version, '-', 1), '.')::int[] < '{1,3}' THEN
+            RAISE EXCEPTION 'pg_cron % is too old for dbops', st.version
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'Run ALTER EXTENSION pg_cron UPDATE (dbops needs pg_cron 1.4 or later).';
+        END IF;
+        RETURN st.version;
+    END IF;
+    IF NOT st.loaded THEN
+        RAISE EXCEPTION 'pg_cron is not available on this server'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'pg_cron is not loaded: it is not in shared_preload_libraries.',
+                  HINT = 'Add pg_cron to shared_preload_libraries, restart the server, and run '
+                         'CREATE EXTENSION pg_cron in the database named by cron.database_name.';
+    END IF;
+    IF st.cron_database IS DISTINCT FROM current_database() THEN
+        RAISE EXCEPTION 'pg_cron keeps its jobs in database "%", not in "%"',
+                st.cron_database, current_database()
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'pg_cron schedules and records jobs only in the database named by cron.database_name.',
+                  HINT = format('Connect to database %I, CREATE EXTENSION dbops there, and use '
+                                'dbops.schedule(database => %L) and dbops.jobs from there.',
+                                st.cron_database, current_database());
+    END IF;
+    RAISE EXCEPTION 'pg_cron is not installed in this database'
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              DETAIL = 'pg_cron is in shared_preload_libraries and cron.database_name names this database.',
+              HINT = 'Run CREATE EXTENSION pg_cron in this database.';
+END;
+$$;
+COMMENT ON FUNCTION dbops.require_pg_cron() IS
+    'Error saying what is missing unless pg_cron is usable here; else its version';
+
+-- When each dbops job was last created or changed by dbops.schedule(): runs
+-- due before that are not expected (dbops.jobs.missed_run).
+CREATE TABLE dbops.scheduled_jobs (
+    job_name     text NOT NULL,
+    username     text NOT NULL,
+    database     text NOT NULL,
+    schedule     text NOT NULL,
+    command      text NOT NULL,
+    scheduled_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (job_name, username)
+);
+COMMENT ON TABLE dbops.scheduled_jobs IS
+    'dbops jobs as dbops.schedule() last set them, and when';
+SELECT pg_catalog.pg_extension_config_dump('dbops.scheduled_jobs', '');
+GRANT SELECT ON dbops.scheduled_jobs TO pg_monitor;
+
+CREATE TABLE dbops.health_history (
+    taken_at    timestamptz NOT NULL,
+    check_name  text NOT NULL,
+    status      text NOT NULL,
+    value       numeric,
+    unit        text,
+    detail      text,
+    PRIMARY KEY (check_name, taken_at)
+);
+CREATE INDEX health_history_taken_at_idx ON dbops.health_history (taken_at);
+COMMENT ON TABLE dbops.health_history IS
+    'dbops.health() snapshots taken by dbops.health_snapshot(); kept for its "keep" interval';
+SELECT pg_catalog.pg_extension_config_dump('dbops.health_history', '');
+GRANT SELECT ON dbops.health_history TO pg_monitor;
+
+CREATE TABLE dbops.bloat_history (
+    taken_at     timestamptz NOT NULL,
+    relid        oid NOT NULL,
+    relation     text NOT NULL,
+    kind         text NOT NULL,
+    method       text,
+    size_bytes   bigint,
+    bloat_bytes  bigint,
+    bloat_pct    numeric,
+    PRIMARY KEY (relid, kind, taken_at)
+);
+CREATE INDEX bloat_history_taken_at_idx ON dbops.bloat_history (taken_at);
+COMMENT ON TABLE dbops.bloat_history IS
+    'dbops.bloat() snapshots taken by dbops.bloat_snapshot(); kept for its "keep" interval';
+SELECT pg_catalog.pg_extension_config_dump('dbops.bloat_history', '');
+GRANT SELECT ON dbops.bloat_history TO pg_monitor;
+
+CREATE FUNCTION dbops.health_snapshot(
+    keep interval DEFAULT '14 days',
+    OUT inserted bigint, OUT deleted bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF keep IS NULL THEN
+        RAISE EXCEPTION 'keep must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'History older than keep is deleted, e.g. keep => ''14 days''.';
+    END IF;
+    IF keep <= interval '0' THEN
+        RAISE EXCEPTION 'keep must be a positive interval, not %', keep
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'History older than keep is deleted, e.g. keep => ''14 days''.';
+    END IF;
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot take a health snapshot on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Schedule dbops.health_snapshot() on the primary.';
+    END IF;
+    INSERT INTO dbops.health_history AS h (taken_at, check_name, status, value, unit, detail)
+    SELECT now(), r.check_name, r.status, r.value, r.unit, r.detail
+    FROM dbops.health() r
+    ON CONFLICT (check_name, taken_at) DO UPDATE
+        SET status = excluded.status, value = excluded.value,
+            unit = excluded.unit, detail = excluded.detail;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    DELETE FROM dbops.health_history h WHERE h.taken_at < now() - keep;
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops.health_snapshot(interval) FROM PUBLIC;
+COMMENT ON FUNCTION dbops.health_snapshot(interval) IS
+    'Append dbops.health() to dbops.health_history and delete history older than keep';
+
+CREATE FUNCTION dbops.bloat_snapshot(
+    keep interval DEFAULT '90 days',
+    method text DEFAULT 'auto',
+    min_size bigint DEFAULT 1048576,
+    OUT inserted bigint, OUT deleted bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF keep IS NULL THEN
+        RAISE EXCEPTION 'keep must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'History older than keep is deleted, e.g. keep => ''90 days''.';
+    END IF;
+    IF keep <= interval '0' THEN
+        RAISE EXCEPTION 'keep must be a positive interval, not %', keep
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'History older than keep is deleted, e.g. keep => ''90 days''.';
+    END IF;
+    IF method IS NULL THEN
+        RAISE EXCEPTION 'method must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Use one of the methods of dbops.bloat(), e.g. ''auto''.';
+    END IF;
+    IF min_size IS NULL OR min_size < 0 THEN
+        RAISE EXCEPTION 'min_size must be zero or more bytes, not %', coalesce(min_size::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot take a bloat snapshot on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Schedule dbops.bloat_snapshot() on the primary.';
+    END IF;
+    INSERT INTO dbops.bloat_history AS h
+        (taken_at, relid, relation, kind, method, size_bytes, bloat_bytes, bloat_pct)
+    SELECT now(), b.relation::oid, b.relation::text, b.kind, b.method,
+           b.size_bytes, b.bloat_bytes, b.bloat_pct
+    FROM dbops.bloat(NULL, bloat_snapshot.method) b
+    WHERE b.size_bytes >= min_size
+    ON CONFLICT (relid, kind, taken_at) DO UPDATE
+        SET relation = excluded.relation, method = excluded.method,
+            size_bytes = excluded.size_bytes, bloat_bytes = excluded.bloat_bytes,
+            bloat_pct = excluded.bloat_pct;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    DELETE FROM dbops.bloat_history h WHERE h.taken_at < now() - keep;
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops.bloat_snapshot(interval, text, bigint) FROM PUBLIC;
+COMMENT ON FUNCTION dbops.bloat_snapshot(interval, text, bigint) IS
+    'Append dbops.bloat() for relations of at least min_size bytes to dbops.bloat_history; delete history older than keep';
+
+CREATE FUNCTION dbops.health_trend(
+    check_name text, since interval DEFAULT '1 day')
+RETURNS TABLE (taken_at timestamptz, status text, value numeric, change numeric,
+               unit text, detail text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF health_trend.check_name IS NULL THEN
+        RAISE EXCEPTION 'check_name must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Name a check of dbops.health(), e.g. ''connections''.';
+    END IF;
+    IF since IS NULL THEN
+        RAISE EXCEPTION 'since must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'For example since => ''1 day''.';
+    END IF;
+    IF since <= interval '0' THEN
+        RAISE EXCEPTION 'since must be a positive interval, not %', since
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example since => ''1 day''.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM dbops.health_thresholds t
+                   WHERE t.check_name = health_trend.check_name)
+       AND NOT EXISTS (SELECT 1 FROM dbops.health_history h
+                       WHERE h.check_name = health_trend.check_name) THEN
+        RAISE EXCEPTION 'unknown health check "%"', health_trend.check_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'The checks are listed in dbops.health_thresholds.';
+    END IF;
+    RETURN QUERY
+        SELECT h.taken_at, h.status, h.value,
+               h.value - lag(h.value) OVER (ORDER BY h.taken_at),
+               h.unit, h.detail
+        FROM dbops.health_history h
+        WHERE h.check_name = health_trend.check_name
+          AND h.taken_at >= now() - since
+        ORDER BY h.taken_at;
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops.health_trend(text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dbops.health_trend(text, interval) TO pg_monitor;
+COMMENT ON FUNCTION dbops.health_trend(text, interval) IS
+    'How one check moved: its snapshots in dbops.health_history since "since" ago, with the change from the previous one';
+
+-- Every pg_cron job with its last run; dbops jobs also with their command and
+-- whether a run they were due for did not happen.  SECURITY DEFINER because
+-- pg_cron's row-level security shows a role only its own jobs: monitoring
+-- needs all of them.  Commands of other jobs are not shown.
+CREATE FUNCTION dbops.cron_jobs(
+    OUT job_name text, OUT jobid bigint, OUT database text, OUT username text,
+    OUT schedule text, OUT active boolean, OUT is_dbops boolean,
+    OUT last_start timestamptz, OUT last_duration interval, OUT last_status text,
+    OUT last_message text, OUT failures_24h bigint,
+    OUT next_run timestamptz, OUT missed_run timestamptz, OUT command text)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    log_run boolean;
+BEGIN
+    PERFORM dbops.require_pg_cron();
+    log_run := coalesce((dbops.cron_status()).log_run, true);
+    RETURN QUERY
+    WITH last AS (
+        SELECT DISTINCT ON (d.jobid) d.jobid, d.status, d.return_message,
+               d.start_time, d.end_time
+        FROM cron.job_run_details d
+        ORDER BY d.jobid, d.runid DESC
+    ), agg AS (
+        SELECT d.jobid, max(d.start_time) AS latest_start,
+               count(*) FILTER (WHERE d.status = 'failed'
+                                  AND d.start_time > now() - interval '1 day') AS failures
+        FROM cron.job_run_details d
+        GROUP BY d.jobid
+    ), jobs AS (
+        SELECT j.*, j.jobname::text AS name,
+               j.jobname ~ '^dbops-(purge|health-snapshot|bloat-snapshot|reap|cron-history)(@.+)?$'
+                   AS dbops_job,
+               j.schedule ~* '^\s*[0-9]+\s*seconds?\s*$' AS every_seconds
+        FROM cron.job j
+    )
+    SELECT j.name, j.jobid, j.database, j.username, j.schedule, j.active, j.dbops_job,
+           l.start_time, l.end_time - l.start_time, l.status,
+           nullif(btrim(l.return_message, E' \n\r\t'), ''),
+           coalesce(a.failures, 0),
+           CASE WHEN j.active AND NOT j.every_seconds
+                THEN dbops.cron_next_run(j.schedule, now()) END,
+           CASE WHEN due.due_at > r.scheduled_at
+                 AND (a.latest_start IS NULL OR a.latest_start < due.due_at)
+                 AND coalesce(l.status, '') NOT IN ('starting', 'running', 'sending', 'connecting')
+                THEN due.due_at END,
+           CASE WHEN j.dbops_job THEN j.command END
+    FROM jobs j
+    LEFT JOIN last l ON l.jobid = j.jobid
+    LEFT JOIN agg a ON a.jobid = j.jobid
+    LEFT JOIN dbops.scheduled_jobs r
+           ON r.job_name = j.name AND r.username = j.username
+    LEFT JOIN LATERAL (
+        SELECT dbops.cron_prev_run(j.schedule, now() - interval '5 minutes') AS due_at
+        WHERE j.dbops_job AND j.active AND log_run AND NOT j.every_seconds
+          AND r.scheduled_at IS NOT NULL
+    ) due ON true
+    ORDER BY j.name, j.jobid;
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops.cron_jobs() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dbops.cron_jobs() TO pg_monitor;
+COMMENT ON FUNCTION dbops.cron_jobs() IS
+    'Every pg_cron job with its last run, next run and (dbops jobs) any missed run';
+
+CREATE VIEW dbops.jobs AS
+    SELECT job_name, jobid, database, username, schedule, active,
+           last_start, last_duration, last_status, last_message,
+           next_run, missed_run, failures_24h, command
+    FROM dbops.cron_jobs()
+    WHERE is_dbops;
+COMMENT ON VIEW dbops.jobs IS
+    'The pg_cron jobs dbops.schedule() manages: schedule, last run, next run';
+GRANT SELECT ON dbops.jobs TO pg_monitor;
+
+CREATE FUNCTION dbops.schedule(
+    purge text DEFAULT '*/15 * * * *',
+    health_snapshot text DEFAULT '*/5 * * * *',
+    bloat_snapshot text DEFAULT '30 3 * * *',
+    reap text DEFAULT NULL,
+    cron_history_keep interval DEFAULT '7 days',
+    database text DEFAULT NULL,
+    health_history_keep interval DEFAULT '14 days',
+    bloat_history_keep interval DEFAULT '90 days',
+    reap_idle_for interval DEFAULT '1 hour',
+    OUT job_name text, OUT action text, OUT jobid bigint, OUT dbname text,
+    OUT schedule text, OUT active boolean, OUT command text)
+RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET IntervalStyle = 'postgres'
+AS $$
+#variable_conflict use_variable
+DECLARE
+    target text := coalesce($6, current_database());
+    suffix text;
+    crondb text;
+    v text;
+    spec record;
+    cur record;
+    id bigint;
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot schedule jobs on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Run dbops.schedule() on the primary: pg_cron runs jobs only there.';
+    END IF;
+    v := dbops.require_pg_cron();
+    IF string_to_array(split_part(v, '-', 1), '.')::int[] < '{1,4}' THEN
+        RAISE EXCEPTION 'dbops.schedule() needs pg_cron 1.4 or later, not %', v
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Run ALTER EXTENSION pg_cron UPDATE.';
+    END IF;
+    crondb := (dbops.cron_status()).cron_database;
+
+    IF NOT EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = target) THEN
+        RAISE EXCEPTION 'database "%" does not exist', target
+            USING ERRCODE = 'invalid_catalog_name',
+                  HINT = 'database names the database the jobs run in; dbops must be installed there.';
+    END IF;
+    suffix := CASE WHEN target = current_database() THEN '' ELSE '@' || target END;
+    IF octet_length('dbops-health-snapshot' || suffix) > 63 THEN
+        RAISE EXCEPTION 'database name "%" is too long for a pg_cron job name', target
+            USING ERRCODE = 'name_too_long',
+                  HINT = 'Job names are "dbops-<job>@<database>" and pg_cron keeps 63 bytes of them.';
+    END IF;
+
+    -- check every argument before changing anything
+    FOR spec IN
+        SELECT * FROM (VALUES ('purge', purge), ('health_snapshot', health_snapshot),
+                              ('bloat_snapshot', bloat_snapshot), ('reap', reap)) AS a(arg, sched)
+        WHERE a.sched IS NOT NULL
+    LOOP
+        BEGIN
+            PERFORM dbops.cron_next_run(spec.sched, now(), 'GMT');
+        EXCEPTION WHEN invalid_parameter_value THEN
+            GET STACKED DIAGNOSTICS v = PG_EXCEPTION_DETAIL;
+            RAISE EXCEPTION 'invalid schedule for %: "%"', spec.arg, spec.sched
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = v,
+                      HINT = 'Write five fields "minute hour day-of-month month day-of-week" '
+                             '(for example ''30 3 * * *''), or @hourly, @daily, ...; NULL removes the job.';
+        END;
+    END LOOP;
+    FOR spec IN
+        SELECT * FROM (VALUES ('cron_history_keep', cron_history_keep, true),
+                              ('health_history_keep', health_history_keep, health_snapshot IS NOT NULL),
+                              ('bloat_history_keep', bloat_history_keep, bloat_snapshot IS NOT NULL),
+                              ('reap_idle_for', reap_idle_for, reap IS NOT NULL)) AS a(arg, val, used)
+        WHERE a.used
+    LOOP
+        IF spec.val IS NULL AND spec.arg <> 'cron_history_keep' THEN
+            RAISE EXCEPTION '% must not be NULL', spec.arg
+                USING ERRCODE = 'null_value_not_allowed';
+        END IF;
+        IF spec.val <= interval '0' THEN
+            RAISE EXCEPTION '% must be a positive interval, not %', spec.arg, spec.val
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+
+    FOR spec IN
+        SELECT * FROM (VALUES
+            (1, 'dbops-purge' || suffix, purge, 'CALL dbops.purge()', target),
+            (2, 'dbops-health-snapshot' || suffix, health_snapshot,
+                format('SELECT * FROM dbops.health_snapshot(keep => %L)', health_history_keep), target),
+            (3, 'dbops-bloat-snapshot' || suffix, bloat_snapshot,
+                format('SELECT * FROM dbops.bloat_snapshot(keep => %L)', bloat_history_keep), target),
+            (4, 'dbops-reap' || suffix, reap,
+                format('SELECT count(*) FROM dbops.reap_idle(idle_for => %L, dry_run => false)',
+                       reap_idle_for), target),
+            (5, 'dbops-cron-history', CASE WHEN cron_history_keep IS NOT NULL THEN '7 * * * *' END,
+                format('DELETE FROM cron.job_run_details WHERE end_time < now() - %L::interval',
+                       cron_history_keep), current_database())
+        ) AS s(ord, name, sched, cmd, db)
+        ORDER BY s.ord
+    LOOP
+        SELECT j.jobid, j.schedule, j.command, j.database, j.active INTO cur
+        FROM cron.job j
+        WHERE j.jobname = spec.name AND j.username = current_user;
+
+        IF spec.sched IS NULL THEN
+            IF cur.jobid IS NULL THEN
+                CONTINUE;
+            END IF;
+            PERFORM cron.unschedule(spec.name);
+            DELETE FROM dbops.scheduled_jobs r
+            WHERE r.job_name = spec.name AND r.username = current_user;
+            job_name := spec.name; action := 'removed'; jobid := cur.jobid;
+            dbname := cur.database; schedule := cur.schedule; active := cur.active;
+            command := cur.command;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+
+        IF cur.jobid IS NOT NULL AND cur.schedule = spec.sched AND cur.command = spec.cmd
+           AND cur.database = spec.db THEN
+            action := 'unchanged';
+            id := cur.jobid;
+            INSERT INTO dbops.scheduled_jobs AS r (job_name, username, database, schedule, command)
+            VALUES (spec.name, current_user, spec.db, spec.sched, spec.cmd)
+            ON CONFLICT ON CONSTRAINT scheduled_jobs_pkey DO NOTHING;
+        ELSE
+            IF cur.jobid IS NOT NULL AND cur.database <> spec.db THEN
+                -- pg_cron 1.4 keeps the database of an existing job: start over
+                PERFORM cron.unschedule(spec.name);
+            END IF;
+            IF spec.db = crondb THEN
+                id := cron.schedule(spec.name, spec.sched, spec.cmd);
+            ELSE
+                id := cron.schedule_in_database(spec.name, spec.sched, spec.cmd, spec.db);
+            END IF;
+            action := CASE WHEN cur.jobid IS NULL THEN 'created' ELSE 'updated' END;
+            INSERT INTO dbops.scheduled_jobs AS r (job_name, username, database, schedule, command)
+            VALUES (spec.name, current_user, spec.db, spec.sched, spec.cmd)
+            ON CONFLICT ON CONSTRAINT scheduled_jobs_pkey DO UPDATE
+                SET database = excluded.database, schedule = excluded.schedule,
+                    command = excluded.command, scheduled_at = excluded.scheduled_at;
+        END IF;
+
+        SELECT j.jobid, j.database, j.schedule, j.active, j.command
+        INTO jobid, dbname, schedule, active, command
+        FROM cron.job j WHERE j.jobid = id;
+        job_name := spec.name;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops.schedule(text, text, text, text, interval, text, interval, interval, interval)
+    FROM PUBLIC;
+COMMENT ON FUNCTION dbops.schedule(text, text, text, text, interval, text, interval, interval, interval) IS
+    'Create, update or (NULL schedule) remove the dbops pg_cron jobs; idempotent';
+
+CREATE FUNCTION dbops.unschedule(
+    database text DEFAULT NULL,
+    OUT job_name text, OUT action text, OUT jobid bigint, OUT dbname text,
+    OUT schedule text, OUT active boolean, OUT command text)
+RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    names text[];
+    j record;
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot unschedule jobs on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Run dbops.unschedule() on the primary.';
+    END IF;
+    PERFORM dbops.require_pg_cron();
+    IF unschedule.database IS NOT NULL THEN
+        names := ARRAY(SELECT 'dbops-' || n
+                              || CASE WHEN unschedule.database = current_database() THEN ''
+                                      ELSE '@' || unschedule.database END
+                       FROM unnest('{purge,health-snapshot,bloat-snapshot,reap}'::text[]) AS n);
+    END IF;
+    FOR j IN
+        SELECT c.jobid, c.jobname::text AS name, c.database, c.schedule, c.active, c.command
+        FROM cron.job c
+        WHERE c.username = current_user
+          AND CASE WHEN names IS NULL
+                   THEN c.jobname ~ '^dbops-(purge|health-snapshot|bloat-snapshot|reap|cron-history)(@.+)?$'
+                   ELSE c.jobname::text = ANY (names) END
+        ORDER BY c.jobid
+    LOOP
+        PERFORM cron.unschedule(j.name);
+        DELETE FROM dbops.scheduled_jobs r
+        WHERE r.job_name = j.name AND r.username = current_user;
+        job_name := j.name; action := 'removed'; jobid := j.jobid; dbname := j.database;
+        schedule := j.schedule; active := j.active; command := j.command;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops.unschedule(text) FROM PUBLIC;
+COMMENT ON FUNCTION dbops.unschedule(text) IS
+    'Remove the dbops pg_cron jobs of this role (all of them, or those running in one database)';
+
+-- The health report in the Prometheus text exposition format (0.0.4).
+CREATE FUNCTION dbops.health_metrics()
+RETURNS text
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH h AS MATERIALIZED (
+    SELECT row_number() OVER () AS ord, r.*
+    FROM dbops.health() r
+), l AS (
+    -- label values escaped: backslash, double quote, line feed
+    SELECT h.*,
+           replace(replace(replace(h.check_name, E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n') AS lcheck,
+           replace(replace(replace(coalesce(h.unit, ''), E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n') AS lunit,
+           replace(replace(replace(left(coalesce(h.detail, ''), 200), E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n') AS ldetail
+    FROM h
+), db AS (
+    SELECT replace(replace(replace(current_database(), E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n') AS ldb
+), statuses(status, severity) AS (
+    VALUES ('ok', 0), ('skipped', 1), ('unknown', 2), ('warning', 3), ('critical', 4)
+), overall AS (
+    SELECT coalesce(max(s.severity), 0) AS severity
+    FROM h JOIN statuses s ON s.status = h.status
+), lines(family, ord, sub, line) AS (
+    SELECT 1, 0, 0, E'# HELP dbops_check_value Value of a dbops.health() check, in the unit of its unit label.\n'
+                    '# TYPE dbops_check_value gauge'
+    UNION ALL
+    SELECT 1, l.ord, 0,
+           format('dbops_check_value{database="%s",check="%s",unit="%s"} %s', db.ldb, l.lcheck, l.lunit,
+                  CASE WHEN l.value = 'NaN' THEN 'NaN'
+                       WHEN l.value = 'Infinity' THEN '+Inf'
+                       WHEN l.value = '-Infinity' THEN '-Inf'
+                       ELSE (l.value::float8)::text END)
+    FROM l, db WHERE l.value IS NOT NULL
+    UNION ALL
+    SELECT 2, 0, 0, E'# HELP dbops_check_status Status of a dbops.health() check: 1 for its current status, 0 for the others.\n'
+                    '# TYPE dbops_check_status gauge'
+    UNION ALL
+    SELECT 2, l.ord, s.severity,
+           format('dbops_check_status{database="%s",check="%s",status="%s"} %s', db.ldb, l.lcheck, s.status,
+                  CASE WHEN l.status = s.status THEN 1 ELSE 0 END)
+    FROM l, db, statuses s
+    UNION ALL
+    SELECT 3, 0, 0, E'# HELP dbops_check_threshold Warning and critical thresholds of a dbops.health() check.\n'
+                    '# TYPE dbops_check_threshold gauge'
+    UNION ALL
+    SELECT 3, l.ord, t.sub,
+           format('dbops_check_threshold{database="%s",check="%s",level="%s"} %s', db.ldb, l.lcheck, t.level,
+                  (t.v::float8)::text)
+    FROM l, db,
+         LATERAL (VALUES (1, 'warning', l.warning), (2, 'critical', l.critical)) AS t(sub, level, v)
+    WHERE t.v IS NOT NULL
+    UNION ALL
+    SELECT 4, 0, 0, E'# HELP dbops_check_detail Detail (culprits) of a dbops.health() check that is not ok, cut to 200 characters.\n'
+                    '# TYPE dbops_check_detail gauge'
+    UNION ALL
+    SELECT 4, l.ord, 0,
+           format('dbops_check_detail{database="%s",check="%s",status="%s",detail="%s"} 1',
+                  db.ldb, l.lcheck, l.status, l.ldetail)
+    FROM l, db WHERE l.status <> 'ok'
+    UNION ALL
+    SELECT 5, 0, 0, E'# HELP dbops_health_status Worst status of the dbops.health() report: 0 ok, 1 skipped, 2 unknown, 3 warning, 4 critical.\n'
+                    '# TYPE dbops_health_status gauge'
+    UNION ALL
+    SELECT 5, 1, 0, format('dbops_health_status{database="%s"} %s', db.ldb, o.severity)
+    FROM db, overall o
+)
+SELECT string_agg(line, E'\n' ORDER BY family, ord, sub) || E'\n'
+FROM lines
+$$;
+GRANT EXECUTE ON FUNCTION dbops.health_metrics() TO pg_monitor;
+COMMENT ON FUNCTION dbops.health_metrics() IS
+    'The dbops.health() report in the Prometheus text exposition format';
