@@ -3,7 +3,8 @@
  * schedule.c
  *	  What the pg_cron scheduling needs from C: an evaluator of pg_cron's
  *	  schedule syntax (next and previous run times), the state of pg_cron on
- *	  this server, and the cron_failures health check.
+ *	  this server, the cron_failures health check, and the health report in
+ *	  the Prometheus text format.
  *
  * The evaluator follows pg_cron's parser (a reduced Vixie cron): five
  * fields "minute hour day-of-month month day-of-week" with lists, ranges,
@@ -31,6 +32,7 @@
 #include "pgtime.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/float.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
@@ -249,7 +251,7 @@ cron_parse(const char *schedule, CronSpec *spec)
 		if (*p != '\0')
 			return psprintf("unexpected \"%s\" after @%.*s", p, len, word);
 
-#define WORD_IS(w) (len == strlen(w) && strncmp(word, w, len) == 0)
+#define WORD_IS(w) (len == (int) strlen(w) && strncmp(word, w, len) == 0)
 		if (WORD_IS("reboot") || WORD_IS("restart"))
 		{
 			spec->reboot = true;
@@ -862,4 +864,208 @@ dbops_check_cron_failures(DbopsCheckResult *res)
 	appendStringInfoString(&res->hint,
 						   "See SELECT * FROM dbops.jobs and cron.job_run_details for the errors; fix the job or its privileges. "
 						   "A job that did not run points at the pg_cron launcher: check the server log and cron.max_running_jobs.");
+}
+
+/* Append a label value, escaped for the Prometheus text format. */
+static void
+append_label_value(StringInfo buf, const char *s, int maxbytes)
+{
+	int			len = strlen(s);
+
+	if (maxbytes > 0 && len > maxbytes)
+		len = pg_mbcliplen(s, len, maxbytes);
+	for (int i = 0; i < len; i++)
+	{
+		switch (s[i])
+		{
+			case '\\':
+				appendStringInfoString(buf, "\\\\");
+				break;
+			case '"':
+				appendStringInfoString(buf, "\\\"");
+				break;
+			case '\n':
+				appendStringInfoString(buf, "\\n");
+				break;
+			default:
+				appendStringInfoChar(buf, s[i]);
+		}
+	}
+}
+
+/* Append a sample value: Go's float syntax, +Inf/-Inf/NaN spelled its way. */
+static void
+append_sample_value(StringInfo buf, double v)
+{
+	if (isnan(v))
+		appendStringInfoString(buf, "NaN");
+	else if (isinf(v))
+		appendStringInfoString(buf, v > 0 ? "+Inf" : "-Inf");
+	else
+		appendStringInfoString(buf, float8out_internal(v));
+}
+
+typedef struct MetricRow
+{
+	char	   *check;			/* escaped label values */
+	char	   *status;
+	char	   *unit;
+	char	   *detail;
+	bool		has_value;
+	double		value;
+	bool		has_warning;
+	double		warning;
+	bool		has_critical;
+	double		critical;
+} MetricRow;
+
+static const char *const metric_statuses[] = {
+	"ok", "skipped", "unknown", "warning", "critical"
+};
+
+static double
+metric_number(HeapTuple tup, TupleDesc desc, int col, bool *has)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	*has = !isnull;
+	return isnull ? 0 : DatumGetFloat8(DirectFunctionCall1(numeric_float8, d));
+}
+
+static char *
+metric_label(HeapTuple tup, TupleDesc desc, int col, int maxbytes)
+{
+	char	   *s = SPI_getvalue(tup, desc, col);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	if (s)
+		append_label_value(&buf, s, maxbytes);
+	return buf.data;
+}
+
+/* the query of dbops.health_metrics(), prepared once per backend */
+static SPIPlanPtr metrics_plan = NULL;
+
+PG_FUNCTION_INFO_V1(dbops_health_metrics);
+
+/*
+ * dbops.health_metrics(): dbops.health() in the Prometheus text exposition
+ * format 0.0.4.  Families are written whole, each after its HELP and TYPE
+ * lines; the detail goes out (cut to 200 bytes) only for checks that are not
+ * ok, so that the series stay bounded.
+ */
+Datum
+dbops_health_metrics(PG_FUNCTION_ARGS)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	MetricRow  *rows;
+	uint64		nrows;
+	int			worst = 0;
+	StringInfoData db;
+	StringInfoData out;
+	int			ret;
+
+	initStringInfo(&db);
+	append_label_value(&db, get_database_name(MyDatabaseId), 0);
+
+	SPI_connect();
+	if (metrics_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare("SELECT check_name, status, value, warning, critical, unit, detail "
+									   "FROM dbops.health()", 0, NULL);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the dbops.health() query: %s",
+				 SPI_result_code_string(SPI_result));
+		metrics_plan = plan;
+	}
+	ret = SPI_execute_plan(metrics_plan, NULL, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not run dbops.health(): %s", SPI_result_code_string(ret));
+	nrows = SPI_processed;
+	{
+		MemoryContext spicxt = MemoryContextSwitchTo(outer);
+
+		rows = palloc0(sizeof(MetricRow) * Max(nrows, 1));
+		for (uint64 i = 0; i < nrows; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			MetricRow  *r = &rows[i];
+
+			r->check = metric_label(tup, desc, 1, 0);
+			r->status = metric_label(tup, desc, 2, 0);
+			r->value = metric_number(tup, desc, 3, &r->has_value);
+			r->warning = metric_number(tup, desc, 4, &r->has_warning);
+			r->critical = metric_number(tup, desc, 5, &r->has_critical);
+			r->unit = metric_label(tup, desc, 6, 0);
+			r->detail = metric_label(tup, desc, 7, 200);
+			for (int s = 0; s < lengthof(metric_statuses); s++)
+				if (strcmp(r->status, metric_statuses[s]) == 0 && s > worst)
+					worst = s;
+		}
+		MemoryContextSwitchTo(spicxt);
+	}
+	SPI_finish();
+
+	initStringInfo(&out);
+	appendStringInfoString(&out,
+						   "# HELP dbops_check_value Value of a dbops.health() check, in the unit of its unit label.\n"
+						   "# TYPE dbops_check_value gauge\n");
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		if (!rows[i].has_value)
+			continue;
+		appendStringInfo(&out, "dbops_check_value{database=\"%s\",check=\"%s\",unit=\"%s\"} ",
+						 db.data, rows[i].check, rows[i].unit);
+		append_sample_value(&out, rows[i].value);
+		appendStringInfoChar(&out, '\n');
+	}
+
+	appendStringInfoString(&out,
+						   "# HELP dbops_check_status Status of a dbops.health() check: 1 for its current status, 0 for the others.\n"
+						   "# TYPE dbops_check_status gauge\n");
+	for (uint64 i = 0; i < nrows; i++)
+		for (int s = 0; s < lengthof(metric_statuses); s++)
+			appendStringInfo(&out, "dbops_check_status{database=\"%s\",check=\"%s\",status=\"%s\"} %d\n",
+							 db.data, rows[i].check, metric_statuses[s],
+							 strcmp(rows[i].status, metric_statuses[s]) == 0 ? 1 : 0);
+
+	appendStringInfoString(&out,
+						   "# HELP dbops_check_threshold Warning and critical thresholds of a dbops.health() check.\n"
+						   "# TYPE dbops_check_threshold gauge\n");
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		if (rows[i].has_warning)
+		{
+			appendStringInfo(&out, "dbops_check_threshold{database=\"%s\",check=\"%s\",level=\"warning\"} ",
+							 db.data, rows[i].check);
+			append_sample_value(&out, rows[i].warning);
+			appendStringInfoChar(&out, '\n');
+		}
+		if (rows[i].has_critical)
+		{
+			appendStringInfo(&out, "dbops_check_threshold{database=\"%s\",check=\"%s\",level=\"critical\"} ",
+							 db.data, rows[i].check);
+			append_sample_value(&out, rows[i].critical);
+			appendStringInfoChar(&out, '\n');
+		}
+	}
+
+	appendStringInfoString(&out,
+						   "# HELP dbops_check_detail Detail (culprits) of a dbops.health() check that is not ok, cut to 200 bytes.\n"
+						   "# TYPE dbops_check_detail gauge\n");
+	for (uint64 i = 0; i < nrows; i++)
+		if (strcmp(rows[i].status, "ok") != 0)
+			appendStringInfo(&out, "dbops_check_detail{database=\"%s\",check=\"%s\",status=\"%s\",detail=\"%s\"} 1\n",
+							 db.data, rows[i].check, rows[i].status, rows[i].detail);
+
+	appendStringInfo(&out,
+					 "# HELP dbops_health_status Worst status of the dbops.health() report: 0 ok, 1 skipped, 2 unknown, 3 warning, 4 critical.\n"
+					 "# TYPE dbops_health_status gauge\n"
+					 "dbops_health_status{database=\"%s\"} %d\n", db.data, worst);
+
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(out.data, out.len));
 }

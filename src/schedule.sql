@@ -553,73 +553,8 @@ COMMENT ON FUNCTION dbops.unschedule(text) IS
 -- The health report in the Prometheus text exposition format (0.0.4).
 CREATE FUNCTION dbops.health_metrics()
 RETURNS text
-LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-WITH h AS MATERIALIZED (
-    SELECT row_number() OVER () AS ord, r.*
-    FROM dbops.health() r
-), l AS (
-    -- label values escaped: backslash, double quote, line feed
-    SELECT h.*,
-           replace(replace(replace(h.check_name, E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n') AS lcheck,
-           replace(replace(replace(coalesce(h.unit, ''), E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n') AS lunit,
-           replace(replace(replace(left(coalesce(h.detail, ''), 200), E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n') AS ldetail
-    FROM h
-), db AS (
-    SELECT replace(replace(replace(current_database(), E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n') AS ldb
-), statuses(status, severity) AS (
-    VALUES ('ok', 0), ('skipped', 1), ('unknown', 2), ('warning', 3), ('critical', 4)
-), overall AS (
-    SELECT coalesce(max(s.severity), 0) AS severity
-    FROM h JOIN statuses s ON s.status = h.status
-), lines(family, ord, sub, line) AS (
-    SELECT 1, 0, 0, E'# HELP dbops_check_value Value of a dbops.health() check, in the unit of its unit label.\n'
-                    '# TYPE dbops_check_value gauge'
-    UNION ALL
-    SELECT 1, l.ord, 0,
-           format('dbops_check_value{database="%s",check="%s",unit="%s"} %s', db.ldb, l.lcheck, l.lunit,
-                  CASE WHEN l.value = 'NaN' THEN 'NaN'
-                       WHEN l.value = 'Infinity' THEN '+Inf'
-                       WHEN l.value = '-Infinity' THEN '-Inf'
-                       ELSE (l.value::float8)::text END)
-    FROM l, db WHERE l.value IS NOT NULL
-    UNION ALL
-    SELECT 2, 0, 0, E'# HELP dbops_check_status Status of a dbops.health() check: 1 for its current status, 0 for the others.\n'
-                    '# TYPE dbops_check_status gauge'
-    UNION ALL
-    SELECT 2, l.ord, s.severity,
-           format('dbops_check_status{database="%s",check="%s",status="%s"} %s', db.ldb, l.lcheck, s.status,
-                  CASE WHEN l.status = s.status THEN 1 ELSE 0 END)
-    FROM l, db, statuses s
-    UNION ALL
-    SELECT 3, 0, 0, E'# HELP dbops_check_threshold Warning and critical thresholds of a dbops.health() check.\n'
-                    '# TYPE dbops_check_threshold gauge'
-    UNION ALL
-    SELECT 3, l.ord, t.sub,
-           format('dbops_check_threshold{database="%s",check="%s",level="%s"} %s', db.ldb, l.lcheck, t.level,
-                  (t.v::float8)::text)
-    FROM l, db,
-         LATERAL (VALUES (1, 'warning', l.warning), (2, 'critical', l.critical)) AS t(sub, level, v)
-    WHERE t.v IS NOT NULL
-    UNION ALL
-    SELECT 4, 0, 0, E'# HELP dbops_check_detail Detail (culprits) of a dbops.health() check that is not ok, cut to 200 characters.\n'
-                    '# TYPE dbops_check_detail gauge'
-    UNION ALL
-    SELECT 4, l.ord, 0,
-           format('dbops_check_detail{database="%s",check="%s",status="%s",detail="%s"} 1',
-                  db.ldb, l.lcheck, l.status, l.ldetail)
-    FROM l, db WHERE l.status <> 'ok'
-    UNION ALL
-    SELECT 5, 0, 0, E'# HELP dbops_health_status Worst status of the dbops.health() report: 0 ok, 1 skipped, 2 unknown, 3 warning, 4 critical.\n'
-                    '# TYPE dbops_health_status gauge'
-    UNION ALL
-    SELECT 5, 1, 0, format('dbops_health_status{database="%s"} %s', db.ldb, o.severity)
-    FROM db, overall o
-)
-SELECT string_agg(line, E'\n' ORDER BY family, ord, sub) || E'\n'
-FROM lines
-$$;
+AS 'MODULE_PATHNAME', 'dbops_health_metrics'
+LANGUAGE C VOLATILE;
 GRANT EXECUTE ON FUNCTION dbops.health_metrics() TO pg_monitor;
 COMMENT ON FUNCTION dbops.health_metrics() IS
     'The dbops.health() report in the Prometheus text exposition format';
