@@ -92,6 +92,10 @@ extern const char *dbops_status_name(DbopsStatus status);
 /* Checks, by capability */
 extern void dbops_check_connections(DbopsCheckResult *res);
 
+/* reaper (src/reaper.c) */
+extern void dbops_reaper_init(void);
+extern void dbops_check_reaper(DbopsCheckResult *res);
+
 /* GUCs */
 extern int	dbops_health_check_timeout;
 
