@@ -61,7 +61,7 @@ PGDLLEXPORT void dbops_reaper_main(Datum main_arg);
  * GUCs
  * ---------------------------------------------------------------------
  */
-static char *reaper_database = NULL;
+static char *reaper_database = "postgres";
 static int	reaper_naptime = 10;	/* seconds */
 static int	reaper_idle_timeout = 0;	/* ms, 0 = off */
 static int	reaper_idle_in_transaction_timeout = 0; /* ms, 0 = off */
@@ -213,6 +213,7 @@ typedef struct ReaperResult
 	int			nreaped;
 	int			nspared;
 	int			ndryrun;
+	TimestampTz now;			/* the time idle spells were measured at */
 	List	   *sessions;		/* ReaperSession *, in the order acted upon */
 } ReaperResult;
 
@@ -255,13 +256,6 @@ dbops_reaper_init(void)
 {
 	BackgroundWorker worker;
 
-	DefineCustomStringVariable("dbops.reaper_database",
-							   "Database the reaper worker connects to (where dbops is installed).",
-							   NULL,
-							   &reaper_database,
-							   "postgres",
-							   PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
 	DefineCustomIntVariable("dbops.reaper_naptime",
 							"Time between two sweeps of the reaper worker.",
 							NULL,
@@ -312,8 +306,17 @@ dbops_reaper_init(void)
 							PGC_SUSET, GUC_UNIT_MS | GUC_NOT_IN_SAMPLE,
 							NULL, NULL, NULL);
 
+	/* the worker and its shared memory need shared_preload_libraries */
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+
+	DefineCustomStringVariable("dbops.reaper_database",
+							   "Database the reaper worker connects to (where dbops is installed).",
+							   NULL,
+							   &reaper_database,
+							   "postgres",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = reaper_shmem_request;
@@ -454,6 +457,7 @@ record_event(const ReaperRequest *req, const ReaperSession *s)
 {
 	ReaperEvent ev;
 	Interval	iv = {0};
+	const char *verb;
 	char	   *usename = GetUserNameFromId(s->roleid, true);
 	char	   *datname = get_database_name(s->dbid);
 
@@ -473,9 +477,21 @@ record_event(const ReaperRequest *req, const ReaperSession *s)
 	strlcpy(ev.outcome, reaper_outcome_names[s->outcome], REAPER_WORD_LEN);
 	iv.time = s->idle_for;
 
+	switch (s->outcome)
+	{
+		case OUTCOME_SIGNALLED:
+			verb = s->action == REAPER_CANCEL ? "cancelled" : "terminated";
+			break;
+		case OUTCOME_DRY_RUN:
+			verb = s->action == REAPER_CANCEL ? "dry run, would cancel" : "dry run, would terminate";
+			break;
+		default:
+			verb = s->action == REAPER_CANCEL ? "did not cancel (became active)" : "did not terminate (became active)";
+			break;
+	}
 	ereport(LOG,
-			(errmsg("dbops reaper: %s %s of session %d (user \"%s\", database \"%s\", application \"%s\"), %s for %s",
-					ev.action, ev.outcome, ev.pid, ev.usename, ev.datname, ev.appname,
+			(errmsg("dbops reaper: %s session %d (user \"%s\", database \"%s\", application \"%s\"), %s for %s",
+					verb, ev.pid, ev.usename, ev.datname, ev.appname,
 					reaper_state_names[s->state],
 					DatumGetCString(DirectFunctionCall1(interval_out,
 														IntervalPGetDatum(&iv)))),
@@ -737,6 +753,7 @@ reaper_run(const ReaperRequest *req, ReaperPolicy *policies, int npolicies,
 	ListCell   *lc;
 
 	memset(res, 0, sizeof(*res));
+	res->now = now;
 	foreach(lc, exempt_roles)
 	{
 		Oid			roleid = get_role_oid((char *) lfirst(lc), true);
@@ -983,7 +1000,7 @@ drain_ring_to_log(void)
 	LWLockRelease(reaper_shared->lock);
 }
 
-static void
+static TimestampTz
 worker_sweep(TimestampTz report_after)
 {
 	static bool reported_missing = false;
@@ -1051,6 +1068,8 @@ worker_sweep(TimestampTz report_after)
 	reaper_shared->st.total_sweep_cpu_ns += cpu;
 	reaper_shared->st.extension_missing = !installed;
 	LWLockRelease(reaper_shared->lock);
+
+	return res.now;
 }
 
 void
@@ -1097,8 +1116,7 @@ dbops_reaper_main(Datum main_arg)
 		MemoryContextSwitchTo(sweep_context);
 		PG_TRY();
 		{
-			worker_sweep(report_after);
-			report_after = start;
+			report_after = worker_sweep(report_after);
 		}
 		PG_CATCH();
 		{
