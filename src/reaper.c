@@ -1125,6 +1125,7 @@ dbops_reaper_main(Datum main_arg)
 			MemoryContextSwitchTo(sweep_context);
 			EmitErrorReport();
 			FlushErrorState();
+			LWLockReleaseAll();
 			AbortCurrentTransaction();
 			pgstat_report_activity(STATE_IDLE, NULL);
 			RESUME_INTERRUPTS();
