@@ -365,11 +365,13 @@ backend_status_array(int *nslots)
 	if (array == NULL)
 	{
 		bool		found;
+		PgBackendStatus *ptr;
 
-		array = ShmemInitStruct("Backend Status Array",
-								mul_size(sizeof(PgBackendStatus), n), &found);
+		ptr = ShmemInitStruct("Backend Status Array",
+							  mul_size(sizeof(PgBackendStatus), n), &found);
 		if (!found)
 			elog(ERROR, "backend status array not found in shared memory");
+		array = ptr;
 	}
 	*nslots = n;
 	return array;
