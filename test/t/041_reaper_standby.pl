@@ -15,9 +15,12 @@ shared_preload_libraries = 'dbops'
 dbops.reaper_naptime = 1
 ));
 $primary->start;
-$primary->safe_psql('postgres', 'CREATE EXTENSION dbops; CREATE ROLE app LOGIN;');
+$primary->safe_psql('postgres',
+	'CREATE EXTENSION dbops; CREATE ROLE app LOGIN; CREATE ROLE mon LOGIN IN ROLE pg_monitor;');
 $primary->safe_psql('postgres',
 	q{INSERT INTO dbops.reaper_policies (application_name, idle_timeout) VALUES ('standby-app', '1s')});
+$primary->safe_psql('postgres', 'CREATE DATABASE other');
+$primary->safe_psql('other', 'CREATE EXTENSION dbops');
 $primary->backup('bk');
 
 my $standby = PostgreSQL::Test::Cluster->new('standby');
@@ -47,6 +50,15 @@ is( $standby->safe_psql(
 		"SELECT source || ' ' || outcome || ' ' || policy_id FROM dbops.reaper_events() WHERE pid = $pid"),
 	'worker signalled 1',
 	'event kept in the standby\'s memory');
+is( $standby->safe_psql(
+		'postgres',
+		"SELECT outcome FROM dbops.reaper_events() WHERE pid = $pid",
+		extra_params => [ '-U', 'mon' ]),
+	'signalled',
+	'a pg_monitor member reads the events on the standby');
+is( $standby->safe_psql(
+		'other', "SELECT count(*) FROM dbops.reaper_events() WHERE pid = $pid"),
+	'1', 'and from another database');
 ok( $standby->wait_for_log(qr/dbops reaper: terminated session $pid /),
 	'and in the standby\'s server log');
 
