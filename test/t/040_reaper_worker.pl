@@ -226,6 +226,28 @@ is( $node->safe_psql(
 $k->quit;
 $j->[0]->quit;
 
+# --- the worker: the same race, caught by its re-check ---------------------
+set_conf(reaper_idle_timeout => '1s', reaper_recheck_delay => '3s');
+my $j2 = session();
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT state = 'active' AND wait_event = 'Extension' FROM pg_stat_activity
+		 WHERE backend_type = 'dbops reaper'"),
+	'worker is between its snapshot and its re-check');
+$j2->[0]->query_until(qr/busy/, "\\echo busy\nSELECT pg_sleep(5);\n");
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) > 0 FROM dbops.reaper_events() WHERE pid = $j2->[1]"),
+	'worker recorded the session');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT source || ' ' || outcome FROM dbops.reaper_events() WHERE pid = $j2->[1]"),
+	'worker spared: became active',
+	'the worker spares a session that became active before the signal');
+ok(alive($j2->[1]), 'and it is still connected');
+set_conf(reaper_idle_timeout => '1h', reaper_recheck_delay => '0');
+$j2->[0]->quit;
+
 # --- reap_idle() follows pg_signal_backend's rules -------------------------
 my $l = session();
 my $su2 = session(user => $suname);
