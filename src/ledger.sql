@@ -232,8 +232,8 @@ BEGIN
            AND r.checksum <> p_checksum THEN
             RAISE EXCEPTION 'checksum drift: migration % was applied from a different script', p_version
                 USING ERRCODE = 'DB001',
-                      DETAIL = format('Recorded checksum %s (%s at %s by %s); this script has %s.',
-                                      r.checksum, r.status, r.started_at, r.applied_by, p_checksum),
+                      DETAIL = format('Recorded checksum %s (%s by %s); this script has %s.',
+                                      r.checksum, r.status, r.applied_by, p_checksum),
                       HINT = 'Restore the script as it was applied, or accept the edit deliberately with dbops.migration_repair(version, checksum).';
         END IF;
         IF p_caller = 'migration_begin' THEN
@@ -403,8 +403,8 @@ BEGIN
             BEGIN
                 RAISE EXCEPTION 'checksum drift: migration % was applied from a different script', v_version
                     USING ERRCODE = 'DB001',
-                          DETAIL = format('Recorded checksum %s (%s at %s by %s); this script has %s.',
-                                          r.checksum, r.status, r.started_at, r.applied_by,
+                          DETAIL = format('Recorded checksum %s (%s by %s); this script has %s.',
+                                          r.checksum, r.status, r.applied_by,
                                           migration_pending.checksum),
                           HINT = 'Restore the script as it was applied, or accept the edit deliberately with dbops.migration_repair(version, checksum).';
             EXCEPTION WHEN OTHERS THEN
@@ -626,24 +626,25 @@ BEGIN
     PERFORM dbops._ledger_writable('roll back a migration');
     PERFORM dbops._ledger_check_version(v_version);
     PERFORM dbops._ledger_lock();
+    SELECT * INTO r FROM dbops.migrations m WHERE m.version = v_version;
+    IF NOT FOUND OR r.status <> 'applied' THEN
+        RAISE EXCEPTION 'migration % is not applied', v_version
+            USING ERRCODE = 'DB005',
+                  DETAIL = CASE WHEN FOUND THEN format('Its status is %s.', r.status)
+                                ELSE 'It is not in dbops.migrations.' END,
+                  HINT = 'Only applied versions can be rolled back; see dbops.migration_status().';
+    END IF;
+    SELECT array_agg(m.version ORDER BY m.version) INTO v_deps
+    FROM dbops.migrations m
+    WHERE m.status = 'applied' AND v_version = ANY (m.requires);
+    IF v_deps IS NOT NULL THEN
+        RAISE EXCEPTION 'migration % is required by applied migrations: %',
+                        v_version, array_to_string(v_deps, ', ')
+            USING ERRCODE = 'DB006',
+                  HINT = 'Roll back the dependent versions first.';
+    END IF;
+    -- only a failing rollback body is a failed attempt worth an event
     BEGIN
-        SELECT * INTO r FROM dbops.migrations m WHERE m.version = v_version;
-        IF NOT FOUND OR r.status <> 'applied' THEN
-            RAISE EXCEPTION 'migration % is not applied', v_version
-                USING ERRCODE = 'DB005',
-                      DETAIL = CASE WHEN FOUND THEN format('Its status is %s.', r.status)
-                                    ELSE 'It is not in dbops.migrations.' END,
-                      HINT = 'Only applied versions can be rolled back; see dbops.migration_status().';
-        END IF;
-        SELECT array_agg(m.version ORDER BY m.version) INTO v_deps
-        FROM dbops.migrations m
-        WHERE m.status = 'applied' AND v_version = ANY (m.requires);
-        IF v_deps IS NOT NULL THEN
-            RAISE EXCEPTION 'migration % is required by applied migrations: %',
-                            v_version, array_to_string(v_deps, ', ')
-                USING ERRCODE = 'DB006',
-                      HINT = 'Roll back the dependent versions first.';
-        END IF;
         IF migration_rollback.body IS NOT NULL THEN
             v_prev := current_setting('dbops.current_migration');
             PERFORM set_config('dbops.current_migration', v_version, true);
