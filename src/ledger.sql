@@ -183,7 +183,7 @@ RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF p_checksum IS NOT NULL AND p_checksum !~ '^[0-9a-f]{64}$' THEN
+    IF p_checksum IS NOT NULL AND p_checksum <> '' AND p_checksum !~ '^[0-9a-f]{64}$' THEN
         RAISE EXCEPTION 'invalid migration checksum "%"', p_checksum
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass the value of dbops.migration_checksum(script): 64 lower-case hexadecimal digits.';
@@ -384,6 +384,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_version text := migration_pending.version;
+    v_checksum text := nullif(migration_pending.checksum, '');
     r         dbops.migrations;
     v_state   text;
     v_msg     text;
@@ -398,20 +399,19 @@ BEGIN
 
     SELECT * INTO r FROM dbops.migrations m WHERE m.version = v_version;
     IF FOUND AND r.status IN ('applied', 'baseline') THEN
-        IF r.checksum IS NOT NULL AND migration_pending.checksum IS NOT NULL
-           AND r.checksum <> migration_pending.checksum THEN
+        IF r.checksum IS NOT NULL AND v_checksum IS NOT NULL
+           AND r.checksum <> v_checksum THEN
             BEGIN
                 RAISE EXCEPTION 'checksum drift: migration % was applied from a different script', v_version
                     USING ERRCODE = 'DB001',
                           DETAIL = format('Recorded checksum %s (%s by %s); this script has %s.',
-                                          r.checksum, r.status, r.applied_by,
-                                          migration_pending.checksum),
+                                          r.checksum, r.status, r.applied_by, v_checksum),
                           HINT = 'Restore the script as it was applied, or accept the edit deliberately with dbops.migration_repair(version, checksum).';
             EXCEPTION WHEN OTHERS THEN
                 GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
                 IF NOT pg_catalog.pg_is_in_recovery() THEN
                     PERFORM dbops._migration_failed(v_version, 'migration_pending',
-                                                    migration_pending.checksum, v_state, v_msg);
+                                                    v_checksum, v_state, v_msg);
                 END IF;
                 RAISE;
             END;
@@ -459,13 +459,14 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_version text := migration_begin.version;
+    v_checksum text := nullif(migration_begin.checksum, '');
     v_decision text;
     v_state   text;
     v_msg     text;
 BEGIN
     PERFORM dbops._ledger_writable('open a migration');
     PERFORM dbops._ledger_check_version(v_version);
-    PERFORM dbops._ledger_check_checksum(migration_begin.checksum);
+    PERFORM dbops._ledger_check_checksum(v_checksum);
     IF migration_begin.requires IS NULL OR array_position(migration_begin.requires, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'requires must be an array of versions without NULLs'
             USING ERRCODE = 'null_value_not_allowed';
@@ -484,20 +485,20 @@ BEGIN
     PERFORM dbops._ledger_lock();
 
     BEGIN
-        v_decision := dbops._migration_decide(v_version, migration_begin.checksum,
+        v_decision := dbops._migration_decide(v_version, v_checksum,
                                               migration_begin.requires,
                                               migration_begin.allow_out_of_order,
                                               'migration_begin');
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
         PERFORM dbops._migration_failed(v_version, 'migration_begin',
-                                        migration_begin.checksum, v_state, v_msg);
+                                        v_checksum, v_state, v_msg);
         RAISE;
     END;
 
     INSERT INTO dbops.migrations AS m
         (version, description, checksum, status, requires)
-    VALUES (v_version, migration_begin.description, migration_begin.checksum, 'applied',
+    VALUES (v_version, migration_begin.description, v_checksum, 'applied',
             migration_begin.requires)
     ON CONFLICT (version) DO UPDATE
         SET description = EXCLUDED.description, checksum = EXCLUDED.checksum,
@@ -508,7 +509,7 @@ BEGIN
             started_at = EXCLUDED.started_at, finished_at = NULL,
             duration_ms = NULL, requires = EXCLUDED.requires;
     INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-    VALUES (v_version, 'apply', 'migration_begin', migration_begin.checksum,
+    VALUES (v_version, 'apply', 'migration_begin', v_checksum,
             'recorded when the transaction commits');
     PERFORM set_config('dbops.current_migration', v_version, true);
     RETURN 'open';
@@ -712,25 +713,26 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_version text := migration_repair.version;
+    v_checksum text := nullif(migration_repair.checksum, '');
     r         dbops.migrations;
 BEGIN
     PERFORM dbops._ledger_writable('repair the migration ledger');
     PERFORM dbops._ledger_check_version(v_version);
-    PERFORM dbops._ledger_check_checksum(migration_repair.checksum);
+    PERFORM dbops._ledger_check_checksum(v_checksum);
     PERFORM dbops._ledger_lock();
     SELECT * INTO r FROM dbops.migrations m WHERE m.version = v_version;
     IF FOUND THEN
-        UPDATE dbops.migrations m SET checksum = migration_repair.checksum
+        UPDATE dbops.migrations m SET checksum = v_checksum
         WHERE m.version = v_version;
         INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-        VALUES (v_version, 'repair', 'migration_repair', migration_repair.checksum,
+        VALUES (v_version, 'repair', 'migration_repair', v_checksum,
                 format('checksum %s -> %s', coalesce(r.checksum, 'NULL'),
-                       coalesce(migration_repair.checksum, 'NULL')));
+                       coalesce(v_checksum, 'NULL')));
         RETURN 'repaired';
     END IF;
     IF EXISTS (SELECT 1 FROM dbops.migration_events e WHERE e.version = v_version) THEN
         INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-        VALUES (v_version, 'repair', 'migration_repair', migration_repair.checksum,
+        VALUES (v_version, 'repair', 'migration_repair', v_checksum,
                 'failed attempts acknowledged');
         RETURN 'acknowledged';
     END IF;
