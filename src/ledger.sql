@@ -148,6 +148,10 @@ $$;
 COMMENT ON FUNCTION dbops.migration_version_key(text) IS
     'Ordering key of a migration version: its leading numbers, NULL when it does not start with a digit';
 
+-- versions in order, so that the out-of-order check is one index probe
+CREATE INDEX migrations_order_idx
+    ON dbops.migrations (dbops.migration_version_key(version), version COLLATE "C");
+
 CREATE FUNCTION dbops._ledger_writable(p_what text)
 RETURNS void
 LANGUAGE plpgsql
