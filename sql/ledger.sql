@@ -231,8 +231,17 @@ SET ROLE regress_ledger_deployer;
 SELECT dbops.migrate('0300', 'by the deployer', 'CREATE TABLE ledger_300 ()');
 SELECT dbops.migrate('0301', 'fails', 'CREATE TABLE ledger_301 (x no_such_type)');
 RESET ROLE;
+-- may run migrate() but not write the ledger: the error stands, and the
+-- failed attempt cannot be recorded for it (WARNING)
+CREATE ROLE regress_ledger_half;
+GRANT CREATE ON SCHEMA public TO regress_ledger_half;
+GRANT EXECUTE ON FUNCTION dbops.migrate(text, text, text, text[], boolean) TO regress_ledger_half;
+SET ROLE regress_ledger_half;
+SELECT dbops.migrate('0302', 'half', 'CREATE TABLE ledger_302 ()');
+RESET ROLE;
+SELECT to_regclass('ledger_302') IS NULL AS rolled_back;
 SELECT version, event, username, sqlstate FROM dbops.migration_events
-WHERE version IN ('0300', '0301') ORDER BY event_id;
+WHERE version IN ('0300', '0301', '0302') ORDER BY event_id;
 SELECT object_identity FROM dbops.migration_objects WHERE version = '0300';
 SELECT tableowner FROM pg_tables WHERE tablename = 'ledger_300';
 
@@ -250,7 +259,9 @@ REVOKE ALL ON SEQUENCE dbops.migration_events_event_id_seq FROM regress_ledger_d
 REVOKE ALL ON FUNCTION dbops.migrate(text, text, text, text[], boolean),
     dbops.migration_begin(text, text, text, text[], boolean),
     dbops.migration_rollback(text, text) FROM regress_ledger_deployer;
-DROP ROLE regress_ledger_reader, regress_ledger_nobody, regress_ledger_deployer;
+REVOKE ALL ON SCHEMA public FROM regress_ledger_half;
+REVOKE ALL ON FUNCTION dbops.migrate(text, text, text, text[], boolean) FROM regress_ledger_half;
+DROP ROLE regress_ledger_reader, regress_ledger_nobody, regress_ledger_deployer, regress_ledger_half;
 SET session_replication_role = replica;   -- bypasses the append-only trigger
 DELETE FROM dbops.migration_events;
 RESET session_replication_role;
