@@ -121,5 +121,24 @@ is_deeply(\@rcs, [ 0, 0 ], 'both concurrent runs exit 0') or diag("$e1\n$e2");
 is($node->safe_psql('postgres', 'SELECT count(*) FROM slow_t'), '1', 'the body ran once');
 is(scalar(grep { defined $_ && /0002 is already applied/ } ($o1, $o2)), 1, 'one of them skipped');
 
+# pg_dump carries the ledger (extension configuration tables)
+my ($dump, $dump_err);
+IPC::Run::run([ $node->installed_command('pg_dump'), '-d', $connstr ], '>', \$dump, '2>', \$dump_err)
+  or die "pg_dump failed: $dump_err";
+like($dump, qr/^COPY dbops\.migrations \(.*\n0001\t/m, 'pg_dump includes the ledger rows');
+like($dump, qr/^COPY dbops\.migration_events /m, 'pg_dump includes the events');
+$node->safe_psql('postgres', 'CREATE DATABASE restored');
+my ($rout, $rerr);
+IPC::Run::run([ $psql, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('restored') ],
+	'<', \$dump, '>', \$rout, '2>', \$rerr);
+is($? >> 8, 0, 'the dump restores') or diag($rerr);
+is( $node->safe_psql('restored',
+		"SELECT string_agg(version || ':' || status, ',' ORDER BY version) FROM dbops.migrations"),
+	$node->safe_psql('postgres',
+		"SELECT string_agg(version || ':' || status, ',' ORDER BY version) FROM dbops.migrations"),
+	'the restored ledger equals the original');
+is($node->safe_psql('restored', "SELECT dbops.migration_pending('0001')"), 'f',
+	'0001 is not pending in the restored database');
+
 $node->stop;
 done_testing();
