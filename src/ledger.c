@@ -251,6 +251,7 @@ dbops_migration_record_failure(PG_FUNCTION_ARGS)
 	BgwHandleStatus status;
 	bool		recorded;
 	char	   *version;
+	text	   *args[LEDGER_NFIELDS - 1];
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
@@ -275,10 +276,21 @@ dbops_migration_record_failure(PG_FUNCTION_ARGS)
 
 	size = offsetof(LedgerFailure, data);
 	for (int i = 0; i < LEDGER_NFIELDS - 1; i++)
-		if (!PG_ARGISNULL(i))
-			size += VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(i));
+	{
+		args[i] = PG_ARGISNULL(i) ? NULL : PG_GETARG_TEXT_PP(i);
+		if (args[i])
+			size += VARSIZE_ANY_EXHDR(args[i]);
+	}
 
-	seg = dsm_create(size, 0);
+	seg = dsm_create(size, DSM_CREATE_NULL_IF_MAXSEGMENTS);
+	if (seg == NULL)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("failed attempt of migration %s not recorded in dbops.migration_events", version),
+				 errdetail("Too many dynamic shared memory segments are in use.")));
+		PG_RETURN_BOOL(false);
+	}
 	lf = (LedgerFailure *) dsm_segment_address(seg);
 	lf->dboid = MyDatabaseId;
 	lf->recorded = false;
@@ -286,14 +298,12 @@ dbops_migration_record_failure(PG_FUNCTION_ARGS)
 	p = lf->data;
 	for (int i = 0; i < LEDGER_NFIELDS - 1; i++)
 	{
-		if (PG_ARGISNULL(i))
+		if (args[i] == NULL)
 			lf->len[i] = -1;
 		else
 		{
-			text	   *t = PG_GETARG_TEXT_PP(i);
-
-			lf->len[i] = VARSIZE_ANY_EXHDR(t);
-			memcpy(p, VARDATA_ANY(t), lf->len[i]);
+			lf->len[i] = VARSIZE_ANY_EXHDR(args[i]);
+			memcpy(p, VARDATA_ANY(args[i]), lf->len[i]);
 			p += lf->len[i];
 		}
 	}

@@ -126,12 +126,19 @@ LANGUAGE C VOLATILE;
 CREATE FUNCTION dbops._migration_failed(
     p_version text, p_operation text, p_checksum text, p_sqlstate text, p_message text)
 RETURNS boolean
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 AS $$
-    SELECT dbops._migration_record_failure(p_version, p_operation, p_checksum,
+BEGIN
+    RETURN dbops._migration_record_failure(p_version, p_operation, p_checksum,
         p_sqlstate, p_message, current_user::text, session_user::text,
         current_setting('application_name'), inet_client_addr()::text,
-        pg_backend_pid())
+        pg_backend_pid());
+EXCEPTION WHEN OTHERS THEN
+    -- never let recording hide the error being reported
+    RAISE WARNING 'failed attempt of migration % not recorded in dbops.migration_events: %',
+        p_version, SQLERRM;
+    RETURN false;
+END;
 $$;
 
 -- Order of versions: the leading run of digits separated by '.' or '_'
