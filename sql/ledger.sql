@@ -167,6 +167,16 @@ BEGIN;
 SELECT dbops.migration_begin('0103', 'first');
 SELECT dbops.migration_begin('0104', 'second');
 ROLLBACK;
+-- an error that aborts the transaction of an open migration is recorded
+-- after the abort, by a background worker: wait for it
+DO $$
+BEGIN
+    FOR i IN 1..300 LOOP
+        EXIT WHEN (SELECT count(*) FROM dbops.migration_events
+                   WHERE version = '0103' AND event = 'failed') = 2;
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END $$;
 SELECT dbops.migration_pending(NULL);
 -- a failed psql-style transaction leaves nothing
 BEGIN;
@@ -175,6 +185,31 @@ CREATE TABLE ledger_103 ();
 SELECT 1/0;
 ROLLBACK;
 SELECT count(*) FROM dbops.migrations WHERE version = '0103';
+DO $$
+BEGIN
+    FOR i IN 1..300 LOOP
+        EXIT WHEN (SELECT count(*) FROM dbops.migration_events
+                   WHERE version = '0103' AND event = 'failed') = 3;
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END $$;
+SELECT event, operation, sqlstate, message FROM dbops.migration_events
+WHERE version = '0103' ORDER BY event_id;
+-- an error taken back with its savepoint, then a deliberate ROLLBACK: not a failure
+BEGIN;
+SELECT dbops.migration_begin('0103', 'savepoint');
+SAVEPOINT s;
+SELECT 1/0;
+ROLLBACK TO SAVEPOINT s;
+ROLLBACK;
+SELECT pg_sleep(1);
+SELECT count(*) AS failed_events FROM dbops.migration_events
+WHERE version = '0103' AND event = 'failed';
+BEGIN;
+SELECT dbops.migration_begin('0103', 'at last');
+CREATE TABLE ledger_103 ();
+COMMIT;
+SELECT status FROM dbops.migrations WHERE version = '0103';
 
 -- import an existing ledger: schema_migrations, alembic_version, flyway_schema_history
 CREATE TABLE schema_migrations (version varchar PRIMARY KEY);
@@ -252,7 +287,7 @@ ORDER BY 1;
 
 -- clean up: drop what the migrations created and empty the ledger
 DROP TABLE ledger_items, ledger_late, ledger_later, ledger_four, ledger_101,
-    ledger_102, ledger_300, schema_migrations, alembic_version, flyway_schema_history;
+    ledger_102, ledger_103, ledger_300, schema_migrations, alembic_version, flyway_schema_history;
 REVOKE ALL ON SCHEMA public FROM regress_ledger_deployer;
 REVOKE ALL ON dbops.migrations, dbops.migration_events FROM regress_ledger_deployer;
 REVOKE ALL ON SEQUENCE dbops.migration_events_event_id_seq FROM regress_ledger_deployer;

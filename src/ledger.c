@@ -25,6 +25,7 @@
 #include "common/sha2.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -140,50 +141,90 @@ dbops_ledger_in_transaction_block(PG_FUNCTION_ARGS)
 /* ------------------------------------------------------------------------
  * Failed attempts
  *
- * The caller's transaction is going to roll back (migrate() re-raises the
- * error), so the 'failed' event is written by a dynamic background worker
- * that connects to the same database and commits it on its own; the caller
- * waits for it to exit.  The fields travel in a DSM segment.
+ * The caller's transaction is going to roll back, so a 'failed' event is
+ * written by a dynamic background worker that connects to the same database
+ * and commits it on its own.  The fields travel in a DSM segment.
+ *
+ * Two paths use it:
+ *
+ *	- dbops._migration_record_failure(), called by migrate() and friends
+ *	  from their exception handler: the worker is started and waited for,
+ *	  then the caller re-raises the error.
+ *	- migration_begin() arms a segment for its transaction (the psql script
+ *	  path, where dbops never sees the script's errors).  The emit_log_hook
+ *	  copies the SQLSTATE and message of an error reported while that
+ *	  migration is open; if the transaction then aborts, the abort callback
+ *	  starts the worker without waiting (it cannot wait there).  That
+ *	  segment is pinned, so that it outlives this backend, and the worker
+ *	  unpins it.  Commit, or an abort without such an error, just drops it.
  * ------------------------------------------------------------------------
  */
-#define LEDGER_NFIELDS 10
+enum
+{
+	LF_VERSION,
+	LF_OPERATION,
+	LF_CHECKSUM,
+	LF_SQLSTATE,
+	LF_MESSAGE,
+	LF_USERNAME,
+	LF_SESSION_USER,
+	LF_APPLICATION_NAME,
+	LF_CLIENT_ADDR,
+	LF_NFIELDS
+};
+
+#define LEDGER_MESSAGE_MAX 1024
 
 typedef struct LedgerFailure
 {
 	Oid			dboid;
-	bool		recorded;		/* set by the worker after its commit */
 	int			backend_pid;
-	int			len[LEDGER_NFIELDS - 1];	/* -1: NULL */
+	bool		pinned;			/* the worker unpins the segment */
+	bool		recorded;		/* set by the worker after its commit */
+	int			off[LF_NFIELDS];
+	int			len[LF_NFIELDS];	/* -1: NULL */
 	char		data[FLEXIBLE_ARRAY_MEMBER];
 } LedgerFailure;
+
+/* the segment armed by migration_begin() for the current transaction */
+static dsm_segment *armed_seg = NULL;
+static LedgerFailure *armed = NULL;
+static bool armed_has_error = false;
+static bool ledger_callbacks_registered = false;
+static emit_log_hook_type prev_emit_log_hook = NULL;
 
 PGDLLEXPORT void dbops_ledger_event_worker(Datum main_arg);
 
 void
 dbops_ledger_event_worker(Datum main_arg)
 {
+	dsm_handle	handle = DatumGetUInt32(main_arg);
 	dsm_segment *seg;
 	LedgerFailure *lf;
-	Datum		values[LEDGER_NFIELDS];
-	char		nulls[LEDGER_NFIELDS];
-	Oid			argtypes[LEDGER_NFIELDS];
-	char	   *p;
+	Datum		values[LF_NFIELDS + 1];
+	char		nulls[LF_NFIELDS + 1];
+	Oid			argtypes[LF_NFIELDS + 1];
+	bool		pinned;
 	int			ret;
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	seg = dsm_attach(DatumGetUInt32(main_arg));
+	seg = dsm_attach(handle);
 	if (seg == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("dbops ledger event writer could not map its dynamic shared memory segment")));
 	lf = (LedgerFailure *) dsm_segment_address(seg);
+	pinned = lf->pinned;
 
 	BackgroundWorkerInitializeConnectionByOid(lf->dboid, BOOTSTRAP_SUPERUSERID, 0);
 
-	p = lf->data;
-	for (int i = 0; i < LEDGER_NFIELDS - 1; i++)
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+
+	/* copy the fields out, so that a pinned segment can go at once */
+	for (int i = 0; i < LF_NFIELDS; i++)
 	{
 		argtypes[i] = TEXTOID;
 		if (lf->len[i] < 0)
@@ -193,28 +234,32 @@ dbops_ledger_event_worker(Datum main_arg)
 		}
 		else
 		{
-			values[i] = PointerGetDatum(cstring_to_text_with_len(p, lf->len[i]));
+			values[i] = PointerGetDatum(cstring_to_text_with_len(lf->data + lf->off[i], lf->len[i]));
 			nulls[i] = ' ';
-			p += lf->len[i];
 		}
 	}
-	argtypes[LEDGER_NFIELDS - 1] = INT4OID;
-	values[LEDGER_NFIELDS - 1] = Int32GetDatum(lf->backend_pid);
-	nulls[LEDGER_NFIELDS - 1] = ' ';
+	argtypes[LF_NFIELDS] = INT4OID;
+	values[LF_NFIELDS] = Int32GetDatum(lf->backend_pid);
+	nulls[LF_NFIELDS] = ' ';
+	if (pinned)
+	{
+		dsm_detach(seg);
+		seg = NULL;
+		dsm_unpin_segment(handle);
+	}
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	/* never wait long for a lock the waiting caller might hold */
+	/* never wait long for a lock the caller might hold */
 	SetConfigOption("lock_timeout", "5000", PGC_SUSET, PGC_S_OVERRIDE);
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "recording a failed migration attempt");
 
 	ret = SPI_execute_with_args("INSERT INTO dbops.migration_events "
-								"(version, event, operation, checksum, sqlstate, message, "
-								" username, \"session_user\", application_name, client_addr, backend_pid) "
-								"VALUES ($1, 'failed', $2, $3, $4, $5, $6, $7, $8, $9::inet, $10)",
-								LEDGER_NFIELDS, argtypes, values, nulls, false, 0);
+								"(version, operation, checksum, sqlstate, message, "
+								" username, \"session_user\", application_name, client_addr, "
+								" backend_pid, event) "
+								"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::inet, $10, 'failed')",
+								LF_NFIELDS + 1, argtypes, values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not insert into dbops.migration_events: %s",
 			 SPI_result_code_string(ret));
@@ -224,10 +269,92 @@ dbops_ledger_event_worker(Datum main_arg)
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
-	pg_write_barrier();
-	lf->recorded = true;
-	dsm_detach(seg);
+	if (seg != NULL)
+	{
+		pg_write_barrier();
+		lf->recorded = true;
+		dsm_detach(seg);
+	}
 	proc_exit(0);
+}
+
+/*
+ * Create a segment holding the fields (the text arguments, NULL allowed)
+ * with 'extra' spare bytes at the end; NULL when no segment is available.
+ */
+static dsm_segment *
+ledger_failure_segment(text **fields, int backend_pid, Size extra)
+{
+	Size		size = offsetof(LedgerFailure, data) + extra;
+	dsm_segment *seg;
+	LedgerFailure *lf;
+	int			pos = 0;
+
+	for (int i = 0; i < LF_NFIELDS; i++)
+		if (fields[i])
+			size += VARSIZE_ANY_EXHDR(fields[i]);
+
+	seg = dsm_create(size, DSM_CREATE_NULL_IF_MAXSEGMENTS);
+	if (seg == NULL)
+		return NULL;
+	lf = (LedgerFailure *) dsm_segment_address(seg);
+	lf->dboid = MyDatabaseId;
+	lf->backend_pid = backend_pid;
+	lf->pinned = false;
+	lf->recorded = false;
+	for (int i = 0; i < LF_NFIELDS; i++)
+	{
+		lf->off[i] = pos;
+		if (fields[i] == NULL)
+			lf->len[i] = -1;
+		else
+		{
+			lf->len[i] = VARSIZE_ANY_EXHDR(fields[i]);
+			memcpy(lf->data + pos, VARDATA_ANY(fields[i]), lf->len[i]);
+			pos += lf->len[i];
+		}
+	}
+	return seg;
+}
+
+static void
+ledger_worker_struct(BackgroundWorker *worker, dsm_segment *seg, pid_t notify_pid)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "dbops");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "dbops_ledger_event_worker");
+	snprintf(worker->bgw_name, BGW_MAXLEN, "dbops ledger event writer");
+	snprintf(worker->bgw_type, BGW_MAXLEN, "dbops ledger event writer");
+	worker->bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker->bgw_notify_pid = notify_pid;
+}
+
+/* May the current role write the events itself?  Warns when not. */
+static bool
+ledger_may_record(const char *version)
+{
+	Oid			nsp = get_namespace_oid("dbops", true);
+	Oid			events = OidIsValid(nsp) ? get_relname_relid("migration_events", nsp) : InvalidOid;
+
+	if (OidIsValid(events) &&
+		pg_class_aclcheck(events, GetUserId(), ACL_INSERT) == ACLCHECK_OK)
+		return true;
+	ereport(WARNING,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("failed attempt of migration %s not recorded in dbops.migration_events", version),
+			 errdetail("Role \"%s\" may not insert into dbops.migration_events.",
+					   GetUserNameFromId(GetUserId(), false))));
+	return false;
+}
+
+static void
+ledger_collect_args(FunctionCallInfo fcinfo, text **fields)
+{
+	for (int i = 0; i < LF_NFIELDS; i++)
+		fields[i] = PG_ARGISNULL(i) ? NULL : PG_GETARG_TEXT_PP(i);
 }
 
 PG_FUNCTION_INFO_V1(dbops_migration_record_failure);
@@ -240,49 +367,25 @@ PG_FUNCTION_INFO_V1(dbops_migration_record_failure);
 Datum
 dbops_migration_record_failure(PG_FUNCTION_ARGS)
 {
-	Oid			nsp;
-	Oid			events;
-	Size		size;
+	text	   *fields[LF_NFIELDS];
 	dsm_segment *seg;
 	LedgerFailure *lf;
-	char	   *p;
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 	BgwHandleStatus status;
 	bool		recorded;
 	char	   *version;
-	text	   *args[LEDGER_NFIELDS - 1];
 
-	if (PG_ARGISNULL(0))
+	if (PG_ARGISNULL(0) || RecoveryInProgress())
 		PG_RETURN_BOOL(false);
 	version = text_to_cstring(PG_GETARG_TEXT_PP(0));
-
-	if (RecoveryInProgress())
+	if (!ledger_may_record(version))
 		PG_RETURN_BOOL(false);
 
-	/* record only for roles that could insert the event themselves */
-	nsp = get_namespace_oid("dbops", false);
-	events = get_relname_relid("migration_events", nsp);
-	if (!OidIsValid(events) ||
-		pg_class_aclcheck(events, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
-	{
-		ereport(WARNING,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("failed attempt of migration %s not recorded in dbops.migration_events", version),
-				 errdetail("Role \"%s\" may not insert into dbops.migration_events.",
-						   GetUserNameFromId(GetUserId(), false))));
-		PG_RETURN_BOOL(false);
-	}
-
-	size = offsetof(LedgerFailure, data);
-	for (int i = 0; i < LEDGER_NFIELDS - 1; i++)
-	{
-		args[i] = PG_ARGISNULL(i) ? NULL : PG_GETARG_TEXT_PP(i);
-		if (args[i])
-			size += VARSIZE_ANY_EXHDR(args[i]);
-	}
-
-	seg = dsm_create(size, DSM_CREATE_NULL_IF_MAXSEGMENTS);
+	ledger_collect_args(fcinfo, fields);
+	seg = ledger_failure_segment(fields,
+								 PG_ARGISNULL(LF_NFIELDS) ? MyProcPid : PG_GETARG_INT32(LF_NFIELDS),
+								 0);
 	if (seg == NULL)
 	{
 		ereport(WARNING,
@@ -292,33 +395,8 @@ dbops_migration_record_failure(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	}
 	lf = (LedgerFailure *) dsm_segment_address(seg);
-	lf->dboid = MyDatabaseId;
-	lf->recorded = false;
-	lf->backend_pid = PG_ARGISNULL(LEDGER_NFIELDS - 1) ? MyProcPid : PG_GETARG_INT32(LEDGER_NFIELDS - 1);
-	p = lf->data;
-	for (int i = 0; i < LEDGER_NFIELDS - 1; i++)
-	{
-		if (args[i] == NULL)
-			lf->len[i] = -1;
-		else
-		{
-			lf->len[i] = VARSIZE_ANY_EXHDR(args[i]);
-			memcpy(p, VARDATA_ANY(args[i]), lf->len[i]);
-			p += lf->len[i];
-		}
-	}
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "dbops");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "dbops_ledger_event_worker");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "dbops ledger event writer");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "dbops ledger event writer");
-	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
-	worker.bgw_notify_pid = MyProcPid;
-
+	ledger_worker_struct(&worker, seg, MyProcPid);
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 	{
 		dsm_detach(seg);
@@ -342,6 +420,158 @@ dbops_migration_record_failure(PG_FUNCTION_ARGS)
 						   "The postmaster died." :
 						   "The background worker that writes it did not finish; see the server log.")));
 	PG_RETURN_BOOL(recorded);
+}
+
+/* Drop the armed segment (commit, or abort without an error to record). */
+static void
+ledger_disarm(bool unpin)
+{
+	dsm_segment *seg = armed_seg;
+
+	armed_seg = NULL;
+	armed = NULL;
+	armed_has_error = false;
+	if (seg != NULL)
+	{
+		dsm_handle	h = dsm_segment_handle(seg);
+
+		dsm_detach(seg);
+		if (unpin)
+			dsm_unpin_segment(h);
+	}
+}
+
+static bool
+ledger_armed_version_is_open(void)
+{
+	const char *cur = dbops_current_migration;
+	int			len = armed->len[LF_VERSION];
+
+	return cur != NULL && strlen(cur) == (size_t) len &&
+		memcmp(cur, armed->data + armed->off[LF_VERSION], len) == 0;
+}
+
+/* Keep the SQLSTATE and message of an error raised inside the migration. */
+static void
+ledger_emit_log_hook(ErrorData *edata)
+{
+	if (armed != NULL && !armed_has_error && edata->elevel == ERROR &&
+		ledger_armed_version_is_open())
+	{
+		const char *state = unpack_sql_state(edata->sqlerrcode);
+		const char *msg = edata->message ? edata->message : "";
+		int			msglen = strlen(msg);
+
+		memcpy(armed->data + armed->off[LF_SQLSTATE], state, 5);
+		armed->len[LF_SQLSTATE] = 5;
+		if (msglen >= LEDGER_MESSAGE_MAX)
+			msglen = pg_mbcliplen(msg, msglen, LEDGER_MESSAGE_MAX - 1);
+		memcpy(armed->data + armed->off[LF_MESSAGE], msg, msglen);
+		armed->len[LF_MESSAGE] = msglen;
+		armed_has_error = true;
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+static void
+ledger_xact_callback(XactEvent event, void *arg)
+{
+	BackgroundWorker worker;
+
+	if (armed_seg == NULL)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			if (armed_has_error)
+			{
+				ledger_worker_struct(&worker, armed_seg, 0);
+				if (RegisterDynamicBackgroundWorker(&worker, NULL))
+				{
+					ledger_disarm(false);	/* the worker unpins it */
+					return;
+				}
+				ereport(WARNING,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("failed migration not recorded in dbops.migration_events"),
+						 errdetail("No background worker slot was free to record it."),
+						 errhint("Raise max_worker_processes.")));
+			}
+			ledger_disarm(true);
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PREPARE:
+			ledger_disarm(true);
+			break;
+		default:
+			break;
+	}
+}
+
+/* An error rolled back with its savepoint did not fail the migration. */
+static void
+ledger_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		armed_has_error = false;
+}
+
+PG_FUNCTION_INFO_V1(dbops_migration_arm);
+
+/*
+ * dbops._migration_arm(version, operation, checksum, sqlstate, message,
+ *		username, session_username, application_name, client_addr,
+ *		backend_pid) returns boolean
+ *
+ * Called by migration_begin() once its migration is open: an error that
+ * aborts this transaction while the migration is open becomes a 'failed'
+ * event (written after the abort, asynchronously).
+ */
+Datum
+dbops_migration_arm(PG_FUNCTION_ARGS)
+{
+	text	   *fields[LF_NFIELDS];
+	dsm_segment *seg;
+
+	if (PG_ARGISNULL(0) || RecoveryInProgress() || !IsTransactionBlock())
+		PG_RETURN_BOOL(false);
+	if (!ledger_may_record(text_to_cstring(PG_GETARG_TEXT_PP(0))))
+		PG_RETURN_BOOL(false);
+
+	if (!ledger_callbacks_registered)
+	{
+		RegisterXactCallback(ledger_xact_callback, NULL);
+		RegisterSubXactCallback(ledger_subxact_callback, NULL);
+		prev_emit_log_hook = emit_log_hook;
+		emit_log_hook = ledger_emit_log_hook;
+		ledger_callbacks_registered = true;
+	}
+	if (armed_seg != NULL)
+		ledger_disarm(true);
+
+	ledger_collect_args(fcinfo, fields);
+	fields[LF_SQLSTATE] = NULL;
+	fields[LF_MESSAGE] = NULL;
+	seg = ledger_failure_segment(fields,
+								 PG_ARGISNULL(LF_NFIELDS) ? MyProcPid : PG_GETARG_INT32(LF_NFIELDS),
+								 5 + LEDGER_MESSAGE_MAX);
+	if (seg == NULL)
+		PG_RETURN_BOOL(false);
+
+	armed = (LedgerFailure *) dsm_segment_address(seg);
+	/* room for the SQLSTATE and the message at the end */
+	armed->off[LF_SQLSTATE] = armed->off[LF_NFIELDS - 1] + Max(armed->len[LF_NFIELDS - 1], 0);
+	armed->off[LF_MESSAGE] = armed->off[LF_SQLSTATE] + 5;
+	armed->pinned = true;
+	dsm_pin_mapping(seg);
+	dsm_pin_segment(seg);
+	armed_seg = seg;
+	armed_has_error = false;
+	PG_RETURN_BOOL(true);
 }
 
 /* ------------------------------------------------------------------------

@@ -123,6 +123,17 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'dbops_migration_record_failure'
 LANGUAGE C VOLATILE;
 
+-- Arms the current transaction of migration_begin(): an error that aborts
+-- it while the migration is open becomes a 'failed' event, written by a
+-- background worker after the abort.
+CREATE FUNCTION dbops._migration_arm(
+    version text, operation text, checksum text, sqlstate text, message text,
+    username text, session_username text, application_name text,
+    client_addr text, backend_pid integer)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'dbops_migration_arm'
+LANGUAGE C VOLATILE;
+
 CREATE FUNCTION dbops._migration_failed(
     p_version text, p_operation text, p_checksum text, p_sqlstate text, p_message text)
 RETURNS boolean
@@ -523,6 +534,14 @@ BEGIN
     VALUES (v_version, 'apply', 'migration_begin', v_checksum,
             'recorded when the transaction commits');
     PERFORM set_config('dbops.current_migration', v_version, true);
+    BEGIN
+        PERFORM dbops._migration_arm(v_version, 'migration_begin', v_checksum, NULL, NULL,
+            current_user::text, session_user::text, current_setting('application_name'),
+            inet_client_addr()::text, pg_backend_pid());
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'a failure of migration % will not be recorded in dbops.migration_events: %',
+            v_version, SQLERRM;
+    END;
     RETURN 'open';
 END;
 $$;

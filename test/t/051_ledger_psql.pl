@@ -98,6 +98,21 @@ is( $node->safe_psql('postgres',
 		"SELECT sqlstate FROM dbops.migration_events WHERE event = 'failed' AND version = '0001'"),
 	'DB001', 'the drift is a failed event');
 
+# a script whose own DDL fails after migration_begin(): psql stops, nothing
+# is applied, and the failure is recorded after the rollback
+my $bad = "$dir/0003_bad.sql";
+append_to_file($bad, script('0003', "CREATE TABLE bad_t (id int);\nALTER TABLE no_such_table ADD COLUMN x int;"));
+($rc, $out, $err) = run_script($bad);
+is($rc, 3, 'failing script stops psql');
+is($node->safe_psql('postgres', "SELECT to_regclass('bad_t') IS NULL AND NOT EXISTS (SELECT FROM dbops.migrations WHERE version = '0003')"),
+	't', 'nothing of the failed script stays');
+ok( $node->poll_query_until('postgres',
+		"SELECT sqlstate || ' ' || message FROM dbops.migration_events WHERE version = '0003' AND event = 'failed'",
+		'42P01 relation "no_such_table" does not exist'),
+	'the failure of the script is a failed event with SQLSTATE and message');
+is($node->safe_psql('postgres', "SELECT status FROM dbops.health() WHERE check_name = 'migrations'"),
+	'warning', 'the migrations health check reports it');
+
 # two copies of a new script at once: both exit 0, one applies
 my $slow = "$dir/0002_slow.sql";
 append_to_file($slow, script('0002', "CREATE TABLE slow_t (id int);\nINSERT INTO slow_t VALUES (1);\nSELECT pg_sleep(2);"));
