@@ -47,7 +47,7 @@ CREATE TABLE dbops.migration_events (
     backend_pid      integer NOT NULL DEFAULT pg_backend_pid()
 );
 CREATE INDEX migration_events_version_idx
-    ON dbops.migration_events (version, event_id);
+    ON dbops.migration_events (version, event_id DESC);
 COMMENT ON TABLE dbops.migration_events IS
     'Append-only history of the migration ledger: apply, skip, rollback, baseline, repair, import, failed';
 
