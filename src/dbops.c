@@ -22,6 +22,7 @@ _PG_init(void)
 {
 	dbops_health_init();
 	dbops_reaper_init();
+	dbops_ledger_init();
 
 	MarkGUCPrefixReserved("dbops");
 }

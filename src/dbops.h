@@ -99,4 +99,9 @@ extern void dbops_check_reaper(DbopsCheckResult *res);
 /* GUCs */
 extern int	dbops_health_check_timeout;
 
+/* ledger */
+extern void dbops_ledger_init(void);
+extern void dbops_check_migrations(DbopsCheckResult *res);
+extern bool dbops_migration_allow_out_of_order;
+
 #endif							/* DBOPS_H */
