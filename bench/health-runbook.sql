@@ -25,7 +25,7 @@ SELECT s.schemaname, s.sequencename, s.last_value, round(100.0 * (s.last_value -
 -- dead_tuples
 SELECT schemaname, relname, n_dead_tup, n_live_tup, round(100.0 * n_dead_tup / nullif(n_live_tup + n_dead_tup, 0), 1) AS dead_pct, last_vacuum, last_autovacuum FROM pg_stat_all_tables ORDER BY n_dead_tup DESC LIMIT 5;
 -- vacuum_age
-SELECT schemaname, relname, n_dead_tup, greatest(last_vacuum, last_autovacuum) AS last_vacuum FROM pg_stat_all_tables t JOIN pg_class c ON c.oid = t.relid WHERE n_dead_tup > current_setting('autovacuum_vacuum_threshold')::int + current_setting('autovacuum_vacuum_scale_factor')::float8 * greatest(c.reltuples, 0) ORDER BY greatest(last_vacuum, last_autovacuum) NULLS FIRST LIMIT 5;
+SELECT t.schemaname, t.relname, t.n_dead_tup, greatest(t.last_vacuum, t.last_autovacuum) AS last_vac FROM pg_stat_all_tables t JOIN pg_class c ON c.oid = t.relid WHERE t.n_dead_tup > current_setting('autovacuum_vacuum_threshold')::int + current_setting('autovacuum_vacuum_scale_factor')::float8 * greatest(c.reltuples, 0) ORDER BY last_vac NULLS FIRST LIMIT 5;
 -- cache_hit_ratio
 SELECT round(100.0 * sum(blks_hit) / nullif(sum(blks_hit + blks_read), 0), 2) AS hit_pct FROM pg_stat_database;
 -- deadlocks

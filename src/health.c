@@ -34,6 +34,7 @@
 #include "catalog/dependency.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_depend.h"
 #include "catalog/pg_sequence.h"
 #include "catalog/pg_tablespace.h"
 #include "catalog/pg_type.h"
@@ -99,9 +100,9 @@ static const DbopsCheck dbops_checks[] = {
 	{"replication_slots", check_replication_slots, DBOPS_HIGHER_IS_WORSE},
 	{"archiver", check_archiver, DBOPS_HIGHER_IS_WORSE},
 	{"invalid_indexes", check_invalid_indexes, DBOPS_HIGHER_IS_WORSE},
-	{"sequences", check_sequences, DBOPS_HIGHER_IS_WORSE},
 	{"dead_tuples", check_dead_tuples, DBOPS_HIGHER_IS_WORSE},
 	{"vacuum_age", check_vacuum_age, DBOPS_HIGHER_IS_WORSE},
+	{"sequences", check_sequences, DBOPS_HIGHER_IS_WORSE},
 	{"cache_hit_ratio", check_cache_hit_ratio, DBOPS_LOWER_IS_WORSE},
 	{"deadlocks", check_deadlocks, DBOPS_HIGHER_IS_WORSE},
 	{"temp_files", check_temp_files, DBOPS_HIGHER_IS_WORSE},
@@ -1708,40 +1709,82 @@ read_sequence_page(RelInfo *ri, SeqInfo *s)
 	return true;
 }
 
-static int
-seq_bound_cmp(const void *a, const void *b)
-{
-	const SeqInfo *sa = *(SeqInfo *const *) a;
-	const SeqInfo *sb = *(SeqInfo *const *) b;
+/* Above this many lookups, one scan of pg_depend beats an index scan each. */
+#define OWNER_SCAN_MIN 256
 
-	if (sa->bound_pct != sb->bound_pct)
-		return sa->bound_pct < sb->bound_pct ? 1 : -1;
-	return 0;
+typedef struct SeqOwner
+{
+	Oid			seqid;
+	Oid			tableid;
+	int32		colid;
+} SeqOwner;
+
+/*
+ * The column owning each sequence (serial: an auto dependency; identity: an
+ * internal one), from one heap scan of pg_depend.
+ */
+static HTAB *
+sequence_owners(void)
+{
+	HASHCTL		ctl;
+	HTAB	   *owners;
+	Relation	rel;
+	TableScanDesc hscan;
+	HeapTuple	tup;
+
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(SeqOwner);
+	ctl.hcxt = CurrentMemoryContext;
+	owners = hash_create("dbops sequence owners", 1024, &ctl,
+						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	rel = table_open(DependRelationId, AccessShareLock);
+	hscan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(hscan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_depend d = (Form_pg_depend) GETSTRUCT(tup);
+		SeqOwner   *o;
+
+		if (d->classid != RelationRelationId || d->refclassid != RelationRelationId ||
+			d->objsubid != 0 || d->refobjsubid <= 0 ||
+			(d->deptype != DEPENDENCY_AUTO && d->deptype != DEPENDENCY_INTERNAL))
+			continue;
+		o = hash_search(owners, &d->objid, HASH_ENTER, NULL);
+		o->tableid = d->refobjid;
+		o->colid = d->refobjsubid;
+	}
+	table_endscan(hscan);
+	table_close(rel, AccessShareLock);
+	return owners;
 }
 
 static void
 check_sequences(DbopsCheckResult *res)
 {
-	RelScan    *scan = get_relscan();
+	RelScan    *scan;
 	Relation	seqrel;
 	TableScanDesc hscan;
 	HeapTuple	tup;
 	HTAB	   *seqdefs;
 	HASHCTL		ctl;
 	SeqInfo    *seqs;
-	SeqInfo   **order;
 	int			nseqs = 0;
 	int			nhidden = 0;
 	int			ncycle = 0;
 	bool		privileged = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
 	TopN		top = {0};
-	int			exact_lookups = 0;
+	double		lowest;
+	int			ncand = 0;
+	int			nunresolved = 0;
+	HTAB	   *owners = NULL;
 
 	typedef struct SeqDef
 	{
 		Oid			relid;
 		FormData_pg_sequence def;
 	} SeqDef;
+
+	scan = get_relscan();
 
 	/* the definitions of all sequences, from one scan of pg_sequence */
 	ctl.keysize = sizeof(Oid);
@@ -1826,38 +1869,54 @@ check_sequences(DbopsCheckResult *res)
 	}
 
 	/*
-	 * The sequences whose owning column could narrow their range, most
-	 * promising first: look the column up until no remaining sequence could
-	 * beat the ones already ranked.
+	 * The column that owns a sequence matters only when its type could end
+	 * the range before the sequence's own limit, and only for the sequences
+	 * that could then reach the lowest threshold.  For all the others, even a
+	 * smallint column would leave them below it: that proves their status
+	 * without looking the column up (their value is then the share of their
+	 * own range, a lower bound).
 	 */
-	order = palloc(sizeof(SeqInfo *) * Max(nseqs, 1));
+	lowest = res->warning;
+	if (isnan(lowest) || (!isnan(res->critical) && res->critical < lowest))
+		lowest = res->critical;
 	for (int i = 0; i < nseqs; i++)
 	{
-		order[i] = &seqs[i];
-		if (seqs[i].exact)
-			topn_add(&top, seqs[i].pct, i);
-	}
-	qsort(order, nseqs, sizeof(SeqInfo *), seq_bound_cmp);
-	for (int i = 0; i < nseqs; i++)
-	{
-		SeqInfo    *s = order[i];
-		Oid			tableid;
-		int32		colid;
+		SeqInfo    *s = &seqs[i];
 
 		if (s->exact)
 			continue;
-		if (top.n == MAX_CULPRITS && s->bound_pct <= top.score[MAX_CULPRITS - 1])
-			break;
-		if (s->bound_pct <= s->pct)
-		{
-			s->exact = true;
-			topn_add(&top, s->pct, s - seqs);
+		if (!isnan(lowest) && s->bound_pct >= lowest)
+			ncand++;
+		else
+			nunresolved++;
+	}
+	if (ncand > OWNER_SCAN_MIN)
+		owners = sequence_owners();
+	for (int i = 0; i < nseqs; i++)
+	{
+		SeqInfo    *s = &seqs[i];
+		Oid			tableid = InvalidOid;
+		int32		colid = 0;
+		bool		owned;
+
+		if (s->exact || isnan(lowest) || s->bound_pct < lowest)
 			continue;
-		}
 		CHECK_FOR_INTERRUPTS();
-		exact_lookups++;
-		if (sequenceIsOwned(s->relid, DEPENDENCY_AUTO, &tableid, &colid) ||
-			sequenceIsOwned(s->relid, DEPENDENCY_INTERNAL, &tableid, &colid))
+		if (owners)
+		{
+			SeqOwner   *o = hash_search(owners, &s->relid, HASH_FIND, NULL);
+
+			owned = (o != NULL);
+			if (o)
+			{
+				tableid = o->tableid;
+				colid = o->colid;
+			}
+		}
+		else
+			owned = sequenceIsOwned(s->relid, DEPENDENCY_AUTO, &tableid, &colid) ||
+				sequenceIsOwned(s->relid, DEPENDENCY_INTERNAL, &tableid, &colid);
+		if (owned)
 		{
 			Oid			coltype = get_atttype(tableid, colid);
 
@@ -1876,8 +1935,9 @@ check_sequences(DbopsCheckResult *res)
 			}
 		}
 		s->exact = true;
-		topn_add(&top, s->pct, s - seqs);
 	}
+	for (int i = 0; i < nseqs; i++)
+		topn_add(&top, seqs[i].pct, i);
 
 	dbops_check_value(res, rounded(top.n > 0 ? top.score[0] : 0, 4), "%");
 	if (nseqs == 0)
@@ -1905,7 +1965,9 @@ check_sequences(DbopsCheckResult *res)
 							 format_type_be(s->owntype));
 		appendStringInfoChar(&res->detail, ')');
 	}
-	(void) exact_lookups;
+	if (nunresolved > 0)
+		appendStringInfo(&res->detail, "; %d sequence(s) not checked against the type of their column: even a smallint column would leave them below %g%%",
+						 nunresolved, lowest);
 	appendStringInfoString(&res->hint,
 						   "Before the sequence runs out, move the column (and the sequence: ALTER SEQUENCE ... AS bigint) to bigint; for a sequence limited by its own MAXVALUE, raise it.");
 }
