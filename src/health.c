@@ -1055,19 +1055,44 @@ check_replication_lag(DbopsCheckResult *res)
 		double		bytes = 0;
 		SPITupleTable *tt;
 
-		if (receive != InvalidXLogRecPtr && receive > replay)
+		/*
+		 * What was received beyond the page the last replayed record ends in:
+		 * the WAL sender streams up to the primary's flush position, which
+		 * can be the end of that page while no further record follows.
+		 */
+		if (receive != InvalidXLogRecPtr && receive > replay &&
+			receive > replay + (XLOG_BLCKSZ - replay % XLOG_BLCKSZ) % XLOG_BLCKSZ)
 			bytes = (double) (receive - replay);
-		/* caught up with what arrived: no delay whatever the primary does */
-		if (bytes > 0 && last_xact != 0)
+
+		/*
+		 * Caught up with what arrived: no delay, however long the primary has
+		 * been quiet.  Behind: the delay runs from the last transaction
+		 * replayed, which a standby that has replayed none cannot know.
+		 */
+		if (bytes > 0 && last_xact == 0)
+		{
+			dbops_check_unknown(res, "standby: %.0f bytes received but not replayed, and no transaction replayed since the standby started: the replay delay cannot be measured yet",
+								bytes);
+			appendStringInfoString(&res->hint,
+								   "Check whether replay is paused (pg_is_wal_replay_paused()) or stuck on a recovery conflict.");
+			return;
+		}
+		if (bytes > 0)
 			delay = Max(seconds_between(last_xact, GetCurrentTimestamp()), 0);
 		dbops_check_value(res, rounded(delay, 3), "s");
 
 		tt = run_kept_query(&plan, "SELECT status, sender_host FROM pg_catalog.pg_stat_wal_receiver");
-		appendStringInfo(&res->detail, "standby: replay delay ");
-		append_duration(&res->detail, delay);
-		appendStringInfoString(&res->detail, ", ");
-		append_bytes(&res->detail, bytes);
-		appendStringInfo(&res->detail, " received but not replayed (received %X/%X, replayed %X/%X)",
+		if (bytes == 0)
+			appendStringInfoString(&res->detail, "standby: caught up");
+		else
+		{
+			appendStringInfo(&res->detail, "standby: replay delay ");
+			append_duration(&res->detail, delay);
+			appendStringInfoString(&res->detail, ", ");
+			append_bytes(&res->detail, bytes);
+			appendStringInfoString(&res->detail, " received but not replayed");
+		}
+		appendStringInfo(&res->detail, " (received %X/%X, replayed %X/%X)",
 						 LSN_FORMAT_ARGS(receive), LSN_FORMAT_ARGS(replay));
 		if (last_xact != 0)
 			appendStringInfo(&res->detail, ", last replayed transaction at %s",
