@@ -1783,6 +1783,18 @@ sequence_owners(void)
 	return owners;
 }
 
+/* order of pg_sequence rows by OID; the key may be a bare Oid */
+static int
+seqdef_cmp(const void *a, const void *b)
+{
+	Oid			oa = *(const Oid *) a;
+	Oid			ob = *(const Oid *) b;
+
+	if (oa != ob)
+		return oa < ob ? -1 : 1;
+	return 0;
+}
+
 static void
 check_sequences(DbopsCheckResult *res)
 {
@@ -1790,8 +1802,9 @@ check_sequences(DbopsCheckResult *res)
 	Relation	seqrel;
 	TableScanDesc hscan;
 	HeapTuple	tup;
-	HTAB	   *seqdefs;
-	HASHCTL		ctl;
+	Form_pg_sequence defs = NULL;
+	int			ndefs = 0;
+	int			maxdefs = 0;
 	SeqInfo    *seqs;
 	int			nseqs = 0;
 	int			nhidden = 0;
@@ -1803,46 +1816,44 @@ check_sequences(DbopsCheckResult *res)
 	int			nunresolved = 0;
 	HTAB	   *owners = NULL;
 
-	typedef struct SeqDef
-	{
-		Oid			relid;
-		FormData_pg_sequence def;
-	} SeqDef;
-
 	scan = get_relscan();
 
-	/* the definitions of all sequences, from one scan of pg_sequence */
-	ctl.keysize = sizeof(Oid);
-	ctl.entrysize = sizeof(SeqDef);
-	ctl.hcxt = CurrentMemoryContext;
-	seqdefs = hash_create("dbops sequences", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	/*
+	 * The definitions of all sequences, from one scan of pg_sequence, sorted
+	 * by OID for the lookups below.
+	 */
 	seqrel = table_open(SequenceRelationId, AccessShareLock);
 	hscan = table_beginscan_catalog(seqrel, 0, NULL);
 	while ((tup = heap_getnext(hscan, ForwardScanDirection)) != NULL)
 	{
-		Form_pg_sequence f = (Form_pg_sequence) GETSTRUCT(tup);
-		SeqDef	   *d = hash_search(seqdefs, &f->seqrelid, HASH_ENTER, NULL);
-
-		d->def = *f;
+		if (ndefs == maxdefs)
+		{
+			maxdefs = Max(maxdefs * 2, 1024);
+			defs = defs ? repalloc_huge(defs, sizeof(FormData_pg_sequence) * maxdefs) :
+				palloc(sizeof(FormData_pg_sequence) * maxdefs);
+		}
+		defs[ndefs++] = *(Form_pg_sequence) GETSTRUCT(tup);
 	}
 	table_endscan(hscan);
 	table_close(seqrel, AccessShareLock);
+	if (ndefs > 1)
+		qsort(defs, ndefs, sizeof(FormData_pg_sequence), seqdef_cmp);
 
-	seqs = palloc(sizeof(SeqInfo) * Max(hash_get_num_entries(seqdefs), 1));
+	seqs = palloc(sizeof(SeqInfo) * Max(ndefs, 1));
 	for (int i = 0; i < scan->nrels; i++)
 	{
 		RelInfo    *ri = &scan->rels[i];
-		SeqDef	   *d;
+		Form_pg_sequence d;
 		SeqInfo    *s;
 
 		if (ri->relkind != RELKIND_SEQUENCE)
 			continue;
 		if ((i & 255) == 0)
 			CHECK_FOR_INTERRUPTS();
-		d = hash_search(seqdefs, &ri->relid, HASH_FIND, NULL);
+		d = ndefs > 0 ? bsearch(&ri->relid, defs, ndefs, sizeof(FormData_pg_sequence), seqdef_cmp) : NULL;
 		if (d == NULL)
 			continue;			/* created after our pg_sequence scan */
-		if (d->def.seqcycle)
+		if (d->seqcycle)
 		{
 			ncycle++;
 			continue;
@@ -1859,10 +1870,10 @@ check_sequences(DbopsCheckResult *res)
 		s = &seqs[nseqs];
 		s->relid = ri->relid;
 		s->relnamespace = ri->relnamespace;
-		s->seqmin = d->def.seqmin;
-		s->seqmax = d->def.seqmax;
-		s->seqincrement = d->def.seqincrement;
-		s->seqtypid = d->def.seqtypid;
+		s->seqmin = d->seqmin;
+		s->seqmax = d->seqmax;
+		s->seqincrement = d->seqincrement;
+		s->seqtypid = d->seqtypid;
 		s->ownrel = InvalidOid;
 		s->owncol = 0;
 		s->owntype = InvalidOid;
