@@ -409,6 +409,8 @@ typedef struct RelScan
 	int			nrels;
 	RelInfo    *rels;
 	int64		total_pages;
+	int			nlargest;		/* the largest relations of any kind */
+	RelInfo		largest[MAX_CULPRITS];
 } RelScan;
 
 static MemoryContext report_context = NULL;
@@ -1360,6 +1362,12 @@ get_relscan(void)
 	scan->rels = palloc(sizeof(RelInfo) * alloc);
 
 	rel = table_open(RelationRelationId, AccessShareLock);
+	/* about two thirds of pg_class are tables and sequences */
+	if (RelationGetForm(rel)->reltuples > alloc)
+	{
+		alloc = (int) Min(RelationGetForm(rel)->reltuples * 0.7, 16.0 * 1024 * 1024);
+		scan->rels = repalloc_huge(scan->rels, sizeof(RelInfo) * alloc);
+	}
 	hscan = table_beginscan_catalog(rel, 0, NULL);
 	while ((tup = heap_getnext(hscan, ForwardScanDirection)) != NULL)
 	{
@@ -1373,9 +1381,26 @@ get_relscan(void)
 		if (c->relpersistence == RELPERSISTENCE_TEMP)
 			continue;
 		scan->total_pages += c->relpages;
+		if (c->relpages > 0 &&
+			(scan->nlargest < MAX_CULPRITS ||
+			 c->relpages > scan->largest[MAX_CULPRITS - 1].relpages))
+		{
+			int			pos = Min(scan->nlargest, MAX_CULPRITS - 1);
+
+			while (pos > 0 && scan->largest[pos - 1].relpages < c->relpages)
+			{
+				scan->largest[pos] = scan->largest[pos - 1];
+				pos--;
+			}
+			scan->largest[pos].relid = c->oid;
+			scan->largest[pos].relnamespace = c->relnamespace;
+			scan->largest[pos].relpages = c->relpages;
+			if (scan->nlargest < MAX_CULPRITS)
+				scan->nlargest++;
+		}
+		/* the other checks look at tables and sequences only */
 		if (c->relkind != RELKIND_RELATION && c->relkind != RELKIND_MATVIEW &&
-			c->relkind != RELKIND_TOASTVALUE && c->relkind != RELKIND_SEQUENCE &&
-			c->relpages < 1)
+			c->relkind != RELKIND_TOASTVALUE && c->relkind != RELKIND_SEQUENCE)
 			continue;
 		if (scan->nrels == alloc)
 		{
@@ -1568,18 +1593,14 @@ static void
 check_database_size(DbopsCheckResult *res)
 {
 	RelScan    *scan = get_relscan();
-	TopN		top = {0};
-
-	for (int i = 0; i < scan->nrels; i++)
-		topn_add(&top, scan->rels[i].relpages, i);
 
 	dbops_check_value(res, rounded((double) scan->total_pages * BLCKSZ / (1024.0 * 1024.0), 2), "MB");
 	appendStringInfo(&res->detail, "%s: about ", quote_identifier(get_database_name(MyDatabaseId)));
 	append_bytes(&res->detail, (double) scan->total_pages * BLCKSZ);
 	appendStringInfoString(&res->detail, " (estimated from pg_class.relpages; pg_database_size() gives the exact figure)");
-	for (int t = 0; t < top.n && top.score[t] > 0; t++)
+	for (int t = 0; t < scan->nlargest; t++)
 	{
-		RelInfo    *ri = &scan->rels[top.item[t]];
+		RelInfo    *ri = &scan->largest[t];
 
 		appendStringInfo(&res->detail, "%s%s ", t == 0 ? "; largest: " : ", ",
 						 relation_display_name(ri->relid, ri->relnamespace));
