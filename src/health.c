@@ -1719,6 +1719,7 @@ read_sequence_page(RelInfo *ri, SeqInfo *s)
 	HeapTupleHeader htup;
 	Form_pg_sequence_data seq;
 	uint64		inval_count = SharedInvalidMessageCounter;
+	bool		valid;
 	Oid			relfilenode = ri->relfilenode;
 	Oid			reltablespace = ri->reltablespace;
 
@@ -1751,18 +1752,24 @@ read_sequence_page(RelInfo *ri, SeqInfo *s)
 									ri->relpersistence == RELPERSISTENCE_PERMANENT);
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	page = BufferGetPage(buf);
-	if (PageGetSpecialSize(page) != MAXALIGN(sizeof(uint32)) ||
-		*((uint32 *) PageGetSpecialPointer(page)) != SEQ_PAGE_MAGIC ||
-		PageGetMaxOffsetNumber(page) < FirstOffsetNumber)
-		elog(ERROR, "bad magic number in sequence \"%s\"", get_rel_name(ri->relid));
-	lp = PageGetItemId(page, FirstOffsetNumber);
-	htup = (HeapTupleHeader) PageGetItem(page, lp);
-	seq = (Form_pg_sequence_data) ((char *) htup + htup->t_hoff);
-	s->last_value = seq->last_value;
-	s->is_called = seq->is_called;
+	valid = PageGetSpecialSize(page) == MAXALIGN(sizeof(uint32)) &&
+		*((uint32 *) PageGetSpecialPointer(page)) == SEQ_PAGE_MAGIC &&
+		PageGetMaxOffsetNumber(page) >= FirstOffsetNumber;
+	if (valid)
+	{
+		lp = PageGetItemId(page, FirstOffsetNumber);
+		htup = (HeapTupleHeader) PageGetItem(page, lp);
+		seq = (Form_pg_sequence_data) ((char *) htup + htup->t_hoff);
+		s->last_value = seq->last_value;
+		s->is_called = seq->is_called;
+	}
 	UnlockReleaseBuffer(buf);
-
 	UnlockRelationOid(ri->relid, AccessShareLock);
+
+	if (!valid)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("bad magic number in sequence \"%s\"", get_rel_name(ri->relid))));
 	return true;
 }
 
