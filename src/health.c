@@ -746,6 +746,20 @@ topn_add(TopN *top, double score, int item)
 		top->n++;
 }
 
+/*
+ * The cumulative statistics the check reads are collected only with
+ * track_counts on: without them, an empty answer would be a false "ok".
+ */
+static bool
+counts_tracked(DbopsCheckResult *res)
+{
+	if (pgstat_track_counts)
+		return true;
+	dbops_check_unknown(res, "track_counts is off: the statistics this check reads are not collected");
+	appendStringInfoString(&res->hint, "Turn track_counts on (it is on by default).");
+	return false;
+}
+
 /* ----------------------------------------------------------------------
  * Session checks: the backend status array, no pg_stat_activity
  * ----------------------------------------------------------------------
@@ -866,6 +880,7 @@ session_check(DbopsCheckResult *res, bool idle_in_xact)
 	TimestampTz now = GetCurrentTimestamp();
 	TopN		top = {0};
 	int			count = 0;
+	int			untracked = 0;
 
 	if (!sessions_visible(res))
 		return;
@@ -883,6 +898,11 @@ session_check(DbopsCheckResult *res, bool idle_in_xact)
 			continue;
 		if (be->st_backendType != B_BACKEND && be->st_backendType != B_BG_WORKER)
 			continue;
+		if (be->st_state == STATE_DISABLED)
+		{
+			untracked++;
+			continue;
+		}
 		if (idle_in_xact)
 		{
 			if (be->st_state != STATE_IDLEINTRANSACTION &&
@@ -902,7 +922,17 @@ session_check(DbopsCheckResult *res, bool idle_in_xact)
 		topn_add(&top, seconds_between(since, now), i);
 	}
 
+	if (count == 0 && untracked > 0)
+	{
+		dbops_check_unknown(res, "%d session(s) do not report their activity (track_activities is off)",
+							untracked);
+		appendStringInfoString(&res->hint, "Turn track_activities on (it is on by default).");
+		return;
+	}
 	dbops_check_value(res, rounded(top.n > 0 ? Max(top.score[0], 0) : 0, 3), "s");
+	if (untracked > 0)
+		appendStringInfo(&res->detail, "%d session(s) do not report their activity (track_activities is off); ",
+						 untracked);
 	if (count == 0)
 	{
 		appendStringInfoString(&res->detail, idle_in_xact ?
@@ -1487,6 +1517,9 @@ check_dead_tuples(DbopsCheckResult *res)
 	int64		total_dead = 0;
 	TimestampTz now = GetCurrentTimestamp();
 
+	if (!counts_tracked(res))
+		return;
+
 	for (int i = 0; i < scan->nrels; i++)
 	{
 		RelInfo    *ri = &scan->rels[i];
@@ -1551,6 +1584,9 @@ check_vacuum_age(DbopsCheckResult *res)
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz origin = PgStartTime;
 	PgStat_StatDBEntry *db = pgstat_fetch_stat_dbentry(MyDatabaseId);
+
+	if (!counts_tracked(res))
+		return;
 
 	if (db && db->stat_reset_timestamp != 0)
 		origin = db->stat_reset_timestamp;
@@ -2075,6 +2111,9 @@ check_cache_hit_ratio(DbopsCheckResult *res)
 	double		worst = 101;
 	int			worst_row = -1;
 
+	if (!counts_tracked(res))
+		return;
+
 	for (uint64 r = 0; r < n; r++)
 	{
 		double		h = col_float(tt, r, 2, &isnull);
@@ -2113,6 +2152,9 @@ check_deadlocks(DbopsCheckResult *res)
 	bool		isnull;
 	TopN		top = {0};
 
+	if (!counts_tracked(res))
+		return;
+
 	for (uint64 r = 0; r < n; r++)
 	{
 		double		d = col_float(tt, r, 4, &isnull);
@@ -2146,6 +2188,9 @@ check_temp_files(DbopsCheckResult *res)
 	double		bytes = 0;
 	bool		isnull;
 	TopN		top = {0};
+
+	if (!counts_tracked(res))
+		return;
 
 	for (uint64 r = 0; r < n; r++)
 	{
