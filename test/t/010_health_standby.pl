@@ -57,7 +57,9 @@ is($standby->safe_psql('postgres',
 		"SELECT string_agg(check_name || ': ' || detail, '; ') FROM dbops.health() WHERE status = 'unknown'"),
 	'', 'no check is unknown on the standby');
 is($standby->safe_psql('postgres',
-		"SET ROLE monitor; SELECT string_agg(check_name, ',') FROM dbops.health() WHERE status = 'skipped'"),
+		"SET ROLE monitor; SELECT string_agg(check_name, ',') FROM dbops.health() WHERE status = 'skipped'"
+		  # cron_failures is skipped where pg_cron is not loaded, as here
+		  . " AND check_name <> 'cron_failures'"),
 	'', 'pg_monitor member: no check skipped on the standby');
 ($status, $value, $detail) = check($standby, 'sequences', 'monitor');
 like($detail, qr/public\.t_id_seq 0\.00% \(100 of 2147483647\)/, 'standby reads sequence values');
