@@ -95,4 +95,15 @@ extern void dbops_check_connections(DbopsCheckResult *res);
 /* GUCs */
 extern int	dbops_health_check_timeout;
 
+/* retention */
+extern void dbops_retention_init(void);
+extern void dbops_check_retention(DbopsCheckResult *res);
+extern int	dbops_purge_batch_target;
+extern int	dbops_purge_batch_max;
+extern int	dbops_purge_lock_timeout;
+extern int	dbops_purge_lock_retries;
+extern int	dbops_purge_max_replica_lag;
+extern int	dbops_purge_runs_keep;
+extern int	dbops_retention_slack;
+
 #endif							/* DBOPS_H */
