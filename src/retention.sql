@@ -79,18 +79,27 @@ $$;
 COMMENT ON FUNCTION dbops.replica_replay_lag_ms() IS
     'Worst replay_lag of the streaming standbys in ms; dbops.purge() pauses while it exceeds dbops.purge_max_replica_lag';
 
--- The SQL of one purge batch on table target: deletes up to $3 rows older
--- than the cutoff $2 (timestamptz), lowest time first, starting at $1 (text,
--- a value of the time column; NULL for the lowest).  Rows another
--- transaction has locked are skipped, not waited on.  Returns the number of
--- rows deleted and the highest time value deleted (as text).  Without
--- from_value, $1 is not used (pass NULL).
-CREATE FUNCTION dbops._purge_batch_sql(target regclass, time_column name, from_value boolean)
+-- The SQL of the steps of one purge batch on table target (a table, or a
+-- leaf partition), by mode:
+--   'bound'  $1 lower (text or NULL), $2 cutoff, $3 offset: the value of the
+--            time column $3 rows into the rows older than the cutoff, from
+--            lower on (NULL when fewer remain); an index(-only) scan;
+--   'range'  $1 lower, $2 upper (text or NULL), $3 cutoff: deletes the rows
+--            between them that are older than the cutoff, by index range;
+--   'skip_locked'  $1 lower, $2 cutoff, $3 limit: deletes up to $3 rows,
+--            lowest time first, skipping rows other transactions hold locked;
+--            returns the count and the highest value deleted (text).  Used
+--            when a range batch could not get its row locks in time, and for
+--            date columns, whose ties could make a range batch too large.
+-- from_value / to_value say whether the lower / upper bound is given.
+CREATE FUNCTION dbops._purge_batch_sql(target regclass, time_column name, mode text,
+    from_value boolean DEFAULT false, to_value boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     typ text;
+    lower_cond text;
 BEGIN
     SELECT format_type(a.atttypid, NULL) INTO typ
       FROM pg_attribute a
@@ -100,16 +109,28 @@ BEGIN
         RAISE EXCEPTION 'column "%" of relation % does not exist', time_column, target
             USING ERRCODE = 'undefined_column';
     END IF;
-    RETURN format(
-        'WITH d AS (DELETE FROM %1$s WHERE ctid = ANY (ARRAY('
-        'SELECT ctid FROM %1$s WHERE %2$I < $2 %4$s'
-        'ORDER BY %2$I LIMIT $3 FOR UPDATE SKIP LOCKED)) AND %2$I < $2 RETURNING %2$I) '
-        'SELECT count(*), max(%2$I)::text FROM d',
-        target, time_column, typ,
-        CASE WHEN from_value THEN format('AND %I >= $1::%s ', time_column, typ) ELSE '' END);
+    lower_cond := CASE WHEN from_value THEN format(' AND %I >= $1::%s', time_column, typ) ELSE '' END;
+    CASE mode
+    WHEN 'bound' THEN
+        RETURN format('SELECT %2$I::text AS bound FROM %1$s WHERE %2$I < $2%3$s ORDER BY %2$I OFFSET $3 LIMIT 1',
+                      target, time_column, lower_cond);
+    WHEN 'range' THEN
+        RETURN format('DELETE FROM %1$s WHERE %2$I < $3%3$s%4$s',
+                      target, time_column, lower_cond,
+                      CASE WHEN to_value THEN format(' AND %I <= $2::%s', time_column, typ) ELSE '' END);
+    WHEN 'skip_locked' THEN
+        RETURN format(
+            'WITH d AS (DELETE FROM %1$s WHERE ctid = ANY (ARRAY('
+            'SELECT ctid FROM %1$s WHERE %2$I < $2%3$s '
+            'ORDER BY %2$I LIMIT $3 FOR UPDATE SKIP LOCKED)) AND %2$I < $2 RETURNING %2$I) '
+            'SELECT count(*), max(%2$I)::text FROM d',
+            target, time_column, lower_cond);
+    ELSE
+        RAISE EXCEPTION 'unknown batch mode "%"', mode USING ERRCODE = 'invalid_parameter_value';
+    END CASE;
 END
 $$;
-REVOKE ALL ON FUNCTION dbops._purge_batch_sql(regclass, name, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbops._purge_batch_sql(regclass, name, text, boolean, boolean) FROM PUBLIC;
 
 -- Checks shared by add and alter; raises on what cannot work, NOTICEs on
 -- what will work badly.
@@ -425,8 +446,18 @@ DECLARE
     nparts_all integer;
     targets regclass[];
     target regclass;
-    sql_from text;
-    sql_all text;
+    sql_bound text;
+    sql_bound_from text;
+    sql_range text;
+    sql_range_from text;
+    sql_range_to text;
+    sql_range_from_to text;
+    sql_skip text;
+    sql_skip_from text;
+    is_date boolean;
+    use_skip boolean;
+    skipped_any boolean;
+    upper_ text;
     size integer;
     failures text[] := '{}';
     first_state text;
@@ -612,10 +643,19 @@ BEGIN
             size := p.batch_size;
             <<targets_loop>>
             FOREACH target IN ARRAY coalesce(targets, '{}') LOOP
-                sql_from := dbops._purge_batch_sql(target, p.time_column, true);
-                sql_all := dbops._purge_batch_sql(target, p.time_column, false);
+                sql_bound := dbops._purge_batch_sql(target, p.time_column, 'bound', false);
+                sql_bound_from := dbops._purge_batch_sql(target, p.time_column, 'bound', true);
+                sql_range := dbops._purge_batch_sql(target, p.time_column, 'range', false, false);
+                sql_range_from := dbops._purge_batch_sql(target, p.time_column, 'range', true, false);
+                sql_range_to := dbops._purge_batch_sql(target, p.time_column, 'range', false, true);
+                sql_range_from_to := dbops._purge_batch_sql(target, p.time_column, 'range', true, true);
+                sql_skip := dbops._purge_batch_sql(target, p.time_column, 'skip_locked', false);
+                sql_skip_from := dbops._purge_batch_sql(target, p.time_column, 'skip_locked', true);
+                SELECT a.atttypid = 'date'::regtype INTO is_date
+                  FROM pg_attribute a WHERE a.attrelid = target AND a.attname = p.time_column;
                 lower_ := NULL;
                 retries := 0;
+                skipped_any := false;
                 LOOP
                     IF p.max_rows_per_run IS NOT NULL AND total >= p.max_rows_per_run THEN
                         v_status := 'partial';
@@ -659,23 +699,59 @@ BEGIN
                         lim := least(lim, p.max_rows_per_run - total);
                     END IF;
 
+                    -- one batch: find the value lim rows on, delete the range
+                    -- up to it (both through the index); if a row lock is
+                    -- not granted in time, the same batch again skipping
+                    -- locked rows
                     locked := false;
+                    use_skip := is_date;
+                    upper_ := NULL;
                     PERFORM set_config('lock_timeout', s.lock_timeout_ms || 'ms', true);
+                    PERFORM set_config('enable_seqscan', 'off', true);
                     t0 := clock_timestamp();
-                    BEGIN
-                        IF lower_ IS NULL THEN
-                            EXECUTE sql_all INTO n, maxval USING lower_, v_cutoff, lim;
-                        ELSE
-                            EXECUTE sql_from INTO n, maxval USING lower_, v_cutoff, lim;
-                        END IF;
-                    EXCEPTION
-                        WHEN lock_not_available THEN
-                            locked := true;
-                        WHEN OTHERS THEN
-                            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
-                            v_status := 'failed';
-                            EXIT targets_loop;
-                    END;
+                    IF NOT use_skip THEN
+                        BEGIN
+                            IF lower_ IS NULL THEN
+                                EXECUTE sql_bound INTO upper_ USING lower_, v_cutoff, lim - 1;
+                            ELSE
+                                EXECUTE sql_bound_from INTO upper_ USING lower_, v_cutoff, lim - 1;
+                            END IF;
+                            IF upper_ IS NOT NULL AND upper_ = lower_ THEN
+                                use_skip := true;   -- lim rows tied at lower_
+                            ELSE
+                                EXECUTE CASE WHEN lower_ IS NULL AND upper_ IS NULL THEN sql_range
+                                             WHEN lower_ IS NULL THEN sql_range_to
+                                             WHEN upper_ IS NULL THEN sql_range_from
+                                             ELSE sql_range_from_to END
+                                  USING lower_, upper_, v_cutoff;
+                                GET DIAGNOSTICS n = ROW_COUNT;
+                                maxval := upper_;
+                            END IF;
+                        EXCEPTION
+                            WHEN lock_not_available THEN
+                                use_skip := true;
+                            WHEN OTHERS THEN
+                                GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+                                v_status := 'failed';
+                                EXIT targets_loop;
+                        END;
+                    END IF;
+                    IF use_skip THEN
+                        BEGIN
+                            IF lower_ IS NULL THEN
+                                EXECUTE sql_skip INTO n, maxval USING lower_, v_cutoff, lim;
+                            ELSE
+                                EXECUTE sql_skip_from INTO n, maxval USING lower_, v_cutoff, lim;
+                            END IF;
+                        EXCEPTION
+                            WHEN lock_not_available THEN
+                                locked := true;
+                            WHEN OTHERS THEN
+                                GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+                                v_status := 'failed';
+                                EXIT targets_loop;
+                        END;
+                    END IF;
                     ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
 
                     IF locked THEN
@@ -693,6 +769,9 @@ BEGIN
                         CONTINUE;
                     END IF;
 
+                    IF use_skip AND n < lim THEN
+                        skipped_any := true;
+                    END IF;
                     IF n > 0 THEN
                         total := total + n;
                         UPDATE dbops.purge_runs r
@@ -702,8 +781,8 @@ BEGIN
                     END IF;
                     COMMIT;
 
-                    IF n >= lim THEN
-                        -- a full batch: continue after its highest value,
+                    IF (use_skip AND n >= lim) OR (NOT use_skip AND upper_ IS NOT NULL) THEN
+                        -- a full batch: continue from its highest value,
                         -- sized toward the target batch time
                         retries := 0;
                         lower_ := maxval;
@@ -712,9 +791,11 @@ BEGIN
                                         round(size * least(2.0, greatest(0.5, s.batch_target_ms / greatest(ms, 1))))::integer));
                         END IF;
                     ELSIF lower_ IS NOT NULL THEN
-                        -- end of the range: sweep once from the start for
-                        -- rows that were skipped (locked) or inserted behind
+                        -- end of the range: done, unless batches skipped
+                        -- locked rows; then sweep once more from the start
+                        EXIT WHEN NOT skipped_any;
                         lower_ := NULL;
+                        skipped_any := false;
                     ELSIF n > 0 THEN
                         CONTINUE;
                     ELSE
