@@ -342,7 +342,7 @@ COMMENT ON FUNCTION dbops.remove_retention_policy(regclass) IS
 -- direct range partitions on the time column whose upper bound is at or
 -- below the cutoff, oldest first, never the last (non-default) partition.
 CREATE FUNCTION dbops._purge_old_partitions(parent regclass, time_column name, cutoff timestamptz)
-RETURNS TABLE (partition regclass, upper_bound text)
+RETURNS TABLE (partition regclass, upper_bound timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -375,10 +375,10 @@ BEGIN
         IF left(upper, 1) = '''' THEN
             upper := replace(substr(upper, 2, length(upper) - 2), '''''', '''');
         END IF;
-        EXECUTE format('SELECT %L::%s <= $1', upper, typ) INTO old USING cutoff;
+        EXECUTE format('SELECT %L::%s <= $1, %L::%s::timestamptz', upper, typ, upper, typ)
+           INTO old, upper_bound USING cutoff;
         IF old THEN
             partition := r.part;
-            upper_bound := upper;
             RETURN NEXT;
         END IF;
     END LOOP;
@@ -570,7 +570,7 @@ BEGIN
 
         -- partitions wholly older than the cutoff: detach (and drop)
         IF v_status IS NULL AND kind = 'p' THEN
-            SELECT array_agg(o.partition ORDER BY o.upper_bound::text COLLATE "C") INTO parts
+            SELECT array_agg(o.partition ORDER BY o.upper_bound) INTO parts
               FROM dbops._purge_old_partitions(p.relation, p.time_column, v_cutoff) o;
             SELECT count(*) INTO nparts_all
               FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -707,7 +707,11 @@ BEGIN
                     use_skip := is_date;
                     upper_ := NULL;
                     PERFORM set_config('lock_timeout', s.lock_timeout_ms || 'ms', true);
+                    -- through the index, in its order; bounds as ISO text
                     PERFORM set_config('enable_seqscan', 'off', true);
+                    PERFORM set_config('enable_bitmapscan', 'off', true);
+                    PERFORM set_config('enable_sort', 'off', true);
+                    PERFORM set_config('datestyle', 'ISO, YMD', true);
                     t0 := clock_timestamp();
                     IF NOT use_skip THEN
                         BEGIN
