@@ -83,7 +83,8 @@ COMMENT ON FUNCTION dbops.replica_replay_lag_ms() IS
 -- leaf partition), by mode:
 --   'bound'  $1 lower (text or NULL), $2 cutoff, $3 offset: the value of the
 --            time column $3 rows into the rows older than the cutoff, from
---            lower on (NULL when fewer remain); an index(-only) scan;
+--            lower on (NULL when fewer remain), and how many rows (up to $3)
+--            share that value; index(-only) scans;
 --   'range'  $1 lower, $2 upper (text or NULL), $3 cutoff: deletes the rows
 --            between them that are older than the cutoff, by index range;
 --   'skip_locked'  $1 lower, $2 cutoff, $3 limit: deletes up to $3 rows,
@@ -112,7 +113,8 @@ BEGIN
     lower_cond := CASE WHEN from_value THEN format(' AND %I >= $1::%s', time_column, typ) ELSE '' END;
     CASE mode
     WHEN 'bound' THEN
-        RETURN format('SELECT %2$I::text AS bound FROM %1$s WHERE %2$I < $2%3$s ORDER BY %2$I OFFSET $3 LIMIT 1',
+        RETURN format('SELECT b.bound::text, (SELECT count(*) FROM (SELECT FROM %1$s WHERE %2$I = b.bound LIMIT $3) t) '
+                      'FROM (SELECT %2$I AS bound FROM %1$s WHERE %2$I < $2%3$s ORDER BY %2$I OFFSET $3 LIMIT 1) b',
                       target, time_column, lower_cond);
     WHEN 'range' THEN
         RETURN format('DELETE FROM %1$s WHERE %2$I < $3%3$s%4$s',
@@ -457,6 +459,7 @@ DECLARE
     is_date boolean;
     use_skip boolean;
     skipped_any boolean;
+    ties bigint;
     upper_ text;
     size integer;
     failures text[] := '{}';
@@ -716,12 +719,14 @@ BEGIN
                     IF NOT use_skip THEN
                         BEGIN
                             IF lower_ IS NULL THEN
-                                EXECUTE sql_bound INTO upper_ USING lower_, v_cutoff, lim - 1;
+                                EXECUTE sql_bound INTO upper_, ties USING lower_, v_cutoff, lim - 1;
                             ELSE
-                                EXECUTE sql_bound_from INTO upper_ USING lower_, v_cutoff, lim - 1;
+                                EXECUTE sql_bound_from INTO upper_, ties USING lower_, v_cutoff, lim - 1;
                             END IF;
-                            IF upper_ IS NOT NULL AND upper_ = lower_ THEN
-                                use_skip := true;   -- lim rows tied at lower_
+                            IF upper_ IS NOT NULL AND ties > lim / 4 THEN
+                                -- many rows share the bound: a range would
+                                -- take them all, so count rows instead
+                                use_skip := true;
                             ELSE
                                 EXECUTE CASE WHEN lower_ IS NULL AND upper_ IS NULL THEN sql_range
                                              WHEN lower_ IS NULL THEN sql_range_to
