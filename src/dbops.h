@@ -105,5 +105,6 @@ extern int	dbops_purge_lock_retries;
 extern int	dbops_purge_max_replica_lag;
 extern int	dbops_purge_runs_keep;
 extern int	dbops_retention_slack;
+extern double dbops_purge_yield;
 
 #endif							/* DBOPS_H */

@@ -18,6 +18,8 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
@@ -39,6 +41,7 @@ int			dbops_purge_lock_retries = 10;
 int			dbops_purge_max_replica_lag = 10000;
 int			dbops_purge_runs_keep = 90 * 86400;
 int			dbops_retention_slack = 86400;
+double		dbops_purge_yield = 1.0;
 
 /* Policy whose advisory lock this session holds for a purge, 0 if none. */
 static int32 purge_locked_policy = 0;
@@ -76,6 +79,13 @@ dbops_retention_init(void)
 							10, 0, 1000,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
+	DefineCustomRealVariable("dbops.purge_yield",
+							 "How much a purge yields to other sessions running queries.",
+							 "While other client sessions are active, a purge sleeps this many times the duration of each batch after it; 0 never yields.",
+							 &dbops_purge_yield,
+							 1.0, 0.0, 100.0,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 	DefineCustomIntVariable("dbops.purge_max_replica_lag",
 							"Replay lag of a streaming standby above which a purge pauses between batches.",
 							"0 disables the guard.",
@@ -134,8 +144,8 @@ dbops_purge_begin(PG_FUNCTION_ARGS)
 {
 	bool		dry_run = PG_ARGISNULL(0) ? false : PG_GETARG_BOOL(0);
 	TupleDesc	tupdesc;
-	Datum		values[7];
-	bool		nulls[7] = {0};
+	Datum		values[8];
+	bool		nulls[8] = {0};
 
 	if (!dry_run && RecoveryInProgress())
 		ereport(ERROR,
@@ -162,8 +172,45 @@ dbops_purge_begin(PG_FUNCTION_ARGS)
 	values[4] = Int32GetDatum(dbops_purge_max_replica_lag);
 	values[5] = Int32GetDatum(dbops_purge_runs_keep);
 	values[6] = Int32GetDatum(MyProcPid);
+	values[7] = Float8GetDatum(dbops_purge_yield);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * dbops._purge_busy_sessions(): how many other client backends are running
+ * a query or are inside a transaction right now.  A purge yields to them.
+ * Reads the local snapshot of backend status, so it needs no privilege and
+ * reveals nothing but a count.
+ */
+PG_FUNCTION_INFO_V1(dbops_purge_busy_sessions);
+
+Datum
+dbops_purge_busy_sessions(PG_FUNCTION_ARGS)
+{
+	int			nbackends;
+	int			busy = 0;
+
+	/* a fresh look each time: drop the snapshot taken by a previous call */
+	pgstat_clear_backend_activity_snapshot();
+	nbackends = pgstat_fetch_stat_numbackends();
+
+	for (int i = 1; i <= nbackends; i++)
+	{
+		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		PgBackendStatus *be;
+
+		if (local == NULL)
+			continue;
+		be = &local->backendStatus;
+		if (be->st_backendType != B_BACKEND || be->st_procpid == MyProcPid)
+			continue;
+		if (be->st_state == STATE_RUNNING ||
+			be->st_state == STATE_FASTPATH ||
+			be->st_state == STATE_IDLEINTRANSACTION)
+			busy++;
+	}
+	PG_RETURN_INT32(busy);
 }
 
 /*

@@ -55,9 +55,13 @@ INSERT INTO dbops.health_thresholds (check_name, warning, critical) VALUES
 CREATE FUNCTION dbops._purge_begin(dry_run boolean DEFAULT false,
     OUT batch_target_ms integer, OUT batch_max integer,
     OUT lock_timeout_ms integer, OUT lock_retries integer,
-    OUT max_replica_lag_ms integer, OUT runs_keep_s integer, OUT pid integer)
+    OUT max_replica_lag_ms integer, OUT runs_keep_s integer, OUT pid integer,
+    OUT yield double precision)
 RETURNS record
 AS 'MODULE_PATHNAME', 'dbops_purge_begin'
+LANGUAGE C VOLATILE;
+CREATE FUNCTION dbops._purge_busy_sessions() RETURNS integer
+AS 'MODULE_PATHNAME', 'dbops_purge_busy_sessions'
 LANGUAGE C VOLATILE;
 CREATE FUNCTION dbops._purge_lock(policy_id integer) RETURNS boolean
 AS 'MODULE_PATHNAME', 'dbops_purge_lock'
@@ -66,7 +70,7 @@ CREATE FUNCTION dbops._purge_unlock(policy_id integer) RETURNS boolean
 AS 'MODULE_PATHNAME', 'dbops_purge_unlock'
 LANGUAGE C VOLATILE STRICT;
 REVOKE ALL ON FUNCTION dbops._purge_begin(boolean), dbops._purge_lock(integer),
-    dbops._purge_unlock(integer) FROM PUBLIC;
+    dbops._purge_unlock(integer), dbops._purge_busy_sessions() FROM PUBLIC;
 
 -- Worst replay lag of the streaming standbys, in ms (0 without standbys).
 -- SECURITY DEFINER so that the lag guard works for a role without pg_monitor.
@@ -789,6 +793,16 @@ BEGIN
                          WHERE r.run_id = run;
                     END IF;
                     COMMIT;
+
+                    -- production first: while other sessions are busy,
+                    -- leave them the time of the batch (times dbops.purge_yield)
+                    IF n > 0 AND s.yield > 0 AND dbops._purge_busy_sessions() > 0 THEN
+                        PERFORM pg_sleep(ms * s.yield / 1000.0);
+                        UPDATE dbops.purge_runs r
+                           SET paused_ms = r.paused_ms + round(ms * s.yield)::bigint
+                         WHERE r.run_id = run;
+                        COMMIT;
+                    END IF;
 
                     IF (use_skip AND n >= lim) OR (NOT use_skip AND upper_ IS NOT NULL) THEN
                         -- a full batch: continue from its highest value,
