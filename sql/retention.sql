@@ -189,6 +189,36 @@ SELECT * FROM dbops.health() WHERE check_name = 'retention';
 RESET ROLE;
 DROP ROLE retention_nobody;
 
+-- the grants the README gives a purging role are enough, and needed
+CREATE ROLE retention_ops;
+CREATE TABLE ops_ev (id int, at timestamptz NOT NULL);
+CREATE INDEX ON ops_ev (at);
+INSERT INTO ops_ev SELECT i, now() - i * interval '1 day' FROM generate_series(1, 20) i;
+SELECT dbops.add_retention_policy('ops_ev', 'at', '10 days') > 0 AS added;
+GRANT EXECUTE ON PROCEDURE dbops.purge(regclass, boolean) TO retention_ops;
+GRANT EXECUTE ON FUNCTION dbops._purge_begin(boolean), dbops._purge_lock(integer),
+    dbops._purge_unlock(integer), dbops._purge_busy_sessions(), dbops._purge_batch_sql(regclass, name, text, boolean, boolean),
+    dbops._purge_old_partitions(regclass, name, timestamptz), dbops.purge_preview(regclass) TO retention_ops;
+GRANT SELECT ON dbops.retention_policies TO retention_ops;
+GRANT SELECT, INSERT, UPDATE, DELETE ON dbops.purge_runs TO retention_ops;
+SET ROLE retention_ops;
+CALL dbops.purge('ops_ev');
+RESET ROLE;
+GRANT SELECT, DELETE ON ops_ev TO retention_ops;
+SET ROLE retention_ops;
+SET client_min_messages = warning;
+CALL dbops.purge('ops_ev');
+RESET client_min_messages;
+RESET ROLE;
+SELECT count(*) FROM ops_ev;
+SELECT status, rows_deleted FROM dbops.purge_runs ORDER BY run_id DESC LIMIT 2;
+DROP TABLE ops_ev;
+DELETE FROM dbops.retention_policies WHERE relation::oid NOT IN (SELECT oid FROM pg_class);
+REVOKE ALL ON ALL TABLES IN SCHEMA dbops FROM retention_ops;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dbops FROM retention_ops;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA dbops FROM retention_ops;
+DROP ROLE retention_ops;
+
 -- GUCs
 SHOW dbops.purge_batch_target;
 SHOW dbops.purge_max_replica_lag;
