@@ -92,8 +92,17 @@ extern const char *dbops_status_name(DbopsStatus status);
 /* Checks, by capability */
 extern void dbops_check_connections(DbopsCheckResult *res);
 
+/* reaper (src/reaper.c) */
+extern void dbops_reaper_init(void);
+extern void dbops_check_reaper(DbopsCheckResult *res);
+
 /* GUCs */
 extern int	dbops_health_check_timeout;
+
+/* ledger */
+extern void dbops_ledger_init(void);
+extern void dbops_check_migrations(DbopsCheckResult *res);
+extern bool dbops_migration_allow_out_of_order;
 
 /* retention */
 extern void dbops_retention_init(void);
