@@ -647,7 +647,7 @@ BEGIN
             ELSE
                 targets := ARRAY[p.relation];
             END IF;
-            size := p.batch_size;
+            size := least(p.batch_size, s.batch_max);
             <<targets_loop>>
             FOREACH target IN ARRAY coalesce(targets, '{}') LOOP
                 sql_bound := dbops._purge_batch_sql(target, p.time_column, 'bound', false);
@@ -810,7 +810,7 @@ BEGIN
                         retries := 0;
                         lower_ := maxval;
                         IF lim = size THEN
-                            size := greatest(10, least(s.batch_max,
+                            size := least(s.batch_max, greatest(10,
                                         round(size * least(2.0, greatest(0.5, s.batch_target_ms / greatest(ms, 1))))::integer));
                         END IF;
                     ELSIF lower_ IS NOT NULL THEN
