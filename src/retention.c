@@ -11,8 +11,6 @@
  */
 #include "postgres.h"
 
-#include <math.h>
-
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -263,49 +261,8 @@ dbops_purge_unlock(PG_FUNCTION_ARGS)
  * have never run although they exist for longer than the slack.  The value
  * is the number of such policies.
  */
-static void check_retention(DbopsCheckResult *res);
-
-/*
- * The engine looks up each check's thresholds in the result of its own
- * SPI_execute(), through the SPI_tuptable / SPI_processed globals, which any
- * check's own SPI calls overwrite.  So this check reads its thresholds itself
- * (an earlier check may have spoiled the engine's lookup for it) and puts
- * the globals back when done (so as not to spoil the lookup of later ones).
- */
 void
 dbops_check_retention(DbopsCheckResult *res)
-{
-	SPITupleTable *saved_tuptable = SPI_tuptable;
-	uint64		saved_processed = SPI_processed;
-
-	PG_TRY();
-	{
-		int			ret;
-
-		ret = SPI_execute("SELECT warning::float8, critical::float8 FROM dbops.health_thresholds"
-						  " WHERE check_name = 'retention'", true, 1);
-		if (ret == SPI_OK_SELECT && SPI_processed == 1)
-		{
-			bool		isnull;
-			Datum		d;
-
-			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-			res->warning = isnull ? NAN : DatumGetFloat8(d);
-			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-			res->critical = isnull ? NAN : DatumGetFloat8(d);
-		}
-		check_retention(res);
-	}
-	PG_FINALLY();
-	{
-		SPI_tuptable = saved_tuptable;
-		SPI_processed = saved_processed;
-	}
-	PG_END_TRY();
-}
-
-static void
-check_retention(DbopsCheckResult *res)
 {
 	int			ret;
 	uint64		npolicies;
