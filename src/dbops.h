@@ -115,4 +115,16 @@ extern void dbops_ledger_init(void);
 extern void dbops_check_migrations(DbopsCheckResult *res);
 extern bool dbops_migration_allow_out_of_order;
 
+/* retention */
+extern void dbops_retention_init(void);
+extern void dbops_check_retention(DbopsCheckResult *res);
+extern int	dbops_purge_batch_target;
+extern int	dbops_purge_batch_max;
+extern int	dbops_purge_lock_timeout;
+extern int	dbops_purge_lock_retries;
+extern int	dbops_purge_max_replica_lag;
+extern int	dbops_purge_runs_keep;
+extern int	dbops_retention_slack;
+extern double dbops_purge_yield;
+
 #endif							/* DBOPS_H */

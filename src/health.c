@@ -110,6 +110,7 @@ static const DbopsCheck dbops_checks[] = {
 	{"database_size", check_database_size, DBOPS_HIGHER_IS_WORSE},
 	{"reaper", dbops_check_reaper, DBOPS_HIGHER_IS_WORSE},
 	{"migrations", dbops_check_migrations, DBOPS_HIGHER_IS_WORSE},
+	{"retention", dbops_check_retention, DBOPS_HIGHER_IS_WORSE},
 };
 
 #define NUM_DBOPS_CHECKS lengthof(dbops_checks)
