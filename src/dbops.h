@@ -92,6 +92,9 @@ extern const char *dbops_status_name(DbopsStatus status);
 /* Checks, by capability */
 extern void dbops_check_connections(DbopsCheckResult *res);
 
+/* lock tree (locktree.c) */
+extern void dbops_check_lock_waits(DbopsCheckResult *res);
+
 /* GUCs */
 extern int	dbops_health_check_timeout;
 
