@@ -1206,7 +1206,8 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
 		else
 		{
 			bool		isnull;
-			bool		visible = read_all || has_privs_of_role(GetUserId(), be->st_userid);
+			bool		visible = read_all || be->st_userid == GetUserId() ||
+				has_privs_of_role(GetUserId(), be->st_userid);
 
 			values[13] = lt_cached_name(users, &nusers, lengthof(users),
 										be->st_userid, true, &isnull);
@@ -1234,10 +1235,9 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
 					values[11] = CStringGetTextDatum(state);
 				else
 					nulls[11] = true;
-				proc = BackendPidGetProc(node->pid);
-				if (proc == NULL)
-					proc = AuxiliaryPidGetProc(node->pid);
-				if (proc != NULL)
+				/* the PGPROC is known: no need to search the ProcArray */
+				proc = &ProcGlobal->allProcs[node->leaderno];
+				if (proc->pid == node->pid)
 					wait_event = pgstat_get_wait_event(*((volatile uint32 *) &proc->wait_event_info));
 				if (wait_event)
 					values[12] = CStringGetTextDatum(wait_event);
