@@ -175,6 +175,12 @@ typedef struct LtTree
 
 #define LT_INITIAL_HOLDERS_PER_PROC 4
 
+#if PG_VERSION_NUM >= 170000
+#define lt_local_beentry(i) pgstat_get_local_beentry_by_index(i)
+#else
+#define lt_local_beentry(i) pgstat_fetch_stat_local_beentry(i)
+#endif
+
 static inline uint32
 lt_hash_ptr(const void *p)
 {
@@ -802,7 +808,7 @@ lt_status_by_pid(int *n)
 
 	for (int i = 1; i <= nbe; i++)
 	{
-		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		LocalPgBackendStatus *local = lt_local_beentry(i);
 
 		if (local == NULL || local->backendStatus.st_procpid <= 0)
 			continue;
