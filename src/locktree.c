@@ -7,7 +7,9 @@
  * The snapshot is taken in one pass with every lock-manager partition lock
  * held in shared mode (in partition order, as GetLockStatusData() does),
  * which makes the wait queues, the PROCLOCKs and the lock-group links
- * mutually consistent.  Under those locks we only copy, into arrays sized
+ * mutually consistent: a PGPROC's waitLock and waitLockMode change only
+ * under the partition lock of the awaited lock, and lockGroupLeader only
+ * under the leader's partition lock, so no ProcArrayLock is needed.  Under those locks we only copy, into arrays sized
  * beforehand, what the trees need:
  *
  *	 - every waiting PGPROC: the lock it waits for, the mode and the start of
