@@ -106,6 +106,9 @@ extern void dbops_check_connections(DbopsCheckResult *res);
 extern void dbops_reaper_init(void);
 extern void dbops_check_reaper(DbopsCheckResult *res);
 
+/* lock tree (locktree.c) */
+extern void dbops_check_lock_waits(DbopsCheckResult *res);
+
 /* GUCs */
 extern int	dbops_health_check_timeout;
 extern bool dbops_health_timing;
