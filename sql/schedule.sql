@@ -147,10 +147,12 @@ SELECT job_name, action
 FROM dbops.schedule(purge => '0 * * * *', bloat_snapshot => NULL,
                     reap => '*/10 * * * *', reap_idle_for => '30 minutes');
 SELECT jobname, schedule, command FROM cron.job ORDER BY jobname;
--- each job's command runs here as it is (a savepoint each)
+-- each job's command runs here as it is (a savepoint each; CALL dbops.purge()
+-- commits its batches, so it refuses a transaction block: pg_cron runs it
+-- outside one, see the TAP test)
 SELECT j.jobname, e.state, e.message
 FROM cron.job j, pg_temp.err(j.command) AS e
-WHERE j.jobname IN ('dbops-health-snapshot', 'dbops-reap', 'dbops-cron-history')
+WHERE j.jobname IN ('dbops-purge', 'dbops-health-snapshot', 'dbops-reap', 'dbops-cron-history')
 ORDER BY j.jobname;
 
 -- dbops.jobs: schedule, no run yet, next run from the schedule

@@ -60,9 +60,9 @@ SELECT dbops.schedule(purge => NULL, health_snapshot => '* * * * *',
 # postgres: the health snapshot of database app, scheduled from here
 is($node->safe_psql('postgres', q{
 SELECT string_agg(job_name || ' ' || action || ' ' || dbname, ', ' ORDER BY job_name)
-FROM dbops.schedule(database => 'app', purge => NULL, health_snapshot => '* * * * *',
+FROM dbops.schedule(database => 'app', purge => '* * * * *', health_snapshot => '* * * * *',
                     bloat_snapshot => NULL, cron_history_keep => NULL)}),
-	'dbops-health-snapshot@app created app',
+	'dbops-health-snapshot@app created app, dbops-purge@app created app',
 	'jobs for another database are named after it');
 
 # the server without pg_cron, meanwhile
@@ -82,7 +82,7 @@ $plain->stop;
 
 # wait for the next minute boundary and the three runs to finish
 ok( $node->poll_query_until('postgres', q{
-SELECT count(*) FILTER (WHERE last_status IN ('succeeded', 'failed')) = 3 FROM dbops.jobs}),
+SELECT count(*) FILTER (WHERE last_status IN ('succeeded', 'failed')) = 4 FROM dbops.jobs}),
 	'the jobs ran at the minute boundary');
 
 my $jobs = $node->safe_psql('postgres', q{
@@ -92,7 +92,8 @@ FROM dbops.jobs ORDER BY job_name, username});
 is($jobs, join("\n",
 		'dbops-bloat-snapshot|ops|postgres|failed|t|t|t|t',
 		'dbops-health-snapshot|ops|postgres|succeeded|f|t|t|t',
-		'dbops-health-snapshot@app|postgres|app|succeeded|f|t|t|t'),
+		'dbops-health-snapshot@app|postgres|app|succeeded|f|t|t|t',
+		'dbops-purge@app|postgres|app|succeeded|f|t|t|t'),
 	'dbops.jobs: last run, status, duration and next run of each job');
 like($node->safe_psql('postgres',
 		"SELECT last_message FROM dbops.jobs WHERE job_name = 'dbops-bloat-snapshot'"),
@@ -114,7 +115,7 @@ FROM dbops.health_trend('connections')}),
 # the failure in health and in the metrics, also for a pg_monitor role
 my $health = $node->safe_psql('postgres', q{
 SELECT status || ' ' || value || ' ' || detail FROM dbops.health() WHERE check_name = 'cron_failures'});
-like($health, qr/^warning 1 1 of 3 pg_cron jobs failing or late: dbops-bloat-snapshot \(job \d+, database postgres\) failed at .*permission denied for function bloat_snapshot/,
+like($health, qr/^warning 1 1 of 4 pg_cron jobs failing or late: dbops-bloat-snapshot \(job \d+, database postgres\) failed at .*permission denied for function bloat_snapshot/,
 	'cron_failures warns and names the failing job');
 like($node->safe_psql('postgres', 'SELECT dbops.health_metrics()'),
 	qr/^dbops_check_status\{database="postgres",check="cron_failures",status="warning"\} 1$/m,
@@ -123,7 +124,7 @@ is($node->safe_psql('postgres', q{
 SET ROLE watcher;
 SELECT (SELECT count(*) FROM dbops.jobs) || ' ' || status
 FROM dbops.health() WHERE check_name = 'cron_failures'}),
-	'3 warning', 'a pg_monitor role sees every role\'s jobs and the warning');
+	'4 warning', 'a pg_monitor role sees every role\'s jobs and the warning');
 
 # unschedule: each role removes its own jobs
 is($node->safe_psql('postgres', q{
@@ -132,7 +133,7 @@ SET ROLE ops; SELECT string_agg(job_name, ',' ORDER BY job_name) FROM dbops.unsc
 is($node->safe_psql('postgres', q{
 SELECT string_agg(job_name, ',' ORDER BY job_name) FROM dbops.unschedule();
 SELECT count(*) FROM cron.job}),
-	"dbops-health-snapshot\@app\n0", 'postgres unschedules the rest');
+	"dbops-health-snapshot\@app,dbops-purge\@app\n0", 'postgres unschedules the rest');
 
 $node->stop;
 done_testing();
