@@ -21,6 +21,7 @@ void
 _PG_init(void)
 {
 	dbops_health_init();
+	dbops_bloat_init();
 
 	MarkGUCPrefixReserved("dbops");
 }

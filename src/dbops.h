@@ -95,4 +95,10 @@ extern void dbops_check_connections(DbopsCheckResult *res);
 /* GUCs */
 extern int	dbops_health_check_timeout;
 
+/* bloat */
+extern void dbops_bloat_init(void);
+extern void dbops_check_bloat(DbopsCheckResult *res);
+extern int	dbops_bloat_max_pages;
+extern int	dbops_bloat_health_pages;
+
 #endif							/* DBOPS_H */

@@ -31,6 +31,7 @@
 /* The registry: every check dbops knows, in report order for equal status. */
 static const DbopsCheck dbops_checks[] = {
 	{"connections", dbops_check_connections, DBOPS_HIGHER_IS_WORSE},
+	{"bloat", dbops_check_bloat, DBOPS_HIGHER_IS_WORSE},
 };
 
 #define NUM_DBOPS_CHECKS lengthof(dbops_checks)
