@@ -67,6 +67,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/sampling.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "dbops.h"
@@ -81,6 +82,8 @@ int			dbops_bloat_health_pages = 500;
 #define BLOAT_FIRST_ROUND		200
 #define BLOAT_MIN_SAMPLE		30
 #define BLOAT_MAX_ROUNDS		3
+/* sample: index entries per leaf page checked against the table */
+#define BLOAT_TID_CHECKS		5
 /* health check: relations smaller than this are not looked at */
 #define BLOAT_HEALTH_FLOOR_PAGES 1280
 #define BLOAT_HEALTH_MAX_RELS	5
@@ -110,6 +113,24 @@ typedef struct PackSim
 	Size		lastextra;		/* of which its posting list (btree) */
 } PackSim;
 
+/*
+ * Checks of btree entries against their table: would a rebuild still index
+ * this heap TID (is some member of its HOT chain not removable)?
+ */
+typedef struct HeapCheck
+{
+	Relation	heap;
+	SnapshotData snap;
+	BufferAccessStrategy strategy;
+	Buffer		buf;
+	BlockNumber blk;
+	bool		all;			/* exact: every TID; sample: a few per page */
+	int64		reads;			/* heap pages read */
+	int64		checked;
+	int64		dead;
+	pg_prng_state prng;
+} HeapCheck;
+
 /* What the pages read add up to. */
 typedef struct PageAcc
 {
@@ -135,9 +156,11 @@ typedef struct PageAcc
 	char	   *runkey;			/* key bytes of the run (after the header) */
 	Size		runkeysz;		/* 0: no run */
 	uint16		runflags;
-	int64		runtids;
+	double		runtids;
 	double		rebuilt;		/* item bytes after a rebuild, with lps */
 	double		current;		/* the same items' bytes now, with lps */
+
+	HeapCheck  *hc;				/* NULL: entries are not checked */
 } PageAcc;
 
 /* One output row. */
@@ -181,7 +204,8 @@ typedef struct StatsEst
 	char	   *note;
 } StatsEst;
 
-void		dbops_bloat_init(void);
+/* the page budget the current call started with, for notes */
+static int64 call_budget = 0;
 
 static void
 sim_init(PackSim *sim, bool btree, Size reserve)
@@ -385,16 +409,26 @@ measure_heap_page(Relation rel, Buffer buf, BlockNumber blkno,
 	acc->sumsq_y += y * y;
 }
 
-/* Emit the posting-list tuples a build makes of the current run. */
+/*
+ * Emit the posting-list tuples a build makes of the current run.  When
+ * sampling, the run's TID count is an estimate and may be fractional: the
+ * packing sees whole tuples, the rebuilt bytes are scaled to the estimate.
+ */
 static void
 dedup_flush(PageAcc *acc)
 {
 	Size		keysz = acc->runkeysz;
-	int64		left = acc->runtids;
+	int64		whole = (int64) ceil(acc->runtids - 1e-9);
+	int64		left = whole;
 	int64		permax;
+	double		bytes = 0;
 
-	if (keysz == 0)
+	acc->runkeysz = 0;
+	if (keysz == 0 || whole <= 0)
+	{
+		acc->runtids = 0;
 		return;
+	}
 	/* the most TIDs one posting tuple of this key may hold */
 	permax = (int64) ((acc->maxposting - keysz) / sizeof(ItemPointerData));
 	while (MAXALIGN(keysz + permax * sizeof(ItemPointerData)) > acc->maxposting && permax > 1)
@@ -407,16 +441,19 @@ dedup_flush(PageAcc *acc)
 		Size		sz = n > 1 ? MAXALIGN(keysz + n * sizeof(ItemPointerData)) : keysz;
 
 		sim_add(&acc->sim, sz, n > 1 ? sz - keysz : 0);
-		acc->rebuilt += sz + sizeof(ItemIdData);
+		bytes += sz + sizeof(ItemIdData);
 		left -= n;
 	}
-	acc->runkeysz = 0;
+	acc->rebuilt += bytes * acc->runtids / whole;
 	acc->runtids = 0;
 }
 
-/* Feed one live leaf item to the build's deduplication. */
+/*
+ * Feed one live leaf item to the build's deduplication; frac of its heap
+ * TIDs survive a rebuild.
+ */
 static void
-dedup_add(PageAcc *acc, IndexTuple itup)
+dedup_add(PageAcc *acc, IndexTuple itup, double frac)
 {
 	Size		keysz;
 	int64		ntids;
@@ -442,7 +479,89 @@ dedup_add(PageAcc *acc, IndexTuple itup)
 		acc->runkeysz = keysz;
 		acc->runflags = itup->t_info & INDEX_NULL_MASK;
 	}
-	acc->runtids += ntids;
+	acc->runtids += ntids * frac;
+}
+
+/* Would a rebuild index this heap TID? */
+static bool
+tid_survives(HeapCheck *hc, ItemPointer tid)
+{
+	BlockNumber blk = ItemPointerGetBlockNumber(tid);
+	ItemPointerData t = *tid;
+	HeapTupleData htup;
+	bool		found;
+
+	if (hc->buf == InvalidBuffer || hc->blk != blk)
+	{
+		if (hc->buf != InvalidBuffer)
+			ReleaseBuffer(hc->buf);
+		hc->buf = InvalidBuffer;
+		if (blk >= RelationGetNumberOfBlocks(hc->heap))
+			return false;
+		hc->buf = ReadBufferExtended(hc->heap, MAIN_FORKNUM, blk, RBM_NORMAL, hc->strategy);
+		hc->blk = blk;
+		hc->reads++;
+	}
+	LockBuffer(hc->buf, BUFFER_LOCK_SHARE);
+	found = heap_hot_search_buffer(&t, hc->heap, hc->buf, &hc->snap, &htup, NULL, true);
+	LockBuffer(hc->buf, BUFFER_LOCK_UNLOCK);
+	hc->checked++;
+	if (!found)
+		hc->dead++;
+	return found;
+}
+
+/* How many of a leaf item's heap TIDs survive a rebuild (exact). */
+static int
+item_surviving_tids(HeapCheck *hc, IndexTuple itup, int *ntids)
+{
+	int			alive = 0;
+
+	if (BTreeTupleIsPosting(itup))
+	{
+		*ntids = BTreeTupleGetNPosting(itup);
+		for (int j = 0; j < *ntids; j++)
+			alive += tid_survives(hc, BTreeTupleGetPostingN(itup, j)) ? 1 : 0;
+	}
+	else
+	{
+		*ntids = 1;
+		alive = tid_survives(hc, &itup->t_tid) ? 1 : 0;
+	}
+	return alive;
+}
+
+/*
+ * Sampling: the share of a leaf page's entries a rebuild keeps, from a few
+ * random heap TIDs.
+ */
+static double
+page_surviving_fraction(HeapCheck *hc, Page page, OffsetNumber first, OffsetNumber maxoff)
+{
+	int			checked = 0;
+	int			alive = 0;
+
+	if (maxoff < first)
+		return 1.0;
+	for (int j = 0; j < BLOAT_TID_CHECKS; j++)
+	{
+		OffsetNumber off = first + (OffsetNumber) pg_prng_uint64_range(&hc->prng, 0, maxoff - first);
+		ItemId		itemid = PageGetItemId(page, off);
+		IndexTuple	itup;
+		ItemPointer tid;
+
+		if (ItemIdIsDead(itemid))
+			continue;
+		itup = (IndexTuple) PageGetItem(page, itemid);
+		if (BTreeTupleIsPosting(itup))
+			tid = BTreeTupleGetPostingN(itup, (int) pg_prng_uint64_range(&hc->prng, 0,
+																		 BTreeTupleGetNPosting(itup) - 1));
+		else
+			tid = &itup->t_tid;
+		checked++;
+		alive += tid_survives(hc, tid) ? 1 : 0;
+	}
+	return checked > 0 ? (double) alive / checked : 1.0;
 }
 
 /* Measure one btree page (not the metapage) into acc. */
@@ -451,6 +570,7 @@ measure_btree_page(Buffer buf, PageAcc *acc)
 {
 	Page		page;
 	double		y = 0;
+	double		page_frac = 1.0;
 
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	page = BufferGetPage(buf);
@@ -475,30 +595,53 @@ measure_btree_page(Buffer buf, PageAcc *acc)
 				acc->hikeys++;
 				acc->live += MAXALIGN(ItemIdGetLength(hk)) + sizeof(ItemIdData);
 			}
+			if (acc->hc && !acc->hc->all)
+				page_frac = page_surviving_fraction(acc->hc, page, P_FIRSTDATAKEY(opaque), maxoff);
 			for (OffsetNumber off = P_FIRSTDATAKEY(opaque); off <= maxoff; off++)
 			{
 				ItemId		itemid = PageGetItemId(page, off);
 				Size		bytes = MAXALIGN(ItemIdGetLength(itemid)) + sizeof(ItemIdData);
+				IndexTuple	itup = (IndexTuple) PageGetItem(page, itemid);
+				Size		len = ItemIdGetLength(itemid);
+				Size		postlen = 0;
+				double		frac = page_frac;
 
 				if (ItemIdIsDead(itemid))
-					acc->dead += bytes;
-				else
 				{
-					y += bytes;
-					if (acc->dedup)
-					{
-						acc->current += bytes;
-						dedup_add(acc, (IndexTuple) PageGetItem(page, itemid));
-					}
-					else
-					{
-						IndexTuple	itup = (IndexTuple) PageGetItem(page, itemid);
+					acc->dead += bytes;
+					continue;
+				}
+				if (BTreeTupleIsPosting(itup))
+					postlen = IndexTupleSize(itup) - BTreeTupleGetPostingOffset(itup);
+				if (acc->hc && acc->hc->all)
+				{
+					int			ntids;
+					int			alive = item_surviving_tids(acc->hc, itup, &ntids);
 
-						sim_add(&acc->sim, ItemIdGetLength(itemid),
-								BTreeTupleIsPosting(itup) ?
-								IndexTupleSize(itup) - BTreeTupleGetPostingOffset(itup) : 0);
+					if (alive == 0)
+					{
+						acc->dead += bytes;
+						continue;
+					}
+					frac = (double) alive / ntids;
+					if (alive < ntids && !acc->dedup)
+					{
+						/* the posting list a rebuild would make of the rest */
+						Size		keysz = BTreeTupleGetPostingOffset(itup);
+
+						len = alive > 1 ? MAXALIGN(keysz + alive * sizeof(ItemPointerData)) : keysz;
+						postlen = alive > 1 ? len - keysz : 0;
 					}
 				}
+				y += bytes * frac;
+				acc->dead += bytes * (1 - frac);
+				if (acc->dedup)
+				{
+					acc->current += bytes * frac;
+					dedup_add(acc, itup, frac);
+				}
+				else
+					sim_add(&acc->sim, len, postlen);
 			}
 		}
 		else
@@ -543,6 +686,7 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 	PageAcc		acc;
 	Size		reserve;
 	bool		full = (int64) frame <= sample_cap;
+	HeapCheck  *hc = NULL;
 	BlockNumber *read_blocks = NULL;
 	int64		nread = 0;
 	double		kept_pages;
@@ -565,6 +709,37 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 		acc.dedup = true;
 		acc.maxposting = MAXALIGN_DOWN((BLCKSZ * 10 / 100)) - sizeof(ItemIdData);
 		acc.runkey = palloc(BLCKSZ);
+	}
+	if (btree)
+	{
+		/*
+		 * Entries of heap rows VACUUM has not removed yet still sit in the
+		 * index, and a rebuild drops them.  When the table's statistics
+		 * show dead rows (or there are none, as on a standby), check the
+		 * entries against the table: all of them for exact, a few per
+		 * sampled leaf page otherwise (and the sample shrinks to pay for
+		 * the heap pages).
+		 */
+		Oid			heapoid = rel->rd_index->indrelid;
+		int64		ndead = DatumGetInt64(DirectFunctionCall1(pg_stat_get_dead_tuples,
+															  ObjectIdGetDatum(heapoid)));
+		int64		nlive = DatumGetInt64(DirectFunctionCall1(pg_stat_get_live_tuples,
+															  ObjectIdGetDatum(heapoid)));
+
+		if ((ndead > 0.01 * (nlive + ndead) || nlive + ndead == 0) &&
+			ConditionalLockRelationOid(heapoid, AccessShareLock))
+		{
+			hc = palloc0(sizeof(HeapCheck));
+			hc->heap = relation_open(heapoid, NoLock);
+			InitNonVacuumableSnapshot(hc->snap, GlobalVisTestFor(hc->heap));
+			hc->strategy = bstrategy;
+			hc->buf = InvalidBuffer;
+			hc->all = full;
+			pg_prng_seed(&hc->prng, seed ^ 0x5bd1e995);
+			acc.hc = hc;
+			if (!full)
+				sample_cap = Max(BLOAT_MIN_SAMPLE, sample_cap / (1 + BLOAT_TID_CHECKS));
+		}
 	}
 
 	if (full)
@@ -653,8 +828,6 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 		acc.recently_dead = acc.recently_dead * frame / nread;
 		acc.upper_pages = (int64) (acc.upper_pages * (double) frame / nread);
 	}
-	FreeAccessStrategy(bstrategy);
-
 	if (btree)
 	{
 		double		pivot = acc.hikeys > 0 ? acc.hikey_bytes / acc.hikeys : 16;
@@ -665,7 +838,7 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 	else
 		after = ceil(kept_pages);
 
-	row->pages_read = nread;
+	row->pages_read = nread + (hc ? hc->reads : 0);
 	row->has_parts = true;
 	row->live = acc.live;
 	row->dead = acc.dead;
@@ -693,18 +866,18 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 	if (!btree && acc.recently_dead > 0.01 * Max(acc.live, 1))
 		appendStringInfo(&row->note, "%s%.0f%% of the kept bytes are dead rows an open transaction may still see (xmin horizon): a rewrite now keeps them",
 						 row->note.len ? "; " : "", 100.0 * acc.recently_dead / Max(acc.live, 1));
-	if (btree)
+	if (hc)
 	{
-		Oid			heapoid = rel->rd_index->indrelid;
-		int64		ndead = DatumGetInt64(DirectFunctionCall1(pg_stat_get_dead_tuples,
-															  ObjectIdGetDatum(heapoid)));
-		int64		nlive = DatumGetInt64(DirectFunctionCall1(pg_stat_get_live_tuples,
-															  ObjectIdGetDatum(heapoid)));
-
-		if (ndead > 0.02 * (nlive + ndead))
-			appendStringInfo(&row->note, "%sthe table has about %lld dead rows VACUUM has not removed: their index entries count as live until it does",
-							 row->note.len ? "; " : "", (long long) ndead);
+		if (hc->checked > 0)
+			appendStringInfo(&row->note, "%schecked %lld index entries against the table (%lld heap pages read): %.1f%% point to dead rows a rebuild drops",
+							 row->note.len ? "; " : "", (long long) hc->checked,
+							 (long long) hc->reads, 100.0 * hc->dead / hc->checked);
+		if (hc->buf != InvalidBuffer)
+			ReleaseBuffer(hc->buf);
+		relation_close(hc->heap, AccessShareLock);
+		pfree(hc);
 	}
+	FreeAccessStrategy(bstrategy);
 	if (read_blocks)
 		pfree(read_blocks);
 }
@@ -942,7 +1115,7 @@ bloat_one(BloatTarget *t, BloatMethod method, int64 *budget, double ci_width,
 
 	if (m != BLOAT_STATS && t->relkind == RELKIND_INDEX && !btree)
 	{
-		appendStringInfo(&row->note, "%s index: no rewrite model for page reads, catalog estimate",
+		appendStringInfo(&row->note, "%s index: pages are not read (the rewrite is modelled for btree only)",
 						 get_am_name(rel->rd_rel->relam));
 		m = BLOAT_STATS;
 	}
@@ -970,15 +1143,15 @@ bloat_one(BloatTarget *t, BloatMethod method, int64 *budget, double ci_width,
 			m = BLOAT_SAMPLE;
 		else
 		{
-			appendStringInfo(&row->note, "page budget spent (dbops.bloat_max_pages = %d): catalog estimate",
-							 dbops_bloat_max_pages);
+			appendStringInfo(&row->note, "page budget of the call spent (max_pages %lld): catalog estimate",
+							 (long long) call_budget);
 			m = BLOAT_STATS;
 		}
 	}
 	else if (m == BLOAT_SAMPLE && *budget >= 0 && *budget < BLOAT_MIN_SAMPLE)
 	{
-		appendStringInfo(&row->note, "page budget spent (%lld pages left): catalog estimate",
-						 (long long) *budget);
+		appendStringInfo(&row->note, "page budget of the call spent (max_pages %lld): catalog estimate",
+						 (long long) call_budget);
 		m = BLOAT_STATS;
 	}
 
@@ -1097,6 +1270,7 @@ dbops_bloat(PG_FUNCTION_ARGS)
 		est = fetch_stats(stats_oids, ntargets);
 	}
 
+	call_budget = budget;
 	if (method == BLOAT_EXACT)
 		budget = -1;
 
@@ -1237,6 +1411,7 @@ dbops_check_bloat(DbopsCheckResult *res)
 		/* share what is left among the relations still to sample */
 		share = budget / (Min(BLOAT_HEALTH_MAX_RELS, ncand) - nsampled);
 		share = Max(share, BLOAT_MIN_SAMPLE);
+		call_budget = dbops_bloat_health_pages;
 		memset(&row, 0, sizeof(row));
 		cands[r].named = false;
 		bloat_one(&cands[r], BLOAT_SAMPLE, &share, 4.0, (uint32) cands[r].relid, NULL, &row);
