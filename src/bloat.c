@@ -685,6 +685,7 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 	TransactionId oldestxmin = InvalidTransactionId;
 	PageAcc		acc;
 	Size		reserve;
+	bool		explicit_exact = sample_cap == INT64_MAX;
 	bool		full = (int64) frame <= sample_cap;
 	HeapCheck  *hc = NULL;
 	BlockNumber *read_blocks = NULL;
@@ -726,19 +727,28 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 		int64		nlive = DatumGetInt64(DirectFunctionCall1(pg_stat_get_live_tuples,
 															  ObjectIdGetDatum(heapoid)));
 
-		if ((ndead > 0.01 * (nlive + ndead) || nlive + ndead == 0) &&
-			ConditionalLockRelationOid(heapoid, AccessShareLock))
+		bool		want_check = ndead > 0.01 * (nlive + ndead) || nlive + ndead == 0;
+
+		if (want_check && !explicit_exact &&
+			sample_cap / (1 + BLOAT_TID_CHECKS) < BLOAT_MIN_SAMPLE)
+			appendStringInfo(&row->note, "%sentries not checked against the table (page budget too small): those of dead rows not yet vacuumed count as live",
+							 row->note.len ? "; " : "");
+		else if (want_check && ConditionalLockRelationOid(heapoid, AccessShareLock))
 		{
 			hc = palloc0(sizeof(HeapCheck));
 			hc->heap = relation_open(heapoid, NoLock);
 			InitNonVacuumableSnapshot(hc->snap, GlobalVisTestFor(hc->heap));
 			hc->strategy = bstrategy;
 			hc->buf = InvalidBuffer;
-			hc->all = full;
+			hc->all = explicit_exact;
 			pg_prng_seed(&hc->prng, seed ^ 0x5bd1e995);
 			acc.hc = hc;
-			if (!full)
-				sample_cap = Max(BLOAT_MIN_SAMPLE, sample_cap / (1 + BLOAT_TID_CHECKS));
+			if (!explicit_exact)
+			{
+				/* a few heap pages per index page: the budget pays for them */
+				sample_cap = sample_cap / (1 + BLOAT_TID_CHECKS);
+				full = frame == 0;
+			}
 		}
 	}
 
@@ -761,12 +771,14 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 	}
 	else
 	{
-		int64		want = Min(sample_cap, BLOAT_FIRST_ROUND);
+		int64		want;
 		double		mean = 0,
 					var = 0,
 					perpage = 0,
 					k = 0;
 
+		sample_cap = Min(sample_cap, (int64) frame);
+		want = Min(sample_cap, BLOAT_FIRST_ROUND);
 		read_blocks = palloc(sizeof(BlockNumber) * sample_cap);
 		for (int round = 0; round < BLOAT_MAX_ROUNDS && want > nread; round++)
 		{
@@ -810,7 +822,8 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 			k = 100.0 * frame / ((double) nblocks * perpage);
 			if (acc.dedup && acc.current > 0)
 				var = var * (acc.rebuilt / acc.current) * (acc.rebuilt / acc.current);
-			half = 1.96 * k * sqrt(var * (1.0 - (double) nread / frame) / nread);
+			/* sampled heap checks leave doubt even when every page was read */
+			half = 1.96 * k * sqrt(var * (hc ? 1.0 : 1.0 - (double) nread / frame) / nread);
 			if (half <= ci_width / 2 || var <= 0)
 				break;
 			else
@@ -1165,7 +1178,7 @@ bloat_one(BloatTarget *t, BloatMethod method, int64 *budget, double ci_width,
 	{
 		int64		cap;
 
-		if (m == BLOAT_EXACT)
+		if (method == BLOAT_EXACT)
 			cap = INT64_MAX;
 		else
 			cap = *budget < 0 ? nblocks : *budget;
