@@ -872,8 +872,9 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 		row->ci_low = pct - half;
 		row->ci_high = Min(100.0, pct + half);
 		if (half > ci_width / 2)
-			appendStringInfo(&row->note, "%sinterval wider than ci_width: page budget reached after %lld of %u pages",
-							 row->note.len ? "; " : "", (long long) nread, nblocks);
+			appendStringInfo(&row->note, "%sinterval wider than ci_width: stopped after %lld of %u pages (%s)",
+							 row->note.len ? "; " : "", (long long) nread, nblocks,
+							 nread >= sample_cap ? "page budget" : "sampling rounds");
 	}
 
 	if (!btree && acc.recently_dead > 0.01 * Max(acc.live, 1))
