@@ -5,7 +5,7 @@ PGBIN=$("$PG_CONFIG" --bindir)
 
 as_owner() {
 	if [ "$(id -u)" = 0 ]; then
-		runuser -u postgres -- env PATH="$PGBIN:$PATH" "$@"
+		(cd / && runuser -u postgres -- env PATH="$PGBIN:$PATH" "$@")
 	else
 		env PATH="$PGBIN:$PATH" "$@"
 	fi
