@@ -672,12 +672,13 @@ blockno_cmp(const void *a, const void *b)
 
 /*
  * Read the pages of rel and fill row.  first..nblocks-1 is the sampling
- * frame (the btree metapage is left out).  sample_cap < frame size samples,
- * else every page is read.
+ * frame (the btree metapage is left out).  Every page is read when the frame
+ * fits in sample_cap (when sampling: in the first round), else a sample of
+ * at most sample_cap pages.
  */
 static void
 measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap,
-				 double ci_width, uint32 seed, BloatRow *row)
+				 bool sampling, double ci_width, uint32 seed, BloatRow *row)
 {
 	BlockNumber first = btree ? BTREE_METAPAGE + 1 : 0;
 	BlockNumber frame = nblocks > first ? nblocks - first : 0;
@@ -686,7 +687,8 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 	PageAcc		acc;
 	Size		reserve;
 	bool		explicit_exact = sample_cap == INT64_MAX;
-	bool		full = (int64) frame <= sample_cap;
+	bool		full = sampling ? (int64) frame <= Min(sample_cap, BLOAT_FIRST_ROUND) :
+		(int64) frame <= sample_cap;
 	HeapCheck  *hc = NULL;
 	BlockNumber *read_blocks = NULL;
 	int64		nread = 0;
@@ -1001,42 +1003,102 @@ fill_from_stats(BloatRow *row, const StatsEst *est, BlockNumber nblocks)
 		appendStringInfo(&row->note, "%s%s", row->note.len ? "; " : "", est->note);
 }
 
+/* A target from its pg_class row; NULL if the relation is gone. */
+static BloatTarget *
+make_target(Oid relid, bool named)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Form_pg_class form;
+	BloatTarget *t;
+
+	if (!HeapTupleIsValid(tup))
+		return NULL;
+	form = (Form_pg_class) GETSTRUCT(tup);
+	t = palloc0(sizeof(BloatTarget));
+	t->relid = relid;
+	t->relkind = form->relkind;
+	t->relam = form->relam;
+	t->persistence = form->relpersistence;
+	t->relpages = form->relpages;
+	t->named = named;
+	ReleaseSysCache(tup);
+	return t;
+}
+
+/* The indexes of a relation, from the relcache, as targets. */
+static List *
+index_targets(List *targets, Oid relid)
+{
+	Relation	rel = relation_open(relid, AccessShareLock);
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+
+	foreach(lc, indexes)
+	{
+		BloatTarget *t = make_target(lfirst_oid(lc), true);
+
+		if (t)
+			targets = lappend(targets, t);
+	}
+	list_free(indexes);
+	relation_close(rel, AccessShareLock);
+	return targets;
+}
+
 /*
  * The relations a call reports on: the named one (with its TOAST table, the
  * TOAST index and its indexes when it is a table), or every user relation of
- * the database, largest first.
+ * the database, largest first by pg_class.relpages.
  */
 static List *
 collect_targets(Oid relid)
 {
 	List	   *targets = NIL;
-	StringInfoData q;
 	int			ret;
 	MemoryContext outer = CurrentMemoryContext;
 
-	initStringInfo(&q);
 	if (OidIsValid(relid))
-		appendStringInfo(&q,
-						 "WITH t AS (SELECT c.oid, c.reltoastrelid FROM pg_catalog.pg_class c WHERE c.oid = %u) "
-						 "SELECT c.oid, c.relkind, c.relam, c.relpersistence, c.relpages, "
-						 "  CASE WHEN c.oid = t.oid THEN 0 WHEN c.oid = t.reltoastrelid THEN 1 "
-						 "       WHEN c.relnamespace = %u THEN 2 ELSE 3 END AS ord "
-						 "FROM t JOIN pg_catalog.pg_class c ON c.oid IN (t.oid, t.reltoastrelid) "
-						 "  OR c.oid IN (SELECT indexrelid FROM pg_catalog.pg_index i WHERE i.indrelid IN (t.oid, t.reltoastrelid)) "
-						 "ORDER BY ord, c.relname",
-						 relid, PG_TOAST_NAMESPACE);
-	else
-		appendStringInfoString(&q,
-							   "SELECT c.oid, c.relkind, c.relam, c.relpersistence, c.relpages "
-							   "FROM pg_catalog.pg_class c "
-							   "WHERE c.relkind IN ('r', 'm', 't', 'i') AND c.oid >= 16384 "
-							   "  AND c.relnamespace <> 11 "
-							   "  AND c.relnamespace <> 'information_schema'::pg_catalog.regnamespace "
-							   "  AND NOT pg_catalog.pg_is_other_temp_schema(c.relnamespace) "
-							   "ORDER BY c.relpages DESC, c.oid");
+	{
+		BloatTarget *t = make_target(relid, true);
+		Oid			toastoid;
+
+		if (t == NULL)
+			return NIL;
+		targets = lappend(targets, t);
+		if (t->relkind == RELKIND_INDEX)
+			return targets;
+		toastoid = InvalidOid;
+		if (t->relkind != RELKIND_TOASTVALUE)
+		{
+			HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+
+			if (HeapTupleIsValid(tup))
+			{
+				toastoid = ((Form_pg_class) GETSTRUCT(tup))->reltoastrelid;
+				ReleaseSysCache(tup);
+			}
+		}
+		if (OidIsValid(toastoid))
+		{
+			BloatTarget *tt = make_target(toastoid, true);
+
+			if (tt)
+			{
+				targets = lappend(targets, tt);
+				targets = index_targets(targets, toastoid);
+			}
+		}
+		return index_targets(targets, relid);
+	}
 
 	SPI_connect();
-	ret = SPI_execute(q.data, true, 0);
+	ret = SPI_execute("SELECT c.oid, c.relkind, c.relam, c.relpersistence, c.relpages "
+					  "FROM pg_catalog.pg_class c "
+					  "WHERE c.relkind IN ('r', 'm', 't', 'i') AND c.oid >= 16384 "
+					  "  AND c.relnamespace <> 11 "
+					  "  AND c.relnamespace <> 'information_schema'::pg_catalog.regnamespace "
+					  "  AND NOT pg_catalog.pg_is_other_temp_schema(c.relnamespace) "
+					  "ORDER BY c.relpages DESC, c.oid", true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not list relations: %s", SPI_result_code_string(ret));
 	for (uint64 r = 0; r < SPI_processed; r++)
@@ -1052,12 +1114,11 @@ collect_targets(Oid relid)
 		t->relam = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
 		t->persistence = DatumGetChar(SPI_getbinval(tup, desc, 4, &isnull));
 		t->relpages = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
-		t->named = OidIsValid(relid);
+		t->named = false;
 		targets = lappend(targets, t);
 		MemoryContextSwitchTo(spicxt);
 	}
 	SPI_finish();
-	pfree(q.data);
 	return targets;
 }
 
@@ -1183,7 +1244,7 @@ bloat_one(BloatTarget *t, BloatMethod method, int64 *budget, double ci_width,
 			cap = INT64_MAX;
 		else
 			cap = *budget < 0 ? nblocks : *budget;
-		measure_relation(rel, btree, nblocks, cap, ci_width, seed, row);
+		measure_relation(rel, btree, nblocks, cap, m == BLOAT_SAMPLE, ci_width, seed, row);
 		if (*budget >= 0)
 			*budget = Max(0, *budget - row->pages_read);
 	}
