@@ -1267,6 +1267,7 @@ dbops_bloat(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 	Oid		   *stats_oids;
 	StatsEst   *est = NULL;
+	MemoryContext rowcxt;
 	int			ntargets;
 	int			i;
 
@@ -1349,15 +1350,21 @@ dbops_bloat(PG_FUNCTION_ARGS)
 	if (method == BLOAT_EXACT)
 		budget = -1;
 
+	/* what one relation needs is released before the next */
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "dbops.bloat row",
+								   ALLOCSET_DEFAULT_SIZES);
 	i = 0;
 	foreach(lc, targets)
 	{
 		BloatTarget *t = (BloatTarget *) lfirst(lc);
+		MemoryContext oldcxt;
 		BloatRow	row;
 		Datum		values[13];
 		bool		nulls[13] = {0};
 
 		CHECK_FOR_INTERRUPTS();
+		MemoryContextReset(rowcxt);
+		oldcxt = MemoryContextSwitchTo(rowcxt);
 		memset(&row, 0, sizeof(row));
 		bloat_one(t, method, &budget, ci_width, seed + i * 7919, est ? &est[i] : NULL, &row);
 		i++;
@@ -1407,7 +1414,9 @@ dbops_bloat(PG_FUNCTION_ARGS)
 		else
 			nulls[12] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(oldcxt);
 	}
+	MemoryContextDelete(rowcxt);
 	return (Datum) 0;
 }
 
