@@ -143,7 +143,6 @@ typedef struct PageAcc
 	double		recently_dead;	/* dead but still kept by a rewrite now */
 	double		hikey_bytes;	/* btree: high keys seen */
 	int64		hikeys;
-	int64		upper_pages;	/* btree: internal pages read */
 	PackSim		sim;
 
 	/*
@@ -646,7 +645,6 @@ measure_btree_page(Buffer buf, PageAcc *acc)
 		}
 		else
 		{
-			acc->upper_pages++;
 			acc->free += PageGetExactFreeSpace(page);
 			for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off++)
 				acc->live += MAXALIGN(ItemIdGetLength(PageGetItemId(page, off))) +
@@ -841,7 +839,6 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 		acc.dead = acc.dead * frame / nread;
 		acc.free = acc.free * frame / nread;
 		acc.recently_dead = acc.recently_dead * frame / nread;
-		acc.upper_pages = (int64) (acc.upper_pages * (double) frame / nread);
 	}
 	if (btree)
 	{
