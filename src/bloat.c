@@ -74,7 +74,7 @@
 
 /* GUCs */
 int			dbops_bloat_max_pages = 20000;
-int			dbops_bloat_health_pages = 500;
+int			dbops_bloat_health_pages = 250;
 
 /* auto: relations up to this many pages are read in full */
 #define BLOAT_AUTO_EXACT_PAGES	1280
@@ -1549,7 +1549,7 @@ dbops_bloat_init(void)
 							"Pages the bloat health check may read.",
 							NULL,
 							&dbops_bloat_health_pages,
-							500, 0, INT_MAX,
+							250, 0, INT_MAX,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
 }
