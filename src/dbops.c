@@ -21,6 +21,8 @@ void
 _PG_init(void)
 {
 	dbops_health_init();
+	dbops_reaper_init();
+	dbops_ledger_init();
 	dbops_bloat_init();
 
 	MarkGUCPrefixReserved("dbops");

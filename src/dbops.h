@@ -92,6 +92,10 @@ extern const char *dbops_status_name(DbopsStatus status);
 /* Checks, by capability */
 extern void dbops_check_connections(DbopsCheckResult *res);
 
+/* reaper (src/reaper.c) */
+extern void dbops_reaper_init(void);
+extern void dbops_check_reaper(DbopsCheckResult *res);
+
 /* GUCs */
 extern int	dbops_health_check_timeout;
 
@@ -100,5 +104,10 @@ extern void dbops_bloat_init(void);
 extern void dbops_check_bloat(DbopsCheckResult *res);
 extern int	dbops_bloat_max_pages;
 extern int	dbops_bloat_health_pages;
+
+/* ledger */
+extern void dbops_ledger_init(void);
+extern void dbops_check_migrations(DbopsCheckResult *res);
+extern bool dbops_migration_allow_out_of_order;
 
 #endif							/* DBOPS_H */

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""bench/reaper helper: hold N idle connections and time their end.
+
+usage: reaper_hold.py CONNINFO N READYFILE DONEFILE [TIMEOUT_S]
+
+Opens N libpq connections (through ctypes, no driver needed), runs SELECT 1
+on each so that it is idle, writes the time to READYFILE, then waits on all
+sockets: a backend that is terminated sends its FATAL message and closes, so
+its socket becomes readable.  When every connection is closed, writes
+"first_close last_close" (epoch seconds) to DONEFILE and exits; after
+TIMEOUT_S (default 120) writes "timeout N_open".
+"""
+import ctypes
+import ctypes.util
+import select
+import sys
+import time
+
+pq = ctypes.CDLL(ctypes.util.find_library("pq"))
+pq.PQconnectdb.restype = ctypes.c_void_p
+pq.PQconnectdb.argtypes = [ctypes.c_char_p]
+pq.PQstatus.argtypes = [ctypes.c_void_p]
+pq.PQerrorMessage.restype = ctypes.c_char_p
+pq.PQerrorMessage.argtypes = [ctypes.c_void_p]
+pq.PQexec.restype = ctypes.c_void_p
+pq.PQexec.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+pq.PQresultStatus.argtypes = [ctypes.c_void_p]
+pq.PQclear.argtypes = [ctypes.c_void_p]
+pq.PQsocket.argtypes = [ctypes.c_void_p]
+pq.PQconsumeInput.argtypes = [ctypes.c_void_p]
+pq.PQfinish.argtypes = [ctypes.c_void_p]
+
+CONNECTION_OK = 0
+PGRES_TUPLES_OK = 2
+
+
+def main():
+    conninfo, n, readyfile, donefile = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 120.0
+    conns = {}
+    for _ in range(n):
+        c = pq.PQconnectdb(conninfo.encode())
+        if pq.PQstatus(c) != CONNECTION_OK:
+            sys.exit("connection failed: " + pq.PQerrorMessage(c).decode())
+        r = pq.PQexec(c, b"SELECT 1")
+        if pq.PQresultStatus(r) != PGRES_TUPLES_OK:
+            sys.exit("SELECT 1 failed: " + pq.PQerrorMessage(c).decode())
+        pq.PQclear(r)
+        conns[pq.PQsocket(c)] = c
+    with open(readyfile, "w") as f:
+        f.write("%.6f\n" % time.time())
+
+    poller = select.poll()
+    for fd in conns:
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    first = last = None
+    deadline = time.time() + timeout
+    while conns and time.time() < deadline:
+        for fd, _ in poller.poll(50):
+            now = time.time()
+            c = conns.get(fd)
+            if c is None:
+                continue
+            # readable: the backend sent its FATAL and closed the connection
+            pq.PQconsumeInput(c)
+            poller.unregister(fd)
+            pq.PQfinish(c)
+            del conns[fd]
+            first = first or now
+            last = now
+    with open(donefile, "w") as f:
+        if conns:
+            f.write("timeout %d\n" % len(conns))
+        else:
+            f.write("%.6f %.6f\n" % (first, last))
+    for c in conns.values():
+        pq.PQfinish(c)
+
+
+main()

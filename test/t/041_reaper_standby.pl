@@ -1,0 +1,99 @@
+# The dbops reaper on a streaming hot standby: the worker runs there, reaps
+# the standby's idle sessions and keeps its events in memory (and the server
+# log): nothing is written to dbops.reaper_log, which is read-only there.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $primary = PostgreSQL::Test::Cluster->new('primary');
+$primary->init(allows_streaming => 1);
+$primary->append_conf(
+	'postgresql.conf', qq(
+shared_preload_libraries = 'dbops'
+dbops.reaper_naptime = 1
+));
+$primary->start;
+$primary->safe_psql('postgres',
+	'CREATE EXTENSION dbops; CREATE ROLE app LOGIN; CREATE ROLE mon LOGIN IN ROLE pg_monitor;');
+$primary->safe_psql('postgres',
+	q{INSERT INTO dbops.reaper_policies (application_name, idle_timeout) VALUES ('standby-app', '1s')});
+$primary->safe_psql('postgres', 'CREATE DATABASE other');
+$primary->safe_psql('other', 'CREATE EXTENSION dbops');
+$primary->backup('bk');
+
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($primary, 'bk', has_streaming => 1);
+$standby->start;
+$primary->wait_for_catchup($standby);
+
+is($standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()'),
+	't', 'standby is in recovery');
+ok( $standby->poll_query_until(
+		'postgres',
+		'SELECT worker_pid IS NOT NULL AND sweeps > 0 FROM dbops.reaper_status()'),
+	'reaper worker runs and sweeps on the standby');
+
+# the policy replicated from the primary applies to the standby's sessions
+my $s = $standby->background_psql('postgres', extra_params => [ '-U', 'app' ]);
+$s->query_safe("SET application_name = 'standby-app'");
+my $pid = $s->query_safe('SELECT pg_backend_pid()');
+ok( $standby->poll_query_until(
+		'postgres',
+		"SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $pid)"),
+	'idle standby session reaped by the replicated policy');
+$s->quit;
+
+is( $standby->safe_psql(
+		'postgres',
+		"SELECT source || ' ' || outcome || ' ' || policy_id FROM dbops.reaper_events() WHERE pid = $pid"),
+	'worker signalled 1',
+	'event kept in the standby\'s memory');
+is( $standby->safe_psql(
+		'postgres',
+		"SELECT outcome FROM dbops.reaper_events() WHERE pid = $pid",
+		extra_params => [ '-U', 'mon' ]),
+	'signalled',
+	'a pg_monitor member reads the events on the standby');
+is( $standby->safe_psql(
+		'other', "SELECT count(*) FROM dbops.reaper_events() WHERE pid = $pid"),
+	'1', 'and from another database');
+ok( $standby->wait_for_log(qr/dbops reaper: terminated session $pid /),
+	'and in the standby\'s server log');
+
+# the sweeps after the reaping ran fine: no write attempted on the standby
+my $sweeps = $standby->safe_psql('postgres', 'SELECT sweeps FROM dbops.reaper_status()');
+$standby->poll_query_until('postgres',
+	"SELECT sweeps > $sweeps + 1 FROM dbops.reaper_status()");
+unlike(slurp_file($standby->logfile),
+	qr/cannot execute INSERT in a read-only transaction/,
+	'the worker does not try to write dbops.reaper_log on the standby');
+$primary->wait_for_catchup($standby);
+is($standby->safe_psql('postgres', 'SELECT count(*) FROM dbops.reaper_log'),
+	'0', 'dbops.reaper_log stays empty on the standby');
+is($primary->safe_psql('postgres', 'SELECT count(*) FROM dbops.reaper_events()'),
+	'0', 'the primary\'s ring is its own');
+
+# reap_idle() works on the standby too
+my $t = $standby->background_psql('postgres', extra_params => [ '-U', 'app' ]);
+my $tpid = $t->query_safe('SELECT pg_backend_pid()');
+sleep 1;
+is( $standby->safe_psql(
+		'postgres',
+		"SELECT action FROM dbops.reap_idle('0.5 s', dry_run => false) WHERE pid = $tpid"),
+	'terminate',
+	'reap_idle() terminates on the standby');
+ok( $standby->poll_query_until(
+		'postgres',
+		"SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $tpid)"),
+	'the session is gone');
+$t->quit;
+
+is($standby->safe_psql('postgres',
+		"SELECT status FROM dbops.health() WHERE check_name = 'reaper'"),
+	'ok', 'health check reaper is ok on the standby');
+
+$standby->stop;
+$primary->stop;
+done_testing();

@@ -1,0 +1,57 @@
+# On a streaming standby the ledger reads work and every write function
+# fails with SQLSTATE 25006 and a hint.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $primary = PostgreSQL::Test::Cluster->new('ledger_primary');
+$primary->init(allows_streaming => 1);
+$primary->start;
+$primary->safe_psql('postgres', 'CREATE EXTENSION dbops');
+$primary->safe_psql('postgres', "SELECT dbops.migrate('0001', 'one', 'CREATE TABLE t1 (id int)')");
+$primary->backup('bk');
+
+my $standby = PostgreSQL::Test::Cluster->new('ledger_standby');
+$standby->init_from_backup($primary, 'bk', has_streaming => 1);
+$standby->start;
+
+$primary->safe_psql('postgres', "SELECT dbops.migrate('0002', 'two', 'CREATE TABLE t2 (id int)')");
+$primary->safe_psql('postgres', "SELECT dbops.migration_rollback('0002', 'DROP TABLE t2')");
+$primary->wait_for_catchup($standby);
+
+is($standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()'), 't', 'standby is in recovery');
+is( $standby->safe_psql('postgres',
+		"SELECT string_agg(version || ':' || status, ',' ORDER BY version) FROM dbops.migration_status()"),
+	'0001:applied,0002:rolled_back', 'migration_status() works on the standby');
+is( $standby->safe_psql('postgres',
+		"SELECT dbops.migration_pending('0001'), dbops.migration_pending('0002')"),
+	'f|t', 'migration_pending() works on the standby');
+is( $standby->safe_psql('postgres',
+		"BEGIN; SELECT dbops.migration_pending('0003'); COMMIT;"),
+	't', 'migration_pending() inside a transaction block works on the standby');
+is( $standby->safe_psql('postgres',
+		"SELECT status FROM dbops.health() WHERE check_name = 'migrations'"),
+	'warning', 'the migrations health check runs on the standby (0002 rolled back)');
+
+my %writes = (
+	'migrate'            => "SELECT dbops.migrate('0003', 'x', 'CREATE TABLE t3 ()')",
+	'migration_begin'    => "BEGIN; SELECT dbops.migration_begin('0003', 'x'); COMMIT;",
+	'migration_rollback' => "SELECT dbops.migration_rollback('0001')",
+	'migration_baseline' => "SELECT dbops.migration_baseline('0100')",
+	'migration_repair'   => "SELECT dbops.migration_repair('0001', NULL)",
+	'migration_import'   => "SELECT dbops.migration_import('dbops.migrations')",
+);
+for my $f (sort keys %writes)
+{
+	my ($rc, $out, $err) =
+	  $standby->psql('postgres', "\\set VERBOSITY verbose\n$writes{$f}");
+	isnt($rc, 0, "$f fails on the standby");
+	like($err, qr/ERROR:  25006: cannot .* on a standby/, "$f: SQLSTATE 25006");
+	like($err, qr/HINT:  The migration ledger is written on the primary/, "$f: with a hint");
+}
+
+$standby->stop;
+$primary->stop;
+done_testing();
