@@ -31,9 +31,9 @@
 /* The registry: every check dbops knows, in report order for equal status. */
 static const DbopsCheck dbops_checks[] = {
 	{"connections", dbops_check_connections, DBOPS_HIGHER_IS_WORSE},
+	{"bloat", dbops_check_bloat, DBOPS_HIGHER_IS_WORSE},
 	{"reaper", dbops_check_reaper, DBOPS_HIGHER_IS_WORSE},
 	{"migrations", dbops_check_migrations, DBOPS_HIGHER_IS_WORSE},
-	{"bloat", dbops_check_bloat, DBOPS_HIGHER_IS_WORSE},
 };
 
 #define NUM_DBOPS_CHECKS lengthof(dbops_checks)
