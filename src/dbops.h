@@ -39,10 +39,18 @@ extern void dbops_health_init(void);
  *	   and res->critical (NaN when the threshold is NULL);
  *	 - res->detail: names the culprits (pids, databases, relations);
  *	 - res->hint: what to do about it (shown only when the status is not ok);
+ *	 - dbops_check_at_least(res, DBOPS_WARNING or DBOPS_CRITICAL): a floor
+ *	   for the graded status, for facts that are bad whatever the value (a
+ *	   lost replication slot, an archiver failing right now);
  *	 - dbops_check_skip(res, ...) when the caller may not read what the check
  *	   needs, dbops_check_unknown(res, ...) when the answer cannot be known;
  *	   an error raised by the check becomes "unknown" with its message (or
  *	   "skipped" for insufficient_privilege), a timeout "unknown".
+ *
+ * "skipped" means "could not look": it keeps the overall status from being
+ * "ok" (see dbops.health_status()).  A check that does not apply here (no
+ * standby, archive_mode off, an optional extension not installed) reports
+ * "ok" and says so in its detail, with or without a value.
  *
  * Everything the check appends to detail and hint lives in the caller's
  * memory context; anything else it allocates is released with SPI.
@@ -68,6 +76,7 @@ typedef struct DbopsCheckResult
 	double		warning;		/* NaN when NULL */
 	double		critical;		/* NaN when NULL */
 	DbopsStatus status;			/* set by skip/unknown, else graded */
+	DbopsStatus min_status;		/* floor of the graded status */
 	bool		has_value;
 	double		value;
 	const char *unit;
@@ -85,6 +94,7 @@ typedef struct DbopsCheck
 } DbopsCheck;
 
 extern void dbops_check_value(DbopsCheckResult *res, double value, const char *unit);
+extern void dbops_check_at_least(DbopsCheckResult *res, DbopsStatus status);
 extern void dbops_check_skip(DbopsCheckResult *res, const char *fmt,...) pg_attribute_printf(2, 3);
 extern void dbops_check_unknown(DbopsCheckResult *res, const char *fmt,...) pg_attribute_printf(2, 3);
 extern const char *dbops_status_name(DbopsStatus status);
@@ -98,6 +108,7 @@ extern void dbops_check_reaper(DbopsCheckResult *res);
 
 /* GUCs */
 extern int	dbops_health_check_timeout;
+extern bool dbops_health_timing;
 
 /* bloat */
 extern void dbops_bloat_init(void);

@@ -1,7 +1,15 @@
-
 -- ---------------------------------------------------------------------------
 -- health
 -- ---------------------------------------------------------------------------
+
+-- The registry of checks compiled into the module (one row per check).
+CREATE FUNCTION dbops.health_checks(
+    OUT check_name text, OUT direction text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dbops_health_checks'
+LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION dbops.health_checks() IS
+    'Health checks known to dbops: name and whether higher or lower values are worse';
 
 CREATE TABLE dbops.health_thresholds (
     check_name  text PRIMARY KEY,
@@ -13,8 +21,90 @@ COMMENT ON TABLE dbops.health_thresholds IS
     'Thresholds of dbops.health() checks: one row per check';
 GRANT SELECT ON dbops.health_thresholds TO PUBLIC;
 
+-- Validates a thresholds row against the registry: the check must exist,
+-- thresholds must be finite, and warning must not lie beyond critical in the
+-- check's direction.  NULL means "no threshold at this level".  An INSERT of
+-- a check that already has a row updates that row (so that pg_dump's copy of
+-- user-changed thresholds restores over the defaults CREATE EXTENSION puts).
+CREATE FUNCTION dbops.health_thresholds_validate() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    dir text;
+BEGIN
+    IF NEW.check_name IS NULL THEN
+        RAISE EXCEPTION 'check_name of a health threshold must not be NULL'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Name one of the checks listed by dbops.health_checks().';
+    END IF;
+    SELECT c.direction INTO dir FROM dbops.health_checks() c
+     WHERE c.check_name = NEW.check_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown health check "%"', NEW.check_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Known checks: ' ||
+                         (SELECT string_agg(c.check_name, ', ' ORDER BY c.check_name)
+                            FROM dbops.health_checks() c) || '.';
+    END IF;
+    IF NEW.warning = 'NaN' OR NEW.critical = 'NaN' THEN
+        RAISE EXCEPTION 'thresholds of health check "%" must be numbers, not NaN', NEW.check_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use NULL for "no threshold".';
+    END IF;
+    IF dir = 'higher_is_worse' AND NEW.warning > NEW.critical THEN
+        RAISE EXCEPTION 'warning threshold % of health check "%" is above its critical threshold %',
+                        NEW.warning, NEW.check_name, NEW.critical
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'Higher values are worse for this check, so warning must be at most critical.',
+                  HINT = 'Lower the warning threshold or raise the critical one; NULL disables a level.';
+    END IF;
+    IF dir = 'lower_is_worse' AND NEW.warning < NEW.critical THEN
+        RAISE EXCEPTION 'warning threshold % of health check "%" is below its critical threshold %',
+                        NEW.warning, NEW.check_name, NEW.critical
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'Lower values are worse for this check, so warning must be at least critical.',
+                  HINT = 'Raise the warning threshold or lower the critical one; NULL disables a level.';
+    END IF;
+    IF TG_OP = 'INSERT' AND EXISTS (SELECT FROM dbops.health_thresholds t
+                                     WHERE t.check_name = NEW.check_name) THEN
+        UPDATE dbops.health_thresholds t
+           SET warning = NEW.warning, critical = NEW.critical, enabled = NEW.enabled
+         WHERE t.check_name = NEW.check_name;
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER health_thresholds_validate
+    BEFORE INSERT OR UPDATE ON dbops.health_thresholds
+    FOR EACH ROW EXECUTE FUNCTION dbops.health_thresholds_validate();
+
+-- pg_dump keeps the thresholds (the trigger turns their restore into
+-- updates of the defaults).
+SELECT pg_catalog.pg_extension_config_dump('dbops.health_thresholds', '');
+
+-- Defaults, mostly after check_postgres.  Units: see dbops.health().
 INSERT INTO dbops.health_thresholds (check_name, warning, critical) VALUES
-    ('connections', 80, 95);
+    ('connections',         80,         95),          -- % of usable slots
+    ('long_query',          120,        300),         -- seconds
+    ('idle_in_transaction', 60,         300),         -- seconds
+    ('xid_wraparound',      1300000000, 1400000000),  -- age(datfrozenxid)
+    ('mxid_wraparound',     1300000000, 1400000000),  -- mxid_age(datminmxid)
+    ('prepared_xacts',      60,         300),         -- seconds
+    ('replication_lag',     60,         300),         -- seconds
+    ('replication_slots',   1024,       10240),       -- MB of WAL retained
+    ('archiver',            10,         15),          -- segments waiting
+    ('invalid_indexes',     1,          NULL),        -- indexes
+    ('sequences',           85,         95),          -- % of range used
+    ('dead_tuples',         20,         50),          -- % dead in a table
+    ('vacuum_age',          24,         72),          -- hours overdue
+    ('cache_hit_ratio',     90,         80),          -- % (lower is worse)
+    ('deadlocks',           10,         100),         -- since stats reset
+    ('temp_files',          1024,       10240),       -- MB since stats reset
+    ('checkpoints',         30,         60),          -- % requested
+    ('database_size',       NULL,       NULL);        -- MB, informational
 
 CREATE FUNCTION dbops.health(
     OUT check_name text, OUT status text, OUT value numeric,
@@ -25,3 +115,55 @@ AS 'MODULE_PATHNAME', 'dbops_health'
 LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION dbops.health() IS
     'Health report: one row per enabled check, worst first';
+
+-- The overall status of a set of check statuses: critical, then warning;
+-- then unknown if any check was unknown or skipped (a check that could not
+-- look is not a clean bill of health); ok otherwise.
+CREATE FUNCTION dbops.health_overall(statuses text[]) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+AS $$
+    SELECT CASE
+        WHEN 'critical' = ANY (statuses) THEN 'critical'
+        WHEN 'warning' = ANY (statuses) THEN 'warning'
+        WHEN 'unknown' = ANY (statuses) OR 'skipped' = ANY (statuses) THEN 'unknown'
+        ELSE 'ok'
+    END
+$$;
+COMMENT ON FUNCTION dbops.health_overall(text[]) IS
+    'Overall status of a list of check statuses (skipped counts as unknown)';
+
+CREATE FUNCTION dbops.health_status() RETURNS text
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT dbops.health_overall(coalesce(array_agg(h.status), '{}'))
+      FROM dbops.health() h
+$$;
+COMMENT ON FUNCTION dbops.health_status() IS
+    'Overall health status for scripts: ok, warning, critical or unknown';
+
+CREATE FUNCTION dbops.health_json() RETURNS jsonb
+LANGUAGE sql VOLATILE
+AS $$
+    WITH h AS MATERIALIZED (
+        SELECT row_number() OVER () AS n, h.* FROM dbops.health() h
+    )
+    SELECT jsonb_build_object(
+        'status', dbops.health_overall(coalesce((SELECT array_agg(status) FROM h), '{}')),
+        'server', jsonb_build_object(
+            'version', pg_catalog.current_setting('server_version'),
+            'version_num', pg_catalog.current_setting('server_version_num')::int,
+            'started_at', pg_catalog.pg_postmaster_start_time(),
+            'uptime_seconds', round(extract(epoch FROM pg_catalog.now() - pg_catalog.pg_postmaster_start_time())),
+            'in_recovery', pg_catalog.pg_is_in_recovery(),
+            'database', pg_catalog.current_database(),
+            'checked_at', pg_catalog.now()),
+        'counts', (SELECT jsonb_object_agg(s.status, s.n)
+                     FROM (SELECT status, count(*) AS n FROM h GROUP BY status) s),
+        'checks', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                        'check_name', check_name, 'status', status, 'value', value,
+                        'warning', warning, 'critical', critical, 'unit', unit,
+                        'detail', detail, 'hint', hint) ORDER BY n)
+                     FROM h), '[]'))
+$$;
+COMMENT ON FUNCTION dbops.health_json() IS
+    'Health report as one jsonb document: overall status, server facts and every check';
