@@ -34,6 +34,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# Every capability includes the shared header: a change to it rebuilds all.
+$(OBJS): src/dbops.h
+
 dbops--$(EXTVERSION).sql: $(wildcard $(SQL_PARTS))
 	cat $^ > $@
 

@@ -23,6 +23,7 @@ _PG_init(void)
 	dbops_health_init();
 	dbops_reaper_init();
 	dbops_ledger_init();
+	dbops_retention_init();
 	dbops_bloat_init();
 
 	MarkGUCPrefixReserved("dbops");

@@ -106,6 +106,9 @@ extern void dbops_check_connections(DbopsCheckResult *res);
 extern void dbops_reaper_init(void);
 extern void dbops_check_reaper(DbopsCheckResult *res);
 
+/* lock tree (locktree.c) */
+extern void dbops_check_lock_waits(DbopsCheckResult *res);
+
 /* GUCs */
 extern int	dbops_health_check_timeout;
 extern bool dbops_health_timing;
@@ -120,5 +123,17 @@ extern int	dbops_bloat_health_pages;
 extern void dbops_ledger_init(void);
 extern void dbops_check_migrations(DbopsCheckResult *res);
 extern bool dbops_migration_allow_out_of_order;
+
+/* retention */
+extern void dbops_retention_init(void);
+extern void dbops_check_retention(DbopsCheckResult *res);
+extern int	dbops_purge_batch_target;
+extern int	dbops_purge_batch_max;
+extern int	dbops_purge_lock_timeout;
+extern int	dbops_purge_lock_retries;
+extern int	dbops_purge_max_replica_lag;
+extern int	dbops_purge_runs_keep;
+extern int	dbops_retention_slack;
+extern double dbops_purge_yield;
 
 #endif							/* DBOPS_H */

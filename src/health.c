@@ -91,6 +91,7 @@ static void check_database_size(DbopsCheckResult *res);
 /* The registry: every check dbops knows, in report order for equal status. */
 static const DbopsCheck dbops_checks[] = {
 	{"connections", dbops_check_connections, DBOPS_HIGHER_IS_WORSE},
+	{"lock_waits", dbops_check_lock_waits, DBOPS_HIGHER_IS_WORSE},
 	{"long_query", check_long_query, DBOPS_HIGHER_IS_WORSE},
 	{"idle_in_transaction", check_idle_in_transaction, DBOPS_HIGHER_IS_WORSE},
 	{"xid_wraparound", check_xid_wraparound, DBOPS_HIGHER_IS_WORSE},
@@ -111,6 +112,7 @@ static const DbopsCheck dbops_checks[] = {
 	{"bloat", dbops_check_bloat, DBOPS_HIGHER_IS_WORSE},
 	{"reaper", dbops_check_reaper, DBOPS_HIGHER_IS_WORSE},
 	{"migrations", dbops_check_migrations, DBOPS_HIGHER_IS_WORSE},
+	{"retention", dbops_check_retention, DBOPS_HIGHER_IS_WORSE},
 };
 
 #define NUM_DBOPS_CHECKS lengthof(dbops_checks)

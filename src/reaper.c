@@ -921,17 +921,73 @@ reaper_worker_exit(int code, Datum arg)
 	LWLockRelease(reaper_shared->lock);
 }
 
+static Datum
+interval_datum(int64 usecs)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->time = usecs;
+	return IntervalPGetDatum(iv);
+}
+
+/*
+ * Copy the events numbered [from, upto) that are still in the ring into
+ * events[], holding the lock only for the copy; returns how many there were.
+ */
+static int
+copy_ring_events(uint64 from, uint64 upto, ReaperEvent *events)
+{
+	int			n = 0;
+
+	LWLockAcquire(reaper_shared->lock, LW_SHARED);
+	for (uint64 seq = from; seq < upto; seq++)
+	{
+		ReaperEvent *ev = &reaper_shared->ring[seq % REAPER_RING_SIZE];
+
+		if (ev->seq == seq)
+			memcpy(&events[n++], ev, sizeof(ReaperEvent));
+	}
+	LWLockRelease(reaper_shared->lock);
+	return n;
+}
+
+/* One event as the columns of dbops.reaper_events() and dbops.reaper_log. */
+#define REAPER_EVENT_COLS 13
+
+static void
+event_datums(const ReaperEvent *ev, Datum *values, bool *nulls)
+{
+	memset(nulls, 0, sizeof(bool) * REAPER_EVENT_COLS);
+	values[0] = Int64GetDatum((int64) ev->seq);
+	values[1] = TimestampTzGetDatum(ev->at);
+	values[2] = CStringGetTextDatum(ev->from_worker ? "worker" : "reap_idle");
+	values[3] = Int32GetDatum(ev->pid);
+	values[4] = CStringGetTextDatum(ev->usename);
+	values[5] = CStringGetTextDatum(ev->datname);
+	values[6] = CStringGetTextDatum(ev->appname);
+	if (ev->client_addr[0] != '\0')
+		values[7] = DirectFunctionCall1(inet_in, CStringGetDatum(ev->client_addr));
+	else
+		nulls[7] = true;
+	values[8] = CStringGetTextDatum(reaper_state_names[ev->state]);
+	values[9] = interval_datum(ev->idle_for);
+	values[10] = Int32GetDatum(ev->policy_id);
+	nulls[10] = (ev->policy_id == 0);
+	values[11] = CStringGetTextDatum(ev->action);
+	values[12] = CStringGetTextDatum(ev->outcome);
+}
+
 /* Copy the ring's new events into dbops.reaper_log. */
 static void
 drain_ring_to_log(void)
 {
 	ReaperEvent *events;
-	int			n = 0;
+	int			n;
 	uint64		from;
 	uint64		upto;
 	SPIPlanPtr	plan;
-	Oid			argtypes[13] = {INT8OID, TIMESTAMPTZOID, TEXTOID, INT4OID, TEXTOID,
-		TEXTOID, TEXTOID, TEXTOID, TEXTOID, INTERVALOID, INT4OID, TEXTOID, TEXTOID};
+	Oid			argtypes[REAPER_EVENT_COLS] = {INT8OID, TIMESTAMPTZOID, TEXTOID, INT4OID,
+		TEXTOID, TEXTOID, TEXTOID, INETOID, TEXTOID, INTERVALOID, INT4OID, TEXTOID, TEXTOID};
 
 	LWLockAcquire(reaper_shared->lock, LW_SHARED);
 	upto = reaper_shared->next_seq;
@@ -948,50 +1004,25 @@ drain_ring_to_log(void)
 	}
 
 	events = palloc(sizeof(ReaperEvent) * (upto - from));
-	LWLockAcquire(reaper_shared->lock, LW_SHARED);
-	for (uint64 seq = from; seq < upto; seq++)
-	{
-		ReaperEvent *ev = &reaper_shared->ring[seq % REAPER_RING_SIZE];
-
-		if (ev->seq == seq)
-			memcpy(&events[n++], ev, sizeof(ReaperEvent));
-	}
-	LWLockRelease(reaper_shared->lock);
+	n = copy_ring_events(from, upto, events);
 
 	plan = SPI_prepare("INSERT INTO dbops.reaper_log (seq, event_time, source, pid, usename, datname,"
 					   " application_name, client_addr, state, idle_for, policy_id, action, outcome)"
-					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::inet, $9, $10, $11, $12, $13)",
-					   13, argtypes);
+					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+					   REAPER_EVENT_COLS, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare insert into dbops.reaper_log: %s",
 			 SPI_result_code_string(SPI_result));
 
 	for (int i = 0; i < n; i++)
 	{
-		ReaperEvent *ev = &events[i];
-		Datum		values[13];
-		char		nulls[13];
-		Interval	iv = {0};
+		Datum		values[REAPER_EVENT_COLS];
+		bool		isnull[REAPER_EVENT_COLS];
+		char		nulls[REAPER_EVENT_COLS];
 
-		memset(nulls, ' ', sizeof(nulls));
-		iv.time = ev->idle_for;
-		values[0] = Int64GetDatum((int64) ev->seq);
-		values[1] = TimestampTzGetDatum(ev->at);
-		values[2] = CStringGetTextDatum(ev->from_worker ? "worker" : "reap_idle");
-		values[3] = Int32GetDatum(ev->pid);
-		values[4] = CStringGetTextDatum(ev->usename);
-		values[5] = CStringGetTextDatum(ev->datname);
-		values[6] = CStringGetTextDatum(ev->appname);
-		values[7] = CStringGetTextDatum(ev->client_addr);
-		if (ev->client_addr[0] == '\0')
-			nulls[7] = 'n';
-		values[8] = CStringGetTextDatum(reaper_state_names[ev->state]);
-		values[9] = IntervalPGetDatum(&iv);
-		values[10] = Int32GetDatum(ev->policy_id);
-		if (ev->policy_id == 0)
-			nulls[10] = 'n';
-		values[11] = CStringGetTextDatum(ev->action);
-		values[12] = CStringGetTextDatum(ev->outcome);
+		event_datums(&events[i], values, isnull);
+		for (int c = 0; c < REAPER_EVENT_COLS; c++)
+			nulls[c] = isnull[c] ? 'n' : ' ';
 		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not insert into dbops.reaper_log");
 	}
@@ -1152,15 +1183,6 @@ dbops_reaper_main(Datum main_arg)
  * SQL functions
  * ---------------------------------------------------------------------
  */
-static Datum
-interval_datum(int64 usecs)
-{
-	Interval   *iv = palloc0(sizeof(Interval));
-
-	iv->time = usecs;
-	return IntervalPGetDatum(iv);
-}
-
 static const char *
 combined_action(const ReaperSession *s)
 {
@@ -1319,50 +1341,27 @@ dbops_reaper_events(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	ReaperEvent *events;
-	int			n = 0;
+	int			n;
+	uint64		from;
+	uint64		upto;
 
 	require_shared();
 	InitMaterializedSRF(fcinfo, 0);
 
-	events = palloc(sizeof(ReaperEvent) * REAPER_RING_SIZE);
 	LWLockAcquire(reaper_shared->lock, LW_SHARED);
-	{
-		uint64		upto = reaper_shared->next_seq;
-		uint64		from = upto > REAPER_RING_SIZE ? upto - REAPER_RING_SIZE : 1;
-
-		for (uint64 seq = from; seq < upto; seq++)
-		{
-			ReaperEvent *ev = &reaper_shared->ring[seq % REAPER_RING_SIZE];
-
-			if (ev->seq == seq)
-				memcpy(&events[n++], ev, sizeof(ReaperEvent));
-		}
-	}
+	upto = reaper_shared->next_seq;
 	LWLockRelease(reaper_shared->lock);
+	from = upto > REAPER_RING_SIZE ? upto - REAPER_RING_SIZE : 1;
+
+	events = palloc(sizeof(ReaperEvent) * REAPER_RING_SIZE);
+	n = copy_ring_events(from, upto, events);
 
 	for (int i = 0; i < n; i++)
 	{
-		ReaperEvent *ev = &events[i];
-		Datum		values[13];
-		bool		nulls[13] = {0};
+		Datum		values[REAPER_EVENT_COLS];
+		bool		nulls[REAPER_EVENT_COLS];
 
-		values[0] = Int64GetDatum((int64) ev->seq);
-		values[1] = TimestampTzGetDatum(ev->at);
-		values[2] = CStringGetTextDatum(ev->from_worker ? "worker" : "reap_idle");
-		values[3] = Int32GetDatum(ev->pid);
-		values[4] = CStringGetTextDatum(ev->usename);
-		values[5] = CStringGetTextDatum(ev->datname);
-		values[6] = CStringGetTextDatum(ev->appname);
-		if (ev->client_addr[0] != '\0')
-			values[7] = DirectFunctionCall1(inet_in, CStringGetDatum(ev->client_addr));
-		else
-			nulls[7] = true;
-		values[8] = CStringGetTextDatum(reaper_state_names[ev->state]);
-		values[9] = interval_datum(ev->idle_for);
-		values[10] = Int32GetDatum(ev->policy_id);
-		nulls[10] = (ev->policy_id == 0);
-		values[11] = CStringGetTextDatum(ev->action);
-		values[12] = CStringGetTextDatum(ev->outcome);
+		event_datums(&events[i], values, nulls);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -1,0 +1,385 @@
+/*-------------------------------------------------------------------------
+ *
+ * retention.c
+ *	  Retention purges: the GUCs, the guards CALL dbops.purge() needs from C
+ *	  (standby, transaction block, per-policy advisory lock released on
+ *	  abort) and the "retention" health check.  The purge loop itself is the
+ *	  PL/pgSQL procedure dbops.purge() in retention.sql, because it has to
+ *	  COMMIT between batches.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/backend_status.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+
+#include "dbops.h"
+
+/*
+ * First key of the session advisory lock a purge holds on a policy (the
+ * second is the policy id): visible in pg_locks as classid 1684172914,
+ * objid = policy_id, objsubid 2.
+ */
+#define DBOPS_PURGE_LOCK_KEY	1684172914	/* 'dbpr' */
+
+int			dbops_purge_batch_target = 200;
+int			dbops_purge_batch_max = 100000;
+int			dbops_purge_lock_timeout = 100;
+int			dbops_purge_lock_retries = 10;
+int			dbops_purge_max_replica_lag = 10000;
+int			dbops_purge_runs_keep = 90 * 86400;
+int			dbops_retention_slack = 86400;
+double		dbops_purge_yield = 1.0;
+
+/* Policy whose advisory lock this session holds for a purge, 0 if none. */
+static int32 purge_locked_policy = 0;
+
+static void retention_xact_callback(XactEvent event, void *arg);
+
+void
+dbops_retention_init(void)
+{
+	DefineCustomIntVariable("dbops.purge_batch_target",
+							"Target duration of one purge batch.",
+							"CALL dbops.purge() grows or shrinks the batch size so that a batch takes about this long.",
+							&dbops_purge_batch_target,
+							200, 1, 60000,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("dbops.purge_batch_max",
+							"Largest number of rows one purge batch may delete.",
+							NULL,
+							&dbops_purge_batch_max,
+							100000, 1, 10000000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("dbops.purge_lock_timeout",
+							"lock_timeout of each purge batch.",
+							"A batch that cannot get its locks within this time is rolled back and retried later.",
+							&dbops_purge_lock_timeout,
+							100, 1, 60000,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("dbops.purge_lock_retries",
+							"How many times in a row a purge retries a batch that could not get its locks.",
+							"After that many failed attempts the policy's run ends as partial.",
+							&dbops_purge_lock_retries,
+							10, 0, 1000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomRealVariable("dbops.purge_yield",
+							 "How much a purge yields to other sessions running queries.",
+							 "While other client sessions are active, a purge sleeps this many times the duration of each batch after it; 0 never yields.",
+							 &dbops_purge_yield,
+							 1.0, 0.0, 100.0,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("dbops.purge_max_replica_lag",
+							"Replay lag of a streaming standby above which a purge pauses between batches.",
+							"0 disables the guard.",
+							&dbops_purge_max_replica_lag,
+							10000, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("dbops.purge_runs_keep",
+							"How long finished rows of dbops.purge_runs are kept.",
+							"Each CALL dbops.purge() deletes older ones.",
+							&dbops_purge_runs_keep,
+							90 * 86400, 60, INT_MAX,
+							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("dbops.retention_slack",
+							"How far past its keep a policy may fall before the retention health check reports it.",
+							NULL,
+							&dbops_retention_slack,
+							86400, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	RegisterXactCallback(retention_xact_callback, NULL);
+}
+
+/*
+ * A purge that errors out (cancel, statement_timeout, a bug) ends the
+ * top-level transaction: release the policy's session lock there, or the
+ * session would keep every later purge of that policy out.
+ */
+static void
+retention_xact_callback(XactEvent event, void *arg)
+{
+	if ((event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT) &&
+		purge_locked_policy != 0)
+	{
+		int32		policy = purge_locked_policy;
+
+		purge_locked_policy = 0;
+		(void) DirectFunctionCall2(pg_advisory_unlock_int4,
+								   Int32GetDatum(DBOPS_PURGE_LOCK_KEY),
+								   Int32GetDatum(policy));
+	}
+}
+
+/*
+ * dbops._purge_begin(dry_run boolean): the first thing CALL dbops.purge()
+ * does.  Refuses what cannot work (a standby, a transaction block) and
+ * returns the settings, so the procedure sees them even when this session
+ * had not loaded the library before.
+ */
+PG_FUNCTION_INFO_V1(dbops_purge_begin);
+
+Datum
+dbops_purge_begin(PG_FUNCTION_ARGS)
+{
+	bool		dry_run = PG_ARGISNULL(0) ? false : PG_GETARG_BOOL(0);
+	TupleDesc	tupdesc;
+	Datum		values[8];
+	bool		nulls[8] = {0};
+
+	if (!dry_run && RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot purge on a server in recovery"),
+				 errdetail("CALL dbops.purge() deletes rows and records its runs."),
+				 errhint("Run it on the primary; deletions reach the standbys by replication. dry_run => true works here.")));
+
+	if (!dry_run && IsTransactionBlock())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("CALL dbops.purge() cannot run inside a transaction block"),
+				 errdetail("It commits after each batch."),
+				 errhint("Run CALL dbops.purge() on its own, outside BEGIN ... COMMIT and not from a function.")));
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	values[0] = Int32GetDatum(dbops_purge_batch_target);
+	values[1] = Int32GetDatum(dbops_purge_batch_max);
+	values[2] = Int32GetDatum(dbops_purge_lock_timeout);
+	values[3] = Int32GetDatum(dbops_purge_lock_retries);
+	values[4] = Int32GetDatum(dbops_purge_max_replica_lag);
+	values[5] = Int32GetDatum(dbops_purge_runs_keep);
+	values[6] = Int32GetDatum(MyProcPid);
+	values[7] = Float8GetDatum(dbops_purge_yield);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * dbops._purge_busy_sessions(): how many other client backends are running
+ * a query or are inside a transaction right now.  A purge yields to them.
+ * Reads the local snapshot of backend status, so it needs no privilege and
+ * reveals nothing but a count.
+ */
+PG_FUNCTION_INFO_V1(dbops_purge_busy_sessions);
+
+Datum
+dbops_purge_busy_sessions(PG_FUNCTION_ARGS)
+{
+	int			nbackends;
+	int			busy = 0;
+
+	/* a fresh look each time: drop the snapshot taken by a previous call */
+	pgstat_clear_backend_activity_snapshot();
+	nbackends = pgstat_fetch_stat_numbackends();
+
+	for (int i = 1; i <= nbackends; i++)
+	{
+		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		PgBackendStatus *be;
+
+		if (local == NULL)
+			continue;
+		be = &local->backendStatus;
+		if (be->st_backendType != B_BACKEND || be->st_procpid == MyProcPid)
+			continue;
+		if (be->st_state == STATE_RUNNING ||
+			be->st_state == STATE_FASTPATH ||
+			be->st_state == STATE_IDLEINTRANSACTION)
+			busy++;
+	}
+	PG_RETURN_INT32(busy);
+}
+
+/*
+ * dbops._purge_lock(policy_id int): take the policy's session advisory lock
+ * without waiting; false when another session holds it.
+ */
+PG_FUNCTION_INFO_V1(dbops_purge_lock);
+
+Datum
+dbops_purge_lock(PG_FUNCTION_ARGS)
+{
+	int32		policy = PG_GETARG_INT32(0);
+	bool		got;
+
+	if (purge_locked_policy != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this session already holds the purge lock of policy %d",
+						purge_locked_policy)));
+
+	got = DatumGetBool(DirectFunctionCall2(pg_try_advisory_lock_int4,
+										   Int32GetDatum(DBOPS_PURGE_LOCK_KEY),
+										   Int32GetDatum(policy)));
+	if (got)
+		purge_locked_policy = policy;
+	PG_RETURN_BOOL(got);
+}
+
+/* dbops._purge_unlock(policy_id int) */
+PG_FUNCTION_INFO_V1(dbops_purge_unlock);
+
+Datum
+dbops_purge_unlock(PG_FUNCTION_ARGS)
+{
+	int32		policy = PG_GETARG_INT32(0);
+
+	if (purge_locked_policy != policy)
+		PG_RETURN_BOOL(false);
+	purge_locked_policy = 0;
+	PG_RETURN_DATUM(DirectFunctionCall2(pg_advisory_unlock_int4,
+										Int32GetDatum(DBOPS_PURGE_LOCK_KEY),
+										Int32GetDatum(policy)));
+}
+
+/*
+ * retention: enabled policies that are behind (rows older than keep +
+ * dbops.retention_slack), whose last run failed or was interrupted, or that
+ * have never run although they exist for longer than the slack.  The value
+ * is the number of such policies.
+ */
+void
+dbops_check_retention(DbopsCheckResult *res)
+{
+	int			ret;
+	uint64		npolicies;
+	int			problems = 0;
+	int			unreadable = 0;
+	char		slack[32];
+	Oid			argtypes[1] = {INTERVALOID};
+	Datum		args[1];
+	SPITupleTable *policies;
+
+	snprintf(slack, sizeof(slack), "%d seconds", dbops_retention_slack);
+	args[0] = DirectFunctionCall3(interval_in, CStringGetDatum(slack),
+								  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+
+	ret = SPI_execute_with_args(
+								"SELECT p.relation::text, p.time_column, p.keep,"
+								"       c.oid IS NOT NULL AS present,"
+								"       c.oid IS NOT NULL AND has_table_privilege(c.oid, 'SELECT') AS readable,"
+								"       r.status, r.sqlstate, r.message,"
+								"       r.status IS NULL AND p.created < now() - $1 AS never_run"
+								"  FROM dbops.retention_policies p"
+								"  LEFT JOIN pg_catalog.pg_class c ON c.oid = p.relation"
+								"  LEFT JOIN LATERAL (SELECT status, sqlstate, message FROM dbops.purge_runs r"
+								"                      WHERE r.policy_id = p.policy_id"
+								"                      ORDER BY r.started DESC, r.run_id DESC LIMIT 1) r ON true"
+								" WHERE p.enabled"
+								" ORDER BY p.policy_id",
+								1, argtypes, args, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read dbops.retention_policies: %s",
+			 SPI_result_code_string(ret));
+
+	policies = SPI_tuptable;
+	npolicies = SPI_processed;
+
+	for (uint64 i = 0; i < npolicies; i++)
+	{
+		HeapTuple	tup = policies->vals[i];
+		TupleDesc	desc = policies->tupdesc;
+		char	   *relname = SPI_getvalue(tup, desc, 1);
+		char	   *column = SPI_getvalue(tup, desc, 2);
+		bool		isnull;
+		Datum		keep = SPI_getbinval(tup, desc, 3, &isnull);
+		bool		present = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		bool		readable = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+		char	   *status = SPI_getvalue(tup, desc, 6);
+		char	   *sqlstate = SPI_getvalue(tup, desc, 7);
+		char	   *message = SPI_getvalue(tup, desc, 8);
+		bool		never_run = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull)) && !isnull;
+		const char *problem = NULL;
+		StringInfoData why;
+
+		CHECK_FOR_INTERRUPTS();
+		initStringInfo(&why);
+
+		if (!present)
+			problem = "relation no longer exists";
+		else if (status && (strcmp(status, "failed") == 0 ||
+							strcmp(status, "interrupted") == 0))
+		{
+			appendStringInfo(&why, "last run %s", status);
+			if (sqlstate)
+				appendStringInfo(&why, " (%s)", sqlstate);
+			if (message)
+				appendStringInfo(&why, ": %s", message);
+			problem = why.data;
+		}
+		else if (never_run)
+			problem = "never run";
+
+		if (problem == NULL && present)
+		{
+			if (!readable)
+				unreadable++;
+			else
+			{
+				StringInfoData sql;
+				Oid			behind_types[2] = {INTERVALOID, INTERVALOID};
+				Datum		behind_args[2] = {keep, args[0]};
+
+				initStringInfo(&sql);
+				appendStringInfo(&sql,
+								 "SELECT EXISTS (SELECT 1 FROM %s WHERE %s < now() - $1 - $2)",
+								 relname, quote_identifier(column));
+				ret = SPI_execute_with_args(sql.data, 2, behind_types, behind_args,
+											NULL, true, 1);
+				if (ret != SPI_OK_SELECT || SPI_processed != 1)
+					elog(ERROR, "could not read %s", relname);
+				if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull)))
+					problem = "behind: rows older than keep + slack";
+			}
+		}
+
+		/* detail was allocated by the engine; repalloc keeps its context */
+		if (problem)
+		{
+			appendStringInfo(&res->detail, "%s%s: %s", problems ? "; " : "",
+							 relname, problem);
+			problems++;
+		}
+	}
+
+	if (problems == 0 && unreadable > 0 && unreadable == npolicies)
+	{
+		dbops_check_skip(res, "cannot read the %d table(s) under retention policies",
+						 unreadable);
+		return;
+	}
+
+	dbops_check_value(res, problems, "policies");
+	if (problems == 0)
+		appendStringInfo(&res->detail, "%d enabled polic%s up to date",
+						 (int) npolicies, npolicies == 1 ? "y" : "ies");
+	if (unreadable > 0)
+		appendStringInfo(&res->detail, "; %d polic%s not checked: no SELECT privilege on the table",
+						 unreadable, unreadable == 1 ? "y" : "ies");
+	appendStringInfoString(&res->hint,
+						   "Look at dbops.purge_runs for the policy's last runs, then CALL dbops.purge(relation); schedule it if it is not.");
+}
