@@ -24,6 +24,7 @@ _PG_init(void)
 	dbops_reaper_init();
 	dbops_ledger_init();
 	dbops_retention_init();
+	dbops_bloat_init();
 
 	MarkGUCPrefixReserved("dbops");
 }

@@ -116,6 +116,12 @@ extern void dbops_check_cron_failures(DbopsCheckResult *res);
 extern int	dbops_health_check_timeout;
 extern bool dbops_health_timing;
 
+/* bloat */
+extern void dbops_bloat_init(void);
+extern void dbops_check_bloat(DbopsCheckResult *res);
+extern int	dbops_bloat_max_pages;
+extern int	dbops_bloat_health_pages;
+
 /* ledger */
 extern void dbops_ledger_init(void);
 extern void dbops_check_migrations(DbopsCheckResult *res);

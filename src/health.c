@@ -109,6 +109,7 @@ static const DbopsCheck dbops_checks[] = {
 	{"temp_files", check_temp_files, DBOPS_HIGHER_IS_WORSE},
 	{"checkpoints", check_checkpoints, DBOPS_HIGHER_IS_WORSE},
 	{"database_size", check_database_size, DBOPS_HIGHER_IS_WORSE},
+	{"bloat", dbops_check_bloat, DBOPS_HIGHER_IS_WORSE},
 	{"reaper", dbops_check_reaper, DBOPS_HIGHER_IS_WORSE},
 	{"migrations", dbops_check_migrations, DBOPS_HIGHER_IS_WORSE},
 	{"retention", dbops_check_retention, DBOPS_HIGHER_IS_WORSE},

@@ -1,0 +1,143 @@
+
+-- ---------------------------------------------------------------------------
+-- bloat
+-- ---------------------------------------------------------------------------
+
+-- The catalog-statistics estimate (method "stats"), one row per relation:
+-- the pages a rewrite would need by the classic reckoning (tuple header,
+-- null bitmap, average column widths from pg_stats, fillfactor), and why it
+-- may be wrong.  Runs with the caller's rights: pg_stats shows only the
+-- columns the caller may SELECT.
+CREATE FUNCTION dbops._bloat_stats(relids oid[])
+RETURNS TABLE (relid oid, est_pages float8, live_bytes float8, note text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH rel AS (
+    SELECT c.oid, c.relname, c.relkind, c.relam, c.reltuples, c.reltoastrelid,
+           n.nspname, am.amname,
+           coalesce((SELECT substring(o FROM 'fillfactor=([0-9]+)')::int
+                     FROM unnest(c.reloptions) o WHERE o LIKE 'fillfactor=%'),
+                    CASE WHEN c.relkind = 'i' THEN 90 ELSE 100 END) AS ff,
+           i.indrelid, i.indkey, i.indisunique,
+           i.indpred IS NOT NULL AS partial, i.indexprs IS NOT NULL AS expr,
+           coalesce((SELECT lower(o) NOT IN ('deduplicate_items=off', 'deduplicate_items=false', 'deduplicate_items=0')
+                     FROM unnest(c.reloptions) o WHERE o LIKE 'deduplicate_items=%'), true) AS dedup,
+           tc.relname AS tabname, tn.nspname AS tabnsp,
+           coalesce(i.indrelid, c.oid) AS tableoid
+    FROM unnest(relids) AS u(oid)
+    JOIN pg_class c ON c.oid = u.oid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_am am ON am.oid = c.relam
+    LEFT JOIN pg_index i ON i.indexrelid = c.oid
+    LEFT JOIN pg_class tc ON tc.oid = i.indrelid
+    LEFT JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+),
+keys AS (
+    SELECT r.oid, a.attnum, a.atttypid, ty.typlen,
+           CASE WHEN r.relkind = 'i' AND r.indkey[a.attnum - 1] <> 0 THEN r.tabnsp ELSE r.nspname END AS snsp,
+           CASE WHEN r.relkind = 'i' AND r.indkey[a.attnum - 1] <> 0 THEN r.tabname ELSE r.relname END AS stab,
+           CASE WHEN r.relkind = 'i' AND r.indkey[a.attnum - 1] <> 0
+                THEN (SELECT ta.attname FROM pg_attribute ta
+                      WHERE ta.attrelid = r.indrelid AND ta.attnum = r.indkey[a.attnum - 1])
+                ELSE a.attname END AS scol
+    FROM rel r
+    JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+    JOIN pg_type ty ON ty.oid = a.atttypid
+    WHERE r.relkind IN ('r', 'm', 'i')
+),
+cols AS (
+    SELECT DISTINCT ON (k.oid, k.attnum) k.oid, k.attnum, k.atttypid, k.typlen, s.null_frac, s.avg_width
+    FROM keys k
+    LEFT JOIN pg_stats s ON s.schemaname = k.snsp AND s.tablename = k.stab AND s.attname = k.scol
+    ORDER BY k.oid, k.attnum, s.inherited
+),
+agg AS (
+    SELECT oid, count(*) AS ncols, count(avg_width) AS nstats,
+           count(*) FILTER (WHERE avg_width IS NULL AND typlen < 0) AS nunknown,
+           sum(CASE WHEN avg_width IS NOT NULL THEN (1 - null_frac) * avg_width
+                    WHEN typlen > 0 THEN typlen ELSE 0 END) AS width,
+           coalesce(bool_or(null_frac > 0), false) AS hasnulls,
+           bool_or(atttypid = 'name'::regtype) AS hasname
+    FROM cols GROUP BY oid
+),
+est AS (
+    SELECT r.*, coalesce(g.ncols, 0) AS ncols, coalesce(g.nstats, 0) AS nstats,
+           coalesce(g.nunknown, 0) AS nunknown, g.hasname,
+           pg_stat_get_mod_since_analyze(r.tableoid) AS nmod,
+           CASE WHEN r.relkind = 'i'
+                THEN 8 * ceil((8 + CASE WHEN g.hasnulls THEN 8 ELSE 0 END + g.width) / 8.0)
+                ELSE 8 * ceil((23 + CASE WHEN g.hasnulls THEN (g.ncols + 7) / 8 ELSE 0 END) / 8.0)
+                     + 8 * ceil(g.width / 8.0)
+           END AS tpl
+    FROM rel r LEFT JOIN agg g ON g.oid = r.oid
+),
+pages AS (
+    SELECT e.*,
+           CASE WHEN e.relkind = 'i'
+                THEN greatest(1, floor((8152 - 8192 * (100 - e.ff) / 100) / (e.tpl + 4)))
+                ELSE least(291, greatest(1, floor((8168 - 8192 * (100 - e.ff) / 100) / (e.tpl + 4))))
+           END AS perpage
+    FROM est e
+)
+SELECT p.oid,
+       CASE
+           WHEN p.relkind = 't' OR p.reltuples < 0 OR p.nunknown > 0 OR p.tpl IS NULL
+                OR (p.relkind = 'i' AND p.amname <> 'btree') THEN NULL
+           WHEN p.relkind = 'i'
+           THEN ceil(p.reltuples / p.perpage)
+                + ceil(ceil(p.reltuples / p.perpage) / floor((8152 - 2457) / (p.tpl + 4))) + 1
+           ELSE ceil(p.reltuples / p.perpage)
+       END::float8,
+       CASE WHEN p.reltuples >= 0 AND p.tpl IS NOT NULL
+            THEN p.reltuples * (p.tpl + 4) END::float8,
+       nullif(concat_ws('; ',
+           CASE WHEN p.relkind = 't' THEN 'TOAST table: no catalog statistics to estimate from, read its pages' END,
+           CASE WHEN p.relkind = 'i' AND p.amname <> 'btree'
+                THEN p.amname || ' index: no catalog model for this index type' END,
+           CASE WHEN p.relkind <> 't' AND p.reltuples < 0
+                THEN 'no statistics: never analyzed or vacuumed' END,
+           CASE WHEN p.relkind <> 't' AND p.nstats < p.ncols
+                     AND NOT has_table_privilege(p.tableoid, 'SELECT')
+                     AND NOT has_any_column_privilege(p.tableoid, 'SELECT')
+                THEN 'the role cannot read pg_stats for this table (needs SELECT on it)'
+                WHEN p.relkind <> 't' AND p.nstats < p.ncols
+                THEN format('no column statistics for %s of %s columns%s', p.ncols - p.nstats, p.ncols,
+                            CASE WHEN p.nunknown > 0 THEN ', no estimate' ELSE ', fixed widths assumed' END) END,
+           CASE WHEN p.relkind <> 't' AND p.reltuples >= 0 AND p.nmod > 0.1 * p.reltuples + 50
+                THEN format('statistics stale: %s rows changed since the last ANALYZE (reltuples %s)',
+                            p.nmod, p.reltuples::bigint) END,
+           CASE WHEN p.relkind IN ('r', 'm') AND p.reltoastrelid <> 0
+                     AND pg_relation_size(p.reltoastrelid) > pg_relation_size(p.oid)
+                THEN 'TOAST-heavy: most of the data is in the TOAST table, which this estimate does not cover' END,
+           CASE WHEN p.hasname
+                THEN 'name columns: the classic estimate misjudges their width and alignment' END,
+           CASE WHEN p.relkind = 'i' AND p.amname = 'btree' AND p.dedup AND NOT p.indisunique
+                THEN 'deduplicated btree: the estimate ignores posting lists and overstates the rewritten size' END,
+           CASE WHEN p.partial THEN 'partial index: widths come from the whole table' END,
+           CASE WHEN p.expr THEN 'expression index: widths come from the expression statistics, if any' END
+       ), '')
+FROM pages p
+$$;
+COMMENT ON FUNCTION dbops._bloat_stats(oid[]) IS
+    'Internal to dbops.bloat(): the catalog-statistics estimate';
+
+CREATE FUNCTION dbops.bloat(
+    relation regclass DEFAULT NULL,
+    method text DEFAULT 'auto',
+    max_pages bigint DEFAULT current_setting('dbops.bloat_max_pages')::bigint,
+    ci_width float8 DEFAULT 2,
+    seed integer DEFAULT NULL,
+    OUT relation regclass, OUT kind text, OUT method text,
+    OUT size_bytes bigint, OUT bloat_bytes bigint, OUT bloat_pct numeric,
+    OUT ci_low_pct numeric, OUT ci_high_pct numeric,
+    OUT live_bytes bigint, OUT dead_bytes bigint, OUT free_bytes bigint,
+    OUT pages_read bigint, OUT note text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dbops_bloat'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION dbops.bloat(regclass, text, bigint, float8, integer) IS
+    'Bloat of a relation (with its TOAST table and indexes) or of every user relation: bytes a rewrite would give back';
+
+INSERT INTO dbops.health_thresholds (check_name, warning, critical) VALUES
+    ('bloat', 30, 60);
