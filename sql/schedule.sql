@@ -76,6 +76,18 @@ SELECT count(*) FROM dbops.health_trend('connections');
 SELECT deleted FROM dbops.health_snapshot(keep => '14 days');
 SELECT count(*) FROM dbops.health_history WHERE taken_at < now() - interval '14 days';
 ROLLBACK;
+-- bloat history: relations of at least min_size, as dbops.bloat() sees them
+BEGIN;
+CREATE TABLE schedule_bloat (id int PRIMARY KEY, pad text);
+INSERT INTO schedule_bloat SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;
+DELETE FROM schedule_bloat WHERE id % 2 = 0;
+ANALYZE schedule_bloat;
+SELECT inserted = (SELECT count(*) FROM dbops.bloat(NULL, 'stats') WHERE size_bytes >= 1048576)
+       AS one_row_per_relation, deleted
+FROM dbops.bloat_snapshot(method => 'stats');
+SELECT relation, kind, method, size_bytes > 0 AS sized, bloat_pct IS NOT NULL AS has_pct
+FROM dbops.bloat_history WHERE relation LIKE '%schedule_bloat%' ORDER BY relation, kind;
+ROLLBACK;
 SELECT * FROM pg_temp.err($$SELECT dbops.health_snapshot(keep => '-1 day')$$);
 SELECT * FROM pg_temp.err($$SELECT dbops.health_snapshot(keep => NULL)$$);
 SELECT * FROM pg_temp.err($$SELECT dbops.bloat_snapshot(keep => '0')$$);

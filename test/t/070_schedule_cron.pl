@@ -39,7 +39,14 @@ GRANT EXECUTE ON FUNCTION dbops.schedule(text, text, text, text, interval, text,
 GRANT SELECT, INSERT, UPDATE, DELETE ON dbops.scheduled_jobs TO ops;
 CREATE ROLE watcher LOGIN IN ROLE pg_monitor;
 });
-$node->safe_psql('app', 'CREATE EXTENSION dbops');
+$node->safe_psql('app', q{
+CREATE EXTENSION dbops;
+-- a table above bloat_snapshot's min_size (1 MB), half of it deleted
+CREATE TABLE orders (id int PRIMARY KEY, pad text);
+INSERT INTO orders SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;
+DELETE FROM orders WHERE id % 2 = 0;
+ANALYZE orders;
+});
 
 # from a database other than cron.database_name: the error says where to go
 my ($ret, $out, $err) = $node->psql('app', "\\set VERBOSITY verbose\nSELECT dbops.schedule()");
@@ -61,8 +68,8 @@ SELECT dbops.schedule(purge => NULL, health_snapshot => '* * * * *',
 is($node->safe_psql('postgres', q{
 SELECT string_agg(job_name || ' ' || action || ' ' || dbname, ', ' ORDER BY job_name)
 FROM dbops.schedule(database => 'app', purge => '* * * * *', health_snapshot => '* * * * *',
-                    bloat_snapshot => NULL, cron_history_keep => NULL)}),
-	'dbops-health-snapshot@app created app, dbops-purge@app created app',
+                    bloat_snapshot => '* * * * *', cron_history_keep => NULL)}),
+	'dbops-bloat-snapshot@app created app, dbops-health-snapshot@app created app, dbops-purge@app created app',
 	'jobs for another database are named after it');
 
 # the server without pg_cron, meanwhile
@@ -82,7 +89,7 @@ $plain->stop;
 
 # wait for the next minute boundary and the three runs to finish
 ok( $node->poll_query_until('postgres', q{
-SELECT count(*) FILTER (WHERE last_status IN ('succeeded', 'failed')) = 4 FROM dbops.jobs}),
+SELECT count(*) FILTER (WHERE last_status IN ('succeeded', 'failed')) = 5 FROM dbops.jobs}),
 	'the jobs ran at the minute boundary');
 
 my $jobs = $node->safe_psql('postgres', q{
@@ -91,6 +98,7 @@ SELECT job_name, username, database, last_status, failures_24h > 0,
 FROM dbops.jobs ORDER BY job_name, username});
 is($jobs, join("\n",
 		'dbops-bloat-snapshot|ops|postgres|failed|t|t|t|t',
+		'dbops-bloat-snapshot@app|postgres|app|succeeded|f|t|t|t',
 		'dbops-health-snapshot|ops|postgres|succeeded|f|t|t|t',
 		'dbops-health-snapshot@app|postgres|app|succeeded|f|t|t|t',
 		'dbops-purge@app|postgres|app|succeeded|f|t|t|t'),
@@ -112,10 +120,14 @@ SELECT count(*) > 0 AND count(*) = (SELECT count(DISTINCT taken_at) FROM dbops.h
 FROM dbops.health_trend('connections')}),
 	't', 'health_trend shows it');
 
+is($node->safe_psql('app', q{
+SELECT string_agg(relation || ' ' || kind, ', ' ORDER BY relation, kind) FROM dbops.bloat_history}),
+	'public.orders table', 'bloat_history has the relation above min_size, in app');
+
 # the failure in health and in the metrics, also for a pg_monitor role
 my $health = $node->safe_psql('postgres', q{
 SELECT status || ' ' || value || ' ' || detail FROM dbops.health() WHERE check_name = 'cron_failures'});
-like($health, qr/^warning 1 1 of 4 pg_cron jobs failing or late: dbops-bloat-snapshot \(job \d+, database postgres\) failed at .*permission denied for function bloat_snapshot/,
+like($health, qr/^warning 1 1 of 5 pg_cron jobs failing or late: dbops-bloat-snapshot \(job \d+, database postgres\) failed at .*permission denied for function bloat_snapshot/,
 	'cron_failures warns and names the failing job');
 like($node->safe_psql('postgres', 'SELECT dbops.health_metrics()'),
 	qr/^dbops_check_status\{database="postgres",check="cron_failures",status="warning"\} 1$/m,
@@ -124,7 +136,7 @@ is($node->safe_psql('postgres', q{
 SET ROLE watcher;
 SELECT (SELECT count(*) FROM dbops.jobs) || ' ' || status
 FROM dbops.health() WHERE check_name = 'cron_failures'}),
-	'4 warning', 'a pg_monitor role sees every role\'s jobs and the warning');
+	'5 warning', 'a pg_monitor role sees every role\'s jobs and the warning');
 
 # unschedule: each role removes its own jobs
 is($node->safe_psql('postgres', q{
@@ -133,7 +145,7 @@ SET ROLE ops; SELECT string_agg(job_name, ',' ORDER BY job_name) FROM dbops.unsc
 is($node->safe_psql('postgres', q{
 SELECT string_agg(job_name, ',' ORDER BY job_name) FROM dbops.unschedule();
 SELECT count(*) FROM cron.job}),
-	"dbops-health-snapshot\@app,dbops-purge\@app\n0", 'postgres unschedules the rest');
+	"dbops-bloat-snapshot\@app,dbops-health-snapshot\@app,dbops-purge\@app\n0", 'postgres unschedules the rest');
 
 $node->stop;
 done_testing();
