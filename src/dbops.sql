@@ -5,3 +5,28 @@
 -- Read-only functions are open to pg_monitor; functions that write or signal
 -- are revoked from PUBLIC in their own fragment and granted where they say.
 GRANT USAGE ON SCHEMA dbops TO PUBLIC;
+
+-- The errors every dbops function raises for an interval argument that must
+-- be given and positive (hint may be NULL).
+CREATE FUNCTION dbops._require_positive_interval(arg text, val interval, hint text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    IF val IS NULL THEN
+        IF hint IS NULL THEN
+            RAISE EXCEPTION '% must not be NULL', arg USING ERRCODE = 'null_value_not_allowed';
+        END IF;
+        RAISE EXCEPTION '% must not be NULL', arg
+            USING ERRCODE = 'null_value_not_allowed', HINT = hint;
+    END IF;
+    IF val <= interval '0' THEN
+        IF hint IS NULL THEN
+            RAISE EXCEPTION '% must be a positive interval, not %', arg, val
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        RAISE EXCEPTION '% must be a positive interval, not %', arg, val
+            USING ERRCODE = 'invalid_parameter_value', HINT = hint;
+    END IF;
+END;
+$$;

@@ -137,16 +137,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF keep IS NULL THEN
-        RAISE EXCEPTION 'keep must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'History older than keep is deleted, e.g. keep => ''14 days''.';
-    END IF;
-    IF keep <= interval '0' THEN
-        RAISE EXCEPTION 'keep must be a positive interval, not %', keep
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'History older than keep is deleted, e.g. keep => ''14 days''.';
-    END IF;
+    PERFORM dbops._require_positive_interval('keep', keep, 'History older than keep is deleted, e.g. keep => ''14 days''.');
     IF pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot take a health snapshot on a standby'
             USING ERRCODE = 'read_only_sql_transaction',
@@ -177,16 +168,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF keep IS NULL THEN
-        RAISE EXCEPTION 'keep must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'History older than keep is deleted, e.g. keep => ''90 days''.';
-    END IF;
-    IF keep <= interval '0' THEN
-        RAISE EXCEPTION 'keep must be a positive interval, not %', keep
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'History older than keep is deleted, e.g. keep => ''90 days''.';
-    END IF;
+    PERFORM dbops._require_positive_interval('keep', keep, 'History older than keep is deleted, e.g. keep => ''90 days''.');
     IF method IS NULL THEN
         RAISE EXCEPTION 'method must not be NULL'
             USING ERRCODE = 'null_value_not_allowed',
@@ -234,16 +216,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Name a check of dbops.health(), e.g. ''connections''.';
     END IF;
-    IF since IS NULL THEN
-        RAISE EXCEPTION 'since must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'For example since => ''1 day''.';
-    END IF;
-    IF since <= interval '0' THEN
-        RAISE EXCEPTION 'since must be a positive interval, not %', since
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'For example since => ''1 day''.';
-    END IF;
+    PERFORM dbops._require_positive_interval('since', since, 'For example since => ''1 day''.');
     IF NOT EXISTS (SELECT 1 FROM dbops.health_thresholds t
                    WHERE t.check_name = health_trend.check_name)
        AND NOT EXISTS (SELECT 1 FROM dbops.health_history h
@@ -421,13 +394,8 @@ BEGIN
                               ('reap_idle_for', reap_idle_for, reap IS NOT NULL)) AS a(arg, val, used)
         WHERE a.used
     LOOP
-        IF spec.val IS NULL AND spec.arg <> 'cron_history_keep' THEN
-            RAISE EXCEPTION '% must not be NULL', spec.arg
-                USING ERRCODE = 'null_value_not_allowed';
-        END IF;
-        IF spec.val <= interval '0' THEN
-            RAISE EXCEPTION '% must be a positive interval, not %', spec.arg, spec.val
-                USING ERRCODE = 'invalid_parameter_value';
+        IF spec.val IS NOT NULL OR spec.arg <> 'cron_history_keep' THEN
+            PERFORM dbops._require_positive_interval(spec.arg, spec.val);
         END IF;
     END LOOP;
 
