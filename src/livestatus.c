@@ -113,9 +113,9 @@ dbops_read_backend_status_slot(volatile PgBackendStatus *be, PgBackendStatus *ou
 /*
  * Copy the live entry of the backend with this pid, as dbops_read_backend_
  * status_slot() does; false if there is none.  proc, when given, is the
- * PGPROC the caller believes the backend has: its backendId names the slot
- * of a regular backend directly; otherwise (auxiliary processes, a PGPROC
- * reused since) the array is searched.
+ * PGPROC the caller believes the backend has: it names the slot of a
+ * regular backend directly; otherwise (auxiliary processes before
+ * PostgreSQL 17, a PGPROC reused since) the array is searched.
  */
 bool
 dbops_read_backend_status(int pid, const PGPROC *proc, PgBackendStatus *out,
@@ -129,12 +129,18 @@ dbops_read_backend_status(int pid, const PGPROC *proc, PgBackendStatus *out,
 
 	if (proc != NULL)
 	{
-		int			backendId = *((volatile int *) &proc->backendId);
+#if PG_VERSION_NUM >= 170000
+		/* the array is indexed by ProcNumber */
+		int			slot = GetNumberFromPGProc(proc);
+#else
+		/* a regular backend's slot is its BackendId - 1 */
+		int			backendId = *((volatile BackendId *) &proc->backendId);
+		int			slot = (backendId >= 1 && backendId <= MaxBackends) ? backendId - 1 : -1;
+#endif
 
-		if (backendId >= 1 && backendId <= MaxBackends &&
-			array[backendId - 1].st_procpid == pid)
+		if (slot >= 0 && slot < nslots && array[slot].st_procpid == pid)
 		{
-			dbops_read_backend_status_slot(&array[backendId - 1], out, appname, activity);
+			dbops_read_backend_status_slot(&array[slot], out, appname, activity);
 			if (out->st_procpid == pid)
 				return true;
 		}
