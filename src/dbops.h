@@ -112,6 +112,21 @@ extern void dbops_check_lock_waits(DbopsCheckResult *res);
 /* scheduling (schedule.c) */
 extern void dbops_check_cron_failures(DbopsCheckResult *res);
 
+/*
+ * live backend status (livestatus.c; shared by the reaper and the lock tree):
+ * entries of PostgreSQL's backend status array read one at a time with the
+ * st_changecount protocol, instead of pgstat's copy of every slot.
+ */
+struct PGPROC;
+struct PgBackendStatus;
+extern volatile struct PgBackendStatus *dbops_backend_status_array(int *nslots);
+extern void dbops_read_backend_status_slot(volatile struct PgBackendStatus *be,
+										   struct PgBackendStatus *out,
+										   char *appname, char *activity);
+extern bool dbops_read_backend_status(int pid, const struct PGPROC *proc,
+									  struct PgBackendStatus *out,
+									  char *appname, char *activity);
+
 /* GUCs */
 extern int	dbops_health_check_timeout;
 extern bool dbops_health_timing;

@@ -177,12 +177,6 @@ typedef struct LtTree
 
 #define LT_INITIAL_HOLDERS_PER_PROC 4
 
-#if PG_VERSION_NUM >= 170000
-#define lt_local_beentry(i) pgstat_get_local_beentry_by_index(i)
-#else
-#define lt_local_beentry(i) pgstat_fetch_stat_local_beentry(i)
-#endif
-
 static inline uint32
 lt_hash_ptr(const void *p)
 {
@@ -785,55 +779,36 @@ lt_build(void)
  * ----------------------------------------------------------------
  */
 
-typedef struct LtPidEntry
+/*
+ * The live backend status entry of a node's session, read when its row is
+ * built (livestatus.c), rather than pgstat's copy of every slot: only the
+ * sessions in the trees are read.  The buffers hold the strings; NULL if
+ * there is no such backend (gone, or a prepared transaction).
+ */
+typedef struct LtStatusBuf
 {
-	int			pid;
-	LocalPgBackendStatus *local;
-} LtPidEntry;
+	PgBackendStatus st;
+	char		appname[NAMEDATALEN];
+	char	   *activity;		/* pgstat_track_activity_query_size bytes */
+} LtStatusBuf;
 
-static int
-lt_pid_cmp(const void *a, const void *b)
+static void
+lt_status_init(LtStatusBuf *buf)
 {
-	int			pa = ((const LtPidEntry *) a)->pid;
-	int			pb = ((const LtPidEntry *) b)->pid;
-
-	return pa < pb ? -1 : (pa > pb ? 1 : 0);
-}
-
-/* The backend status entries, sorted by pid, for lookups. */
-static LtPidEntry *
-lt_status_by_pid(int *n)
-{
-	int			nbe = pgstat_fetch_stat_numbackends();
-	LtPidEntry *entries = palloc(sizeof(LtPidEntry) * Max(nbe, 1));
-	int			k = 0;
-
-	for (int i = 1; i <= nbe; i++)
-	{
-		LocalPgBackendStatus *local = lt_local_beentry(i);
-
-		if (local == NULL || local->backendStatus.st_procpid <= 0)
-			continue;
-		entries[k].pid = local->backendStatus.st_procpid;
-		entries[k].local = local;
-		k++;
-	}
-	qsort(entries, k, sizeof(LtPidEntry), lt_pid_cmp);
-	*n = k;
-	return entries;
+	buf->activity = palloc(pgstat_track_activity_query_size);
 }
 
 static PgBackendStatus *
-lt_find_status(LtPidEntry *entries, int n, int pid)
+lt_read_status(LtTree *tree, int n, LtStatusBuf *buf)
 {
-	LtPidEntry	key;
-	LtPidEntry *found;
+	LtNode	   *node = &tree->nodes[n];
 
-	if (pid <= 0)
+	if (node->pid <= 0)
 		return NULL;
-	key.pid = pid;
-	found = bsearch(&key, entries, n, sizeof(LtPidEntry), lt_pid_cmp);
-	return found ? &found->local->backendStatus : NULL;
+	if (!dbops_read_backend_status(node->pid, &ProcGlobal->allProcs[node->leaderno],
+								   &buf->st, buf->appname, buf->activity))
+		return NULL;
+	return &buf->st;
 }
 
 static const char *
@@ -972,10 +947,11 @@ typedef struct LtNameCache
 
 static Datum
 lt_cached_name(LtNameCache *cache, int *ncache, int maxcache, Oid oid,
-			   bool isrole, bool *isnull)
+			   bool isrole, bool *isnull, MemoryContext cachecxt)
 {
 	char	   *s;
 	Datum		d;
+	MemoryContext old;
 
 	for (int i = 0; i < *ncache; i++)
 	{
@@ -985,10 +961,12 @@ lt_cached_name(LtNameCache *cache, int *ncache, int maxcache, Oid oid,
 			return cache[i].name;
 		}
 	}
+	old = MemoryContextSwitchTo(cachecxt);
 	s = !OidIsValid(oid) ? NULL :
 		isrole ? GetUserNameFromId(oid, true) : get_database_name(oid);
 	*isnull = (s == NULL);
 	d = s ? DirectFunctionCall1(namein, CStringGetDatum(s)) : (Datum) 0;
+	MemoryContextSwitchTo(old);
 	if (*ncache < maxcache)
 	{
 		cache[*ncache].oid = oid;
@@ -1050,10 +1028,10 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	MemoryContext cxt;
+	MemoryContext rowcxt;
 	MemoryContext oldcxt;
 	LtTree	   *tree;
-	LtPidEntry *status;
-	int			nstatus;
+	LtStatusBuf statusbuf;
 	LtPrepared *prep = NULL;
 	int			nprep = 0;
 	bool		need_prepared = false;
@@ -1080,7 +1058,7 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 	}
 
-	status = lt_status_by_pid(&nstatus);
+	lt_status_init(&statusbuf);
 	for (int n = 0; n < tree->nnodes; n++)
 		if (tree->nodes[n].pid == 0)
 			need_prepared = true;
@@ -1092,6 +1070,10 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
 	pathbuf = palloc(sizeof(Datum) * tree->nnodes);
 	pathpids = palloc(sizeof(int) * tree->nnodes);
 	blockbuf = palloc(sizeof(Datum) * tree->nnodes);
+
+	/* what one row allocates is released once the tuplestore has it */
+	rowcxt = AllocSetContextCreate(cxt, "dbops lock tree row",
+								   ALLOCSET_DEFAULT_SIZES);
 
 	for (int o = 0; o < tree->norder; o++)
 	{
@@ -1108,6 +1090,7 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
 		LtPrepared *px = NULL;
 
 		CHECK_FOR_INTERRUPTS();
+		MemoryContextSwitchTo(rowcxt);
 		memset(nulls, 0, sizeof(nulls));
 
 		values[0] = Int32GetDatum(node->pid);
@@ -1170,7 +1153,7 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
 
 		values[17] = Int32GetDatum(node->blocked_count);
 
-		be = lt_find_status(status, nstatus, node->pid);
+		be = lt_read_status(tree, n, &statusbuf);
 		if (node->pid == 0)
 			px = lt_find_prepared(prep, nprep, node->xid);
 
@@ -1218,10 +1201,10 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
 				has_privs_of_role(GetUserId(), be->st_userid);
 
 			values[13] = lt_cached_name(users, &nusers, lengthof(users),
-										be->st_userid, true, &isnull);
+										be->st_userid, true, &isnull, cxt);
 			nulls[13] = isnull;
 			values[14] = lt_cached_name(dbs, &ndbs, lengthof(dbs),
-										be->st_databaseid, false, &isnull);
+										be->st_databaseid, false, &isnull, cxt);
 			nulls[14] = isnull;
 			if (be->st_appname)
 				values[15] = CStringGetTextDatum(be->st_appname);
@@ -1255,7 +1238,6 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
 					nulls[16] = true;
 				query = pgstat_clip_activity(be->st_activity_raw);
 				values[18] = CStringGetTextDatum(query);
-				pfree(query);
 			}
 			else
 			{
@@ -1265,6 +1247,8 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
 		}
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(cxt);
+		MemoryContextReset(rowcxt);
 	}
 
 	MemoryContextSwitchTo(oldcxt);
@@ -1299,8 +1283,7 @@ dbops_cancel_blockers(PG_FUNCTION_ARGS)
 	MemoryContext cxt;
 	MemoryContext oldcxt;
 	LtTree	   *tree;
-	LtPidEntry *status;
-	int			nstatus;
+	LtStatusBuf statusbuf;
 	LtPrepared *prep = NULL;
 	int			nprep = 0;
 
@@ -1326,7 +1309,7 @@ dbops_cancel_blockers(PG_FUNCTION_ARGS)
 	oldcxt = MemoryContextSwitchTo(cxt);
 
 	tree = lt_build();
-	status = lt_status_by_pid(&nstatus);
+	lt_status_init(&statusbuf);
 	for (int n = 0; n < tree->nnodes; n++)
 	{
 		if (tree->nodes[n].pid == 0 && tree->nodes[n].is_root)
@@ -1355,7 +1338,7 @@ dbops_cancel_blockers(PG_FUNCTION_ARGS)
 			continue;
 
 		memset(nulls, 0, sizeof(nulls));
-		be = lt_find_status(status, nstatus, node->pid);
+		be = lt_read_status(tree, n, &statusbuf);
 
 		if (node->pid == 0)
 		{

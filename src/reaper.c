@@ -350,32 +350,11 @@ require_shared(void)
  */
 
 /*
- * PostgreSQL keeps the array private to backend_status.c; it lives in shared
- * memory under a fixed name, so attach to it the way any module attaches to
- * a shared structure.  Each entry is read with the st_changecount protocol,
- * never through the backend-local snapshot pg_stat_activity uses, so that a
- * re-read sees the state as it is now.
+ * The live array is read with dbops_backend_status_array() and
+ * dbops_read_backend_status_slot() (livestatus.c), never through the
+ * backend-local snapshot pg_stat_activity uses, so that a re-read sees the
+ * state as it is now.
  */
-static volatile PgBackendStatus *
-backend_status_array(int *nslots)
-{
-	static PgBackendStatus *array = NULL;
-	int			n = MaxBackends + NUM_AUXPROCTYPES;
-
-	if (array == NULL)
-	{
-		bool		found;
-		PgBackendStatus *ptr;
-
-		ptr = ShmemInitStruct("Backend Status Array",
-							  mul_size(sizeof(PgBackendStatus), n), &found);
-		if (!found)
-			elog(ERROR, "backend status array not found in shared memory");
-		array = ptr;
-	}
-	*nslots = n;
-	return array;
-}
 
 static int
 state_index(BackendState st)
@@ -409,32 +388,19 @@ typedef struct SlotCopy
 static void
 read_slot(volatile PgBackendStatus *be, SlotCopy *out, bool full)
 {
-	for (;;)
-	{
-		int			before;
-		int			after;
+	PgBackendStatus copy;
 
-		pgstat_begin_read_activity(be, before);
-		out->pid = be->st_procpid;
-		out->type = be->st_backendType;
-		out->state = be->st_state;
-		out->state_start = be->st_state_start_timestamp;
-		if (full && out->pid > 0)
-		{
-			out->dbid = be->st_databaseid;
-			out->userid = be->st_userid;
-			memcpy(&out->addr, unvolatize(SockAddr *, &be->st_clientaddr), sizeof(SockAddr));
-			if (be->st_appname)
-				memcpy(out->appname, be->st_appname, NAMEDATALEN);
-			else
-				out->appname[0] = '\0';
-		}
-		pgstat_end_read_activity(be, after);
-		if (pgstat_read_activity_complete(before, after))
-			break;
-		CHECK_FOR_INTERRUPTS();
+	dbops_read_backend_status_slot(be, &copy, out->appname, NULL);
+	out->pid = copy.st_procpid;
+	out->type = copy.st_backendType;
+	out->state = copy.st_state;
+	out->state_start = copy.st_state_start_timestamp;
+	if (full && out->pid > 0)
+	{
+		out->dbid = copy.st_databaseid;
+		out->userid = copy.st_userid;
+		memcpy(&out->addr, &copy.st_clientaddr, sizeof(SockAddr));
 	}
-	out->appname[NAMEDATALEN - 1] = '\0';
 }
 
 /* Client address as text; false for a Unix socket or an unknown family. */
@@ -717,7 +683,7 @@ static ReaperOutcome
 recheck_and_signal(ReaperSession *s, bool dry_run)
 {
 	int			nslots;
-	volatile PgBackendStatus *array = backend_status_array(&nslots);
+	volatile PgBackendStatus *array = dbops_backend_status_array(&nslots);
 	SlotCopy	now;
 	int			sig;
 
@@ -744,7 +710,7 @@ reaper_run(const ReaperRequest *req, ReaperPolicy *policies, int npolicies,
 		   ReaperResult *res)
 {
 	int			nslots;
-	volatile PgBackendStatus *array = backend_status_array(&nslots);
+	volatile PgBackendStatus *array = dbops_backend_status_array(&nslots);
 	ReaperSession *sessions = palloc(sizeof(ReaperSession) * nslots);
 	ReaperSession **due = palloc(sizeof(ReaperSession *) * nslots);
 	int			ndue = 0;
