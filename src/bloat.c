@@ -90,7 +90,7 @@ int			dbops_bloat_health_pages = 250;
 /* sample: index entries per leaf page checked against the table */
 #define BLOAT_TID_CHECKS		5
 /* health check: relations smaller than this are not looked at */
-#define BLOAT_HEALTH_FLOOR_PAGES 1280
+#define BLOAT_HEALTH_FLOOR_PAGES DBOPS_LARGE_REL_PAGES
 #define BLOAT_HEALTH_MAX_RELS	5
 
 typedef enum BloatMethod
@@ -1485,11 +1485,8 @@ dbops_check_bloat(DbopsCheckResult *res)
 	StringInfoData worst_list;
 	StringInfoData not_covered;
 	BloatTarget *cands;
-	int			maxcand;
-	Relation	classrel;
-	ScanKeyData key;
-	TableScanDesc scan;
-	HeapTuple	tup;
+	const DbopsLargeRel *large;
+	int			nlarge;
 
 	if (!superuser() && !has_privs_of_role(GetUserId(), ROLE_PG_STAT_SCAN_TABLES))
 	{
@@ -1497,42 +1494,26 @@ dbops_check_bloat(DbopsCheckResult *res)
 		return;
 	}
 
-	/*
-	 * The candidates, from pg_class.relpages: a heap scan with a scan key is
-	 * several times cheaper than a query on a catalog of 10,000s of rows.
-	 */
+	/* the candidates, from the pg_class scan the report's checks share */
+	nlarge = dbops_report_large_rels(&large);
 	ncand = 0;
-	maxcand = 64;
-	cands = palloc0(sizeof(BloatTarget) * maxcand);
-	classrel = table_open(RelationRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_class_relpages, BTGreaterEqualStrategyNumber,
-				F_INT4GE, Int32GetDatum(BLOAT_HEALTH_FLOOR_PAGES));
-	scan = table_beginscan_catalog(classrel, 1, &key);
-	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	cands = palloc0(sizeof(BloatTarget) * Max(nlarge, 1));
+	for (int i = 0; i < nlarge; i++)
 	{
-		Form_pg_class form = (Form_pg_class) GETSTRUCT(tup);
+		const DbopsLargeRel *lr = &large[i];
 
-		if (form->oid < FirstNormalObjectId ||
-			form->relpersistence == RELPERSISTENCE_TEMP ||
-			(form->relkind != RELKIND_RELATION && form->relkind != RELKIND_MATVIEW &&
-			 form->relkind != RELKIND_TOASTVALUE && form->relkind != RELKIND_INDEX) ||
-			(form->relkind == RELKIND_INDEX && form->relam != BTREE_AM_OID))
+		if (lr->relid < FirstNormalObjectId ||
+			(lr->relkind != RELKIND_RELATION && lr->relkind != RELKIND_MATVIEW &&
+			 lr->relkind != RELKIND_TOASTVALUE && lr->relkind != RELKIND_INDEX) ||
+			(lr->relkind == RELKIND_INDEX && lr->relam != BTREE_AM_OID))
 			continue;
-		if (ncand == maxcand)
-		{
-			maxcand *= 2;
-			cands = repalloc(cands, sizeof(BloatTarget) * maxcand);
-		}
-		memset(&cands[ncand], 0, sizeof(BloatTarget));
-		cands[ncand].relid = form->oid;
-		cands[ncand].relkind = form->relkind;
-		cands[ncand].relam = form->relam;
-		cands[ncand].persistence = form->relpersistence;
-		cands[ncand].relpages = form->relpages;
+		cands[ncand].relid = lr->relid;
+		cands[ncand].relkind = lr->relkind;
+		cands[ncand].relam = lr->relam;
+		cands[ncand].persistence = lr->relpersistence;
+		cands[ncand].relpages = lr->relpages;
 		ncand++;
 	}
-	table_endscan(scan);
-	table_close(classrel, AccessShareLock);
 	qsort(cands, ncand, sizeof(BloatTarget), target_size_cmp);
 
 	initStringInfo(&worst_list);

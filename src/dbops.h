@@ -99,6 +99,24 @@ extern void dbops_check_skip(DbopsCheckResult *res, const char *fmt,...) pg_attr
 extern void dbops_check_unknown(DbopsCheckResult *res, const char *fmt,...) pg_attribute_printf(2, 3);
 extern const char *dbops_status_name(DbopsStatus status);
 
+/*
+ * Relations with storage (temporary ones left out) of at least
+ * DBOPS_LARGE_REL_PAGES pages, from the one pg_class scan that the checks of
+ * a health report share.  Valid for the rest of the report.
+ */
+#define DBOPS_LARGE_REL_PAGES 1280	/* 10 MB */
+
+typedef struct DbopsLargeRel
+{
+	Oid			relid;
+	Oid			relam;
+	char		relkind;
+	char		relpersistence;
+	int32		relpages;
+} DbopsLargeRel;
+
+extern int	dbops_report_large_rels(const DbopsLargeRel **rels);
+
 /* Checks, by capability */
 extern void dbops_check_connections(DbopsCheckResult *res);
 

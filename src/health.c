@@ -417,6 +417,9 @@ typedef struct RelScan
 	int64		total_pages;
 	int			nlargest;		/* the largest relations of any kind */
 	RelInfo		largest[MAX_CULPRITS];
+	int			nlarge;			/* every relation of DBOPS_LARGE_REL_PAGES or more */
+	int			alloclarge;
+	DbopsLargeRel *large;
 } RelScan;
 
 static MemoryContext report_context = NULL;
@@ -1417,6 +1420,24 @@ get_relscan(void)
 		if (c->relpersistence == RELPERSISTENCE_TEMP)
 			continue;
 		scan->total_pages += c->relpages;
+		if (c->relpages >= DBOPS_LARGE_REL_PAGES)
+		{
+			DbopsLargeRel *lr;
+
+			if (scan->nlarge == scan->alloclarge)
+			{
+				scan->alloclarge = Max(64, 2 * scan->alloclarge);
+				scan->large = scan->large
+					? repalloc(scan->large, sizeof(DbopsLargeRel) * scan->alloclarge)
+					: palloc(sizeof(DbopsLargeRel) * scan->alloclarge);
+			}
+			lr = &scan->large[scan->nlarge++];
+			lr->relid = c->oid;
+			lr->relam = c->relam;
+			lr->relkind = c->relkind;
+			lr->relpersistence = c->relpersistence;
+			lr->relpages = c->relpages;
+		}
 
 		/*
 		 * A vacuumed table also has a free space map (three pages, and a leaf
@@ -1491,6 +1512,15 @@ get_relscan(void)
 	if (report_context)
 		report_relscan = scan;
 	return scan;
+}
+
+int
+dbops_report_large_rels(const DbopsLargeRel **rels)
+{
+	RelScan    *scan = get_relscan();
+
+	*rels = scan->large;
+	return scan->nlarge;
 }
 
 static void
