@@ -144,6 +144,7 @@ extern void dbops_read_backend_status_slot(volatile struct PgBackendStatus *be,
 extern bool dbops_read_backend_status(int pid, const struct PGPROC *proc,
 									  struct PgBackendStatus *out,
 									  char *appname, char *activity);
+extern Datum dbops_activity_text(const char *activity);
 
 /* GUCs */
 extern int	dbops_health_check_timeout;

@@ -23,6 +23,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/backend_status.h"
+#include "utils/builtins.h"
 
 #include "dbops.h"
 
@@ -155,4 +156,25 @@ dbops_read_backend_status(int pid, const PGPROC *proc, PgBackendStatus *out,
 			return true;
 	}
 	return false;
+}
+
+/*
+ * The query text of a copied entry as a text datum, as pg_stat_activity
+ * shows it.  The writer stores the text unclipped, cut at the buffer's size
+ * perhaps inside a multibyte character; only a text that fills the buffer
+ * can have been cut, so only that one needs pgstat_clip_activity().
+ */
+Datum
+dbops_activity_text(const char *activity)
+{
+	size_t		len = strlen(activity);
+	char	   *clipped;
+	Datum		result;
+
+	if (len < pgstat_track_activity_query_size - 1)
+		return PointerGetDatum(cstring_to_text_with_len(activity, len));
+	clipped = pgstat_clip_activity(activity);
+	result = CStringGetTextDatum(clipped);
+	pfree(clipped);
+	return result;
 }

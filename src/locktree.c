@@ -1019,6 +1019,30 @@ lt_row_lock(LtTree *tree, int n, int *lockidx, LOCKMODE *mode, bool *hard)
  * ----------------------------------------------------------------
  */
 
+/*
+ * A one-dimensional int[] of n pids, built in place (construct_array()'s
+ * general path costs more than the rest of the row); empty as '{}'.
+ */
+static Datum
+lt_int4_array(const int32 *vals, int n)
+{
+	Size		nbytes;
+	ArrayType  *a;
+
+	if (n == 0)
+		return PointerGetDatum(construct_empty_array(INT4OID));
+	nbytes = ARR_OVERHEAD_NONULLS(1) + sizeof(int32) * n;
+	a = (ArrayType *) palloc(nbytes);
+	SET_VARSIZE(a, nbytes);
+	a->ndim = 1;
+	a->dataoffset = 0;
+	a->elemtype = INT4OID;
+	ARR_DIMS(a)[0] = n;
+	ARR_LBOUND(a)[0] = 1;
+	memcpy(ARR_DATA_PTR(a), vals, sizeof(int32) * n);
+	return PointerGetDatum(a);
+}
+
 #define LT_NCOLS 19
 
 PG_FUNCTION_INFO_V1(dbops_lock_tree);
@@ -1036,9 +1060,7 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
 	int			nprep = 0;
 	bool		need_prepared = false;
 	bool		read_all;
-	Datum	   *pathbuf;
-	Datum	   *blockbuf;
-	int		   *pathpids;
+	int32	   *pids;
 	LtNameCache users[16];
 	LtNameCache dbs[16];
 	int			nusers = 0;
@@ -1067,9 +1089,8 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
 
 	read_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
 
-	pathbuf = palloc(sizeof(Datum) * tree->nnodes);
-	pathpids = palloc(sizeof(int) * tree->nnodes);
-	blockbuf = palloc(sizeof(Datum) * tree->nnodes);
+	/* a path or a blocked_by list has at most one entry per node */
+	pids = palloc(sizeof(int32) * tree->nnodes);
 
 	/* what one row allocates is released once the tuplestore has it */
 	rowcxt = AllocSetContextCreate(cxt, "dbops lock tree row",
@@ -1103,19 +1124,15 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
 
 			for (int d = depth; d >= 0; d--)
 			{
-				pathpids[d] = tree->nodes[cur].pid;
+				pids[d] = tree->nodes[cur].pid;
 				cur = tree->nodes[cur].parent;
 			}
-			for (int d = 0; d <= depth; d++)
-				pathbuf[d] = Int32GetDatum(pathpids[d]);
-			values[3] = PointerGetDatum(construct_array(pathbuf, depth + 1, INT4OID,
-														sizeof(int32), true, TYPALIGN_INT));
+			values[3] = lt_int4_array(pids, depth + 1);
 		}
 
 		for (int e = 0; e < node->nedges; e++)
-			blockbuf[e] = Int32GetDatum(tree->nodes[node->edges[e].blocker].pid);
-		values[4] = PointerGetDatum(construct_array(blockbuf, node->nedges, INT4OID,
-													sizeof(int32), true, TYPALIGN_INT));
+			pids[e] = tree->nodes[node->edges[e].blocker].pid;
+		values[4] = lt_int4_array(pids, node->nedges);
 
 		if (lt_row_lock(tree, n, &lockidx, &mode, &hard))
 		{
@@ -1216,7 +1233,6 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
 				const char *state = lt_state_name(be->st_state);
 				PGPROC	   *proc;
 				const char *wait_event = NULL;
-				char	   *query;
 
 				if (be->st_xact_start_timestamp != 0)
 					values[10] = lt_interval(be->st_xact_start_timestamp, tree->snap.taken);
@@ -1236,8 +1252,7 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
 					nulls[12] = true;
 				if (!lt_client_addr(be, &values[16]))
 					nulls[16] = true;
-				query = pgstat_clip_activity(be->st_activity_raw);
-				values[18] = CStringGetTextDatum(query);
+				values[18] = dbops_activity_text(be->st_activity_raw);
 			}
 			else
 			{
@@ -1418,11 +1433,7 @@ dbops_cancel_blockers(PG_FUNCTION_ARGS)
 			else
 				nulls[6] = true;
 			if (lt_can_see(be->st_userid))
-			{
-				char	   *query = pgstat_clip_activity(be->st_activity_raw);
-
-				values[7] = CStringGetTextDatum(query);
-			}
+				values[7] = dbops_activity_text(be->st_activity_raw);
 			else
 				values[7] = CStringGetTextDatum("<insufficient privilege>");
 		}
