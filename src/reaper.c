@@ -69,6 +69,16 @@ static bool reaper_dry_run = false;
 static char *reaper_exempt_roles = NULL;
 static char *reaper_exempt_applications = NULL;
 static int	reaper_recheck_delay = 0;	/* ms, testing aid */
+static int	reaper_log_keep = 43200;	/* minutes, 0 = forever */
+
+/* the worker prunes dbops.reaper_log at most this often ... */
+#define REAPER_PRUNE_INTERVAL_MS (3600 * 1000)
+/* ... deleting at most this many rows in one sweep's transaction */
+#define REAPER_PRUNE_BATCH 10000
+
+/* worker only: when it last pruned, and whether rows were left over */
+static TimestampTz reaper_last_prune = 0;
+static bool reaper_prune_more = false;
 
 /* ---------------------------------------------------------------------
  * Shared memory: worker status and the event ring
@@ -298,6 +308,13 @@ dbops_reaper_init(void)
 							   "pg_dump,pg_basebackup,pg_restore",
 							   PGC_SIGHUP, GUC_LIST_INPUT,
 							   NULL, NULL, NULL);
+	DefineCustomIntVariable("dbops.reaper_log_keep",
+							"How long the reaper worker keeps events in dbops.reaper_log.",
+							"Older rows are deleted once an hour; 0 keeps them forever.",
+							&reaper_log_keep,
+							43200, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MIN,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("dbops.reaper_recheck_delay",
 							"Testing aid: pause between the reaper's snapshot and its re-check of each victim.",
 							NULL,
@@ -999,6 +1016,48 @@ drain_ring_to_log(void)
 	LWLockRelease(reaper_shared->lock);
 }
 
+/*
+ * Delete dbops.reaper_log rows older than dbops.reaper_log_keep: once an
+ * hour (and after a reload), oldest first, at most REAPER_PRUNE_BATCH rows
+ * per sweep so that a long backlog is worked off over several sweeps
+ * instead of in one long transaction.
+ */
+static void
+prune_log(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	Oid			argtypes[2] = {TIMESTAMPTZOID, INT4OID};
+	Datum		values[2];
+	int			ret;
+
+	if (reaper_log_keep <= 0)
+		return;
+	if (!reaper_prune_more &&
+		!TimestampDifferenceExceeds(reaper_last_prune, now, REAPER_PRUNE_INTERVAL_MS))
+		return;
+
+	/* whatever happens, do not try again before the next interval */
+	reaper_last_prune = now;
+	reaper_prune_more = false;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	values[0] = TimestampTzGetDatum(now - (TimestampTz) reaper_log_keep * USECS_PER_MINUTE);
+	values[1] = Int32GetDatum(REAPER_PRUNE_BATCH);
+	ret = SPI_execute_with_args("DELETE FROM dbops.reaper_log WHERE log_id IN"
+								" (SELECT log_id FROM dbops.reaper_log"
+								"  WHERE event_time < $1 ORDER BY event_time LIMIT $2)",
+								2, argtypes, values, NULL, false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "could not prune dbops.reaper_log: %s", SPI_result_code_string(ret));
+	reaper_prune_more = (SPI_processed >= REAPER_PRUNE_BATCH);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
 static TimestampTz
 worker_sweep(TimestampTz report_after)
 {
@@ -1051,6 +1110,10 @@ worker_sweep(TimestampTz report_after)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+
+	/* in a transaction of its own: a failure cannot undo the events logged */
+	if (installed && !RecoveryInProgress())
+		prune_log();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	cpu = cpu_time_ns() - cpu_start;
@@ -1109,6 +1172,7 @@ dbops_reaper_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			report_after = 0;	/* report dry-run matches afresh */
+			reaper_last_prune = 0;	/* apply a new dbops.reaper_log_keep now */
 		}
 
 		start = GetCurrentTimestamp();

@@ -110,6 +110,19 @@ ok( $node->poll_query_until(
 	'and in dbops.reaper_log');
 $a->[0]->quit;
 
+# --- dbops.reaper_log keeps dbops.reaper_log_keep worth of events ----------
+$node->safe_psql('postgres',
+	"INSERT INTO dbops.reaper_log (seq, event_time, source, pid, action, outcome)
+	 VALUES (0, now() - interval '8 days', 'worker', 1, 'terminate', 'signalled'),
+	        (0, now() - interval '6 days', 'worker', 2, 'terminate', 'signalled')");
+set_conf(reaper_log_keep => '7d');
+ok( $node->poll_query_until(
+		'postgres', 'SELECT NOT EXISTS (SELECT FROM dbops.reaper_log WHERE pid = 1)'),
+	'events older than dbops.reaper_log_keep are deleted (a reload prunes at once)');
+is( $node->safe_psql(
+		'postgres', "SELECT count(*) FROM dbops.reaper_log WHERE pid IN (2, $a->[1])"),
+	'2', 'newer events are kept');
+
 # --- an active session (pg_sleep) is never touched -------------------------
 my $b = session();
 $b->[0]->query_until(qr/started/, "\\echo started\nSELECT pg_sleep(4);\n");
