@@ -23,6 +23,7 @@
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/reloptions.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -408,6 +409,10 @@ typedef struct RelInfo
 	int64		n_live;
 	int64		n_dead;
 	TimestampTz last_vacuum;	/* latest of manual and auto vacuum */
+	/* the table's own autovacuum settings (reloptions); -1 where unset */
+	int			av_vac_thresh;
+	double		av_vac_scale;
+	bool		av_disabled;	/* autovacuum_enabled = false */
 } RelInfo;
 
 typedef struct RelScan
@@ -1485,6 +1490,25 @@ get_relscan(void)
 		ri->relpages = c->relpages;
 		ri->reltuples = c->reltuples;
 		ri->have_stats = false;
+		ri->av_vac_thresh = -1;
+		ri->av_vac_scale = -1;
+		ri->av_disabled = false;
+		if (c->relkind != RELKIND_SEQUENCE &&
+			!heap_attisnull(tup, Anum_pg_class_reloptions, NULL))
+		{
+			bool		isnull;
+			Datum		d = heap_getattr(tup, Anum_pg_class_reloptions,
+										 RelationGetDescr(rel), &isnull);
+			StdRdOptions *opts = (StdRdOptions *) heap_reloptions(c->relkind, d, false);
+
+			if (opts != NULL)
+			{
+				ri->av_vac_thresh = opts->autovacuum.vacuum_threshold;
+				ri->av_vac_scale = opts->autovacuum.vacuum_scale_factor;
+				ri->av_disabled = !opts->autovacuum.enabled;
+				pfree(opts);
+			}
+		}
 	}
 	table_endscan(hscan);
 	table_close(rel, AccessShareLock);
@@ -1607,9 +1631,11 @@ check_dead_tuples(DbopsCheckResult *res)
 /*
  * vacuum_age: among the tables that autovacuum should have vacuumed by now
  * (dead tuples over autovacuum_vacuum_threshold + autovacuum_vacuum_scale_factor
- * * reltuples), how long, in hours, the one waiting longest has gone without
- * a vacuum.  A table never vacuumed counts from its database's statistics
- * reset (or the server start).
+ * * reltuples, with the table's own settings where it has them, as autovacuum
+ * computes it), how long, in hours, the one waiting longest has gone without
+ * a vacuum.  Tables with autovacuum_enabled = false count too, and say so:
+ * nothing will vacuum them.  A table never vacuumed counts from its
+ * database's statistics reset (or the server start).
  */
 static void
 check_vacuum_age(DbopsCheckResult *res)
@@ -1635,7 +1661,9 @@ check_vacuum_age(DbopsCheckResult *res)
 
 		if (!ri->have_stats)
 			continue;
-		trigger = autovacuum_vac_thresh + autovacuum_vac_scale * Max(ri->reltuples, 0);
+		trigger = (ri->av_vac_thresh >= 0 ? ri->av_vac_thresh : autovacuum_vac_thresh) +
+			(ri->av_vac_scale >= 0 ? ri->av_vac_scale : autovacuum_vac_scale) *
+			Max(ri->reltuples, 0);
 		if ((double) ri->n_dead <= trigger)
 			continue;
 		due++;
@@ -1659,10 +1687,21 @@ check_vacuum_age(DbopsCheckResult *res)
 						 relation_display_name(ri->relid, ri->relnamespace),
 						 (long long) ri->n_dead);
 		append_last_vacuum(&res->detail, ri->last_vacuum, now);
+		if (ri->av_disabled)
+			appendStringInfoString(&res->detail, ", autovacuum off");
 		appendStringInfoChar(&res->detail, ')');
 	}
 	appendStringInfoString(&res->hint,
 						   "Autovacuum is not keeping up: check that autovacuum is on, that workers are not all busy (autovacuum_max_workers) or throttled (autovacuum_vacuum_cost_limit), and VACUUM the tables named.");
+	for (int t = 0; t < top.n; t++)
+	{
+		if (scan->rels[top.item[t]].av_disabled)
+		{
+			appendStringInfoString(&res->hint,
+								   " Tables with autovacuum off are vacuumed only by hand: VACUUM them on a schedule, or ALTER TABLE ... RESET (autovacuum_enabled).");
+			break;
+		}
+	}
 }
 
 /*
