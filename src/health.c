@@ -2250,7 +2250,7 @@ check_deadlocks(DbopsCheckResult *res)
 			appendStringInfo(&res->detail, " since %s", reset);
 	}
 	appendStringInfoString(&res->hint,
-						   "The server log has each deadlock's queries (log_lock_waits helps): make transactions take locks in the same order. pg_stat_reset() in a database restarts its count.");
+						   "The server log has each deadlock's queries (log_lock_waits helps): make transactions take locks in the same order. The count only restarts with pg_stat_reset() in that database, which also zeroes the dead-tuple counts autovacuum works from: run ANALYZE there afterwards, or raise the thresholds instead.");
 }
 
 /* temp_files: temporary file bytes written since the statistics were reset, in MB */
