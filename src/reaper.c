@@ -73,7 +73,7 @@ static int	reaper_log_keep = 43200;	/* minutes, 0 = forever */
 
 /* the worker prunes dbops.reaper_log at most this often ... */
 #define REAPER_PRUNE_INTERVAL_MS (3600 * 1000)
-/* ... deleting at most this many rows in one sweep's transaction */
+/* ... deleting at most this many rows in one go */
 #define REAPER_PRUNE_BATCH 10000
 
 /* worker only: when it last pruned, and whether rows were left over */
@@ -1110,13 +1110,16 @@ worker_sweep(TimestampTz report_after)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	cpu = cpu_time_ns() - cpu_start;
 
-	/* in a transaction of its own: a failure cannot undo the events logged */
+	/*
+	 * In a transaction of its own, so that a failure cannot undo the events
+	 * just logged; not counted in the sweep's CPU time.
+	 */
 	if (installed && !RecoveryInProgress())
 		prune_log();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
-	cpu = cpu_time_ns() - cpu_start;
 	LWLockAcquire(reaper_shared->lock, LW_EXCLUSIVE);
 	reaper_shared->st.last_sweep = GetCurrentTimestamp();
 	reaper_shared->st.sweeps++;
