@@ -180,7 +180,7 @@ DROP ROLE regress_dbops_plain, regress_dbops_monitor;
 -- database of their own, so that what other tests leave behind cannot
 -- change the worst table
 SELECT current_database() AS regress_db \gset
-CREATE DATABASE dbops_health_dead;
+CREATE DATABASE dbops_health_dead TEMPLATE template0;
 \c dbops_health_dead
 SET client_min_messages = warning;
 CREATE EXTENSION dbops;
