@@ -9,16 +9,19 @@
 #                pg_regress, isolation and TAP test against throwaway clusters
 
 EXTENSION   = dbops
-EXTVERSION  = 1.0
+EXTVERSION  = 1.1
 
 MODULE_big  = dbops
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
-# The install script is assembled from one SQL fragment per capability, in
-# this order (each fragment sits beside the C file of its capability).
+# The current version's install script is assembled from one SQL fragment
+# per capability, in this order (each fragment sits beside the C file of its
+# capability).  Released versions are frozen under updates/: the install
+# script of 1.0 as shipped, and one hand-written upgrade script per step.
 SQL_PARTS   = src/dbops.sql src/health.sql src/locktree.sql src/bloat.sql \
               src/reaper.sql src/ledger.sql src/retention.sql src/schedule.sql
 DATA_built  = dbops--$(EXTVERSION).sql
+DATA        = updates/dbops--1.0.sql $(wildcard updates/dbops--*--*.sql)
 EXTRA_CLEAN = dbops--$(EXTVERSION).sql
 
 PG_CPPFLAGS = -I$(srcdir)/src

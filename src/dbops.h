@@ -146,6 +146,23 @@ extern bool dbops_read_backend_status(int pid, const struct PGPROC *proc,
 									  char *appname, char *activity);
 extern Datum dbops_activity_text(const char *activity);
 
+/*
+ * secure.c: the search_path every privileged query runs under, and running
+ * work on a user's table as its owner in a security-restricted operation.
+ */
+#define DBOPS_SAFE_SEARCH_PATH "pg_catalog, pg_temp"
+
+typedef struct DbopsUserContext
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} DbopsUserContext;
+
+extern void dbops_worker_pin_search_path(void);
+extern void dbops_become_owner(Oid owner, DbopsUserContext *ctx);
+extern void dbops_restore_user(DbopsUserContext *ctx);
+
 /* GUCs */
 extern int	dbops_health_check_timeout;
 extern bool dbops_health_timing;
