@@ -121,6 +121,9 @@ FROM pages p
 $$;
 COMMENT ON FUNCTION dbops._bloat_stats(oid[]) IS
     'Internal to dbops.bloat(): the catalog-statistics estimate';
+-- dbops.bloat() calls it through the function manager (EXECUTE on bloat()
+-- is the privilege that counts), with the caller's rights.
+REVOKE ALL ON FUNCTION dbops._bloat_stats(oid[]) FROM PUBLIC;
 
 CREATE FUNCTION dbops.bloat(
     relation regclass DEFAULT NULL,
@@ -135,7 +138,8 @@ CREATE FUNCTION dbops.bloat(
     OUT pages_read bigint, OUT note text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dbops_bloat'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION dbops.bloat(regclass, text, bigint, float8, integer) IS
     'Bloat of a relation (with its TOAST table and indexes) or of every user relation: bytes a rewrite would give back';
 

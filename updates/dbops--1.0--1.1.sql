@@ -9,13 +9,39 @@
 
 -- ---------------------------------------------------------------- dbops.sql
 
+-- Pinned search_path; internal: revoked from PUBLIC, granted to pg_monitor
+-- (dbops.health_trend() runs with its caller's rights and uses it).
+ALTER FUNCTION dbops._require_positive_interval(text, interval, text)
+    SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops._require_positive_interval(text, interval, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dbops._require_positive_interval(text, interval, text) TO pg_monitor;
+
 -- --------------------------------------------------------------- health.sql
+
+-- Every function pins search_path (the C ones run queries); the trigger
+-- function is internal.
+ALTER FUNCTION dbops.health_checks() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION dbops.health() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION dbops.health_overall(text[]) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION dbops.health_status() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION dbops.health_json() SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops.health_thresholds_validate() FROM PUBLIC;
 
 -- ------------------------------------------------------------- locktree.sql
 
+ALTER FUNCTION dbops.lock_tree() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION dbops.cancel_blockers(interval, boolean, boolean) SET search_path = pg_catalog, pg_temp;
+
 -- ---------------------------------------------------------------- bloat.sql
 
+ALTER FUNCTION dbops.bloat(regclass, text, bigint, float8, integer) SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops._bloat_stats(oid[]) FROM PUBLIC;
+
 -- --------------------------------------------------------------- reaper.sql
+
+ALTER FUNCTION dbops.reap_idle(interval, text[], boolean, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION dbops.reaper_status() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION dbops.reaper_events() SET search_path = pg_catalog, pg_temp;
 
 -- --------------------------------------------------------------- ledger.sql
 
