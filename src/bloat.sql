@@ -125,10 +125,13 @@ COMMENT ON FUNCTION dbops._bloat_stats(oid[]) IS
 -- is the privilege that counts), with the caller's rights.
 REVOKE ALL ON FUNCTION dbops._bloat_stats(oid[]) FROM PUBLIC;
 
+-- max_pages: the default is evaluated before the module is loaded (the SET
+-- clause defers loading to the first call), when dbops is not preloaded and
+-- dbops.bloat_max_pages was never set: then it is the GUC's default, 20000.
 CREATE FUNCTION dbops.bloat(
     relation regclass DEFAULT NULL,
     method text DEFAULT 'auto',
-    max_pages bigint DEFAULT current_setting('dbops.bloat_max_pages')::bigint,
+    max_pages bigint DEFAULT coalesce(current_setting('dbops.bloat_max_pages', true), '20000')::bigint,
     ci_width float8 DEFAULT 2,
     seed integer DEFAULT NULL,
     OUT relation regclass, OUT kind text, OUT method text,

@@ -34,7 +34,24 @@ ALTER FUNCTION dbops.cancel_blockers(interval, boolean, boolean) SET search_path
 
 -- ---------------------------------------------------------------- bloat.sql
 
-ALTER FUNCTION dbops.bloat(regclass, text, bigint, float8, integer) SET search_path = pg_catalog, pg_temp;
+-- Pinned search_path; a function with a SET clause loads the module only
+-- when it is first called, after its defaults are evaluated: max_pages falls
+-- back to the GUC's default when dbops.bloat_max_pages is not defined yet.
+CREATE OR REPLACE FUNCTION dbops.bloat(
+    relation regclass DEFAULT NULL,
+    method text DEFAULT 'auto',
+    max_pages bigint DEFAULT coalesce(current_setting('dbops.bloat_max_pages', true), '20000')::bigint,
+    ci_width float8 DEFAULT 2,
+    seed integer DEFAULT NULL,
+    OUT relation regclass, OUT kind text, OUT method text,
+    OUT size_bytes bigint, OUT bloat_bytes bigint, OUT bloat_pct numeric,
+    OUT ci_low_pct numeric, OUT ci_high_pct numeric,
+    OUT live_bytes bigint, OUT dead_bytes bigint, OUT free_bytes bigint,
+    OUT pages_read bigint, OUT note text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dbops_bloat'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION dbops._bloat_stats(oid[]) FROM PUBLIC;
 
 -- --------------------------------------------------------------- reaper.sql
