@@ -31,6 +31,14 @@
  * pages not read yet) until the interval is as narrow as asked or the page
  * budget is spent.
  *
+ * Whose code runs: none but PostgreSQL's.  The page-reading methods read
+ * pages through the buffer manager and look at tuple headers, line pointers
+ * and btree items; they never evaluate an index expression or predicate,
+ * fire a trigger or rule, or call a type's functions on a user's data, so
+ * they need not (and do not) switch to the relation's owner.  `stats` reads
+ * the catalogs (pg_class, pg_stats) with the caller's rights.  Every query
+ * text here is schema-qualified, and dbops.bloat() pins search_path.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -56,10 +64,15 @@
 #include "catalog/pg_index.h"
 #include "catalog/pg_type_d.h"
 #include "common/pg_prng.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/execnodes.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "storage/procarray.h"
@@ -74,6 +87,7 @@
 #include "utils/sampling.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/tuplestore.h"
 
 #include "dbops.h"
 
@@ -334,12 +348,13 @@ can_read_pages(Oid relid, char relkind)
 		/* a TOAST table (or its index): the rights on its owning table */
 		Oid			owner = InvalidOid;
 		int			ret;
-		char		query[128];
+		Oid			argtypes[1] = {OIDOID};
+		Datum		args[1] = {ObjectIdGetDatum(tableoid)};
 
-		snprintf(query, sizeof(query),
-				 "SELECT oid FROM pg_catalog.pg_class WHERE reltoastrelid = %u", tableoid);
 		SPI_connect();
-		ret = SPI_execute(query, true, 1);
+		ret = SPI_execute_with_args("SELECT c.oid FROM pg_catalog.pg_class c"
+									" WHERE c.reltoastrelid OPERATOR(pg_catalog.=) $1",
+									1, argtypes, args, NULL, true, 1);
 		if (ret == SPI_OK_SELECT && SPI_processed == 1)
 		{
 			bool		isnull;
@@ -919,6 +934,64 @@ kind_name(char relkind, bool toast_index)
 	return "?";
 }
 
+/* The kinds dbops.bloat() reads. */
+static bool
+bloat_relkind_has_pages(char relkind)
+{
+	return relkind == RELKIND_RELATION || relkind == RELKIND_MATVIEW ||
+		relkind == RELKIND_TOASTVALUE || relkind == RELKIND_INDEX;
+}
+
+/* Any relation kind, for a message. */
+static const char *
+relkind_name(char relkind)
+{
+	switch (relkind)
+	{
+		case RELKIND_VIEW:
+			return "view";
+		case RELKIND_FOREIGN_TABLE:
+			return "foreign table";
+		case RELKIND_PARTITIONED_TABLE:
+			return "partitioned table";
+		case RELKIND_PARTITIONED_INDEX:
+			return "partitioned index";
+		case RELKIND_SEQUENCE:
+			return "sequence";
+		case RELKIND_COMPOSITE_TYPE:
+			return "composite type";
+	}
+	return kind_name(relkind, false);
+}
+
+/*
+ * The error for a named relation of a kind without pages; "changed" when it
+ * was of a kind with pages until dbops.bloat() got its lock.
+ */
+static void refuse_relkind(const char *relname, char relkind, bool changed) pg_attribute_noreturn();
+
+static void
+refuse_relkind(const char *relname, char relkind, bool changed)
+{
+	if (changed)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table, materialized view, TOAST table or index",
+						relname),
+				 errdetail("It changed while dbops.bloat() waited for its lock: it is now a %s.",
+						   relkind_name(relkind)),
+				 errhint("Bloat is measured on relations with storage.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+			 errmsg("\"%s\" is not a table, materialized view, TOAST table or index",
+					relname),
+			 errdetail("Bloat is measured on relations with storage."),
+			 errhint("%s",
+					 relkind == RELKIND_PARTITIONED_TABLE || relkind == RELKIND_PARTITIONED_INDEX ?
+					 "Name one of its partitions, or leave relation NULL to list every relation." :
+					 "Name a table, materialized view, TOAST table or index.")));
+}
+
 static BloatMethod
 parse_method(const char *name)
 {
@@ -955,17 +1028,26 @@ find_est(StatsEst *est, int n, Oid relid)
  * Catalog estimates for the given relations, through dbops._bloat_stats().
  * Returns an array of n entries, sorted by relid, in the current memory
  * context.
+ *
+ * The function is called through the function manager, not through a
+ * query: it is internal (revoked from PUBLIC), and EXECUTE on dbops.bloat()
+ * is the privilege that counts.  It runs with the caller's rights (pg_stats
+ * shows only the columns the caller may read) and its own pinned
+ * search_path (fmgr applies its SET clause).
  */
 static StatsEst *
 fetch_stats(Oid *relids, int n)
 {
-	MemoryContext outer = CurrentMemoryContext;
 	StatsEst   *est = palloc0(sizeof(StatsEst) * n);
 	Datum	   *elems = palloc(sizeof(Datum) * n);
 	ArrayType  *arr;
-	Oid			argtypes[1] = {OIDARRAYOID};
-	Datum		args[1];
-	int			ret;
+	Oid			argtype = OIDARRAYOID;
+	Oid			funcoid;
+	FmgrInfo	flinfo;
+	ReturnSetInfo rsinfo;
+	TupleTableSlot *slot;
+
+	LOCAL_FCINFO(fcinfo, 1);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -974,37 +1056,50 @@ fetch_stats(Oid *relids, int n)
 	}
 	arr = construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT);
 	qsort(est, n, sizeof(StatsEst), statsest_cmp);
-	args[0] = PointerGetDatum(arr);
 
-	SPI_connect();
-	ret = SPI_execute_with_args("SELECT relid, est_pages, live_bytes, note FROM dbops._bloat_stats($1)",
-								1, argtypes, args, NULL, true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "dbops._bloat_stats failed: %s", SPI_result_code_string(ret));
-	for (uint64 r = 0; r < SPI_processed; r++)
+	funcoid = LookupFuncName(list_make2(makeString("dbops"), makeString("_bloat_stats")),
+							 1, &argtype, false);
+	fmgr_info(funcoid, &flinfo);
+
+	memset(&rsinfo, 0, sizeof(rsinfo));
+	rsinfo.type = T_ReturnSetInfo;
+	rsinfo.econtext = CreateStandaloneExprContext();
+	rsinfo.allowedModes = SFRM_ValuePerCall | SFRM_Materialize | SFRM_Materialize_Preferred;
+	rsinfo.returnMode = SFRM_ValuePerCall;
+
+	InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, (fmNodePtr) &rsinfo);
+	fcinfo->args[0].value = PointerGetDatum(arr);
+	fcinfo->args[0].isnull = false;
+	(void) FunctionCallInvoke(fcinfo);
+	if (rsinfo.returnMode != SFRM_Materialize)
+		elog(ERROR, "dbops._bloat_stats did not return a materialized set");
+
+	if (rsinfo.setResult != NULL && rsinfo.setDesc != NULL)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Oid			relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
-		Datum		d;
-		StatsEst   *e = find_est(est, n, relid);
-
-		if (e != NULL)
+		slot = MakeSingleTupleTableSlot(rsinfo.setDesc, &TTSOpsMinimalTuple);
+		while (tuplestore_gettupleslot(rsinfo.setResult, true, false, slot))
 		{
-			d = SPI_getbinval(tup, desc, 2, &isnull);
+			bool		isnull;
+			Datum		d = slot_getattr(slot, 1, &isnull);
+			StatsEst   *e = isnull ? NULL : find_est(est, n, DatumGetObjectId(d));
+
+			if (e == NULL)
+				continue;
+			d = slot_getattr(slot, 2, &isnull);
 			e->has_est = !isnull;
 			if (!isnull)
 				e->est_pages = DatumGetFloat8(d);
-			d = SPI_getbinval(tup, desc, 3, &isnull);
+			d = slot_getattr(slot, 3, &isnull);
 			if (!isnull)
 				e->live_bytes = DatumGetFloat8(d);
-			d = SPI_getbinval(tup, desc, 4, &isnull);
+			d = slot_getattr(slot, 4, &isnull);
 			if (!isnull)
-				e->note = MemoryContextStrdup(outer, TextDatumGetCString(d));
+				e->note = TextDatumGetCString(d);
 		}
+		ExecDropSingleTupleTableSlot(slot);
+		tuplestore_end(rsinfo.setResult);
 	}
-	SPI_finish();
+	FreeExprContext(rsinfo.econtext, true);
 	return est;
 }
 
@@ -1082,9 +1177,27 @@ collect_targets(Oid relid)
 
 	if (OidIsValid(relid))
 	{
-		BloatTarget *t = make_target(relid, true);
+		BloatTarget *t;
 		Oid			toastoid;
+		Relation	rel;
 
+		/*
+		 * Lock the named relation for the rest of the call before looking at
+		 * what it is and at its TOAST table and indexes: a transaction that
+		 * held it may have turned it into a view (and dropped its TOAST
+		 * table) meanwhile.
+		 */
+		rel = try_relation_open(relid, AccessShareLock);
+		if (rel == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("relation with OID %u does not exist", relid),
+					 errdetail("It was dropped while dbops.bloat() waited for its lock.")));
+		if (!bloat_relkind_has_pages(rel->rd_rel->relkind))
+			refuse_relkind(RelationGetRelationName(rel), rel->rd_rel->relkind, true);
+		relation_close(rel, NoLock);
+
+		t = make_target(relid, true);
 		if (t == NULL)
 			return NIL;
 		targets = lappend(targets, t);
@@ -1115,13 +1228,17 @@ collect_targets(Oid relid)
 	}
 
 	SPI_connect();
-	ret = SPI_execute("SELECT c.oid, c.relkind, c.relam, c.relpersistence, c.relpages "
-					  "FROM pg_catalog.pg_class c "
-					  "WHERE c.relkind IN ('r', 'm', 't', 'i') AND c.oid >= 16384 "
-					  "  AND c.relnamespace <> 11 "
-					  "  AND c.relnamespace <> 'information_schema'::pg_catalog.regnamespace "
-					  "  AND NOT pg_catalog.pg_is_other_temp_schema(c.relnamespace) "
-					  "ORDER BY c.relpages DESC, c.oid", true, 0);
+	ret = SPI_execute(psprintf("SELECT c.oid, c.relkind, c.relam, c.relpersistence, c.relpages "
+							   "FROM pg_catalog.pg_class c "
+							   "WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,m,t,i}'::pg_catalog.\"char\"[]) "
+							   "  AND c.oid OPERATOR(pg_catalog.>=) '%u'::pg_catalog.oid "
+							   "  AND c.relnamespace OPERATOR(pg_catalog.<>) '%u'::pg_catalog.oid "
+							   "  AND c.relnamespace OPERATOR(pg_catalog.<>) "
+							   "      'information_schema'::pg_catalog.regnamespace::pg_catalog.oid "
+							   "  AND NOT pg_catalog.pg_is_other_temp_schema(c.relnamespace) "
+							   "ORDER BY c.relpages DESC, c.oid",
+							   FirstNormalObjectId, PG_CATALOG_NAMESPACE),
+					  true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not list relations: %s", SPI_result_code_string(ret));
 	for (uint64 r = 0; r < SPI_processed; r++)
@@ -1164,7 +1281,6 @@ bloat_one(BloatTarget *t, BloatMethod method, int64 *budget, double ci_width,
 	if (t->relkind == RELKIND_INDEX)
 		toast_index = get_rel_namespace(t->relid) == PG_TOAST_NAMESPACE;
 	row->kind = kind_name(t->relkind, toast_index);
-	btree = t->relkind == RELKIND_INDEX && t->relam == BTREE_AM_OID;
 
 	if (t->named)
 		rel = relation_open(t->relid, AccessShareLock);
@@ -1186,6 +1302,25 @@ bloat_one(BloatTarget *t, BloatMethod method, int64 *budget, double ci_width,
 			return;
 		}
 	}
+
+	/*
+	 * What the relation is now that it is locked: its pg_class row was read
+	 * before, and an empty table may have become a view since (CREATE RULE
+	 * "_RETURN").  Only a relation still of the kind that was listed, a kind
+	 * with pages, is read.
+	 */
+	if (rel->rd_rel->relkind != t->relkind || !bloat_relkind_has_pages(t->relkind))
+	{
+		char		now = rel->rd_rel->relkind;
+
+		if (t->named)
+			refuse_relkind(RelationGetRelationName(rel), now, true);
+		row->method = method_names[method];
+		appendStringInfo(&row->note, "skipped: changed meanwhile (now a %s)", relkind_name(now));
+		relation_close(rel, AccessShareLock);
+		return;
+	}
+	btree = t->relkind == RELKIND_INDEX && rel->rd_rel->relam == BTREE_AM_OID;
 
 	if (RELATION_IS_OTHER_TEMP(rel) ||
 		(RecoveryInProgress() && rel->rd_rel->relpersistence == RELPERSISTENCE_UNLOGGED))
@@ -1342,17 +1477,8 @@ dbops_bloat(PG_FUNCTION_ARGS)
 					 errmsg("relation with OID %u does not exist", relid)));
 		relkind = ((Form_pg_class) GETSTRUCT(tup))->relkind;
 		ReleaseSysCache(tup);
-		if (relkind != RELKIND_RELATION && relkind != RELKIND_MATVIEW &&
-			relkind != RELKIND_TOASTVALUE && relkind != RELKIND_INDEX)
-			ereport(ERROR,
-					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-					 errmsg("\"%s\" is not a table, materialized view, TOAST table or index",
-							get_rel_name(relid)),
-					 errdetail("Bloat is measured on relations with storage."),
-					 errhint("%s",
-							 relkind == RELKIND_PARTITIONED_TABLE || relkind == RELKIND_PARTITIONED_INDEX ?
-							 "Name one of its partitions, or leave relation NULL to list every relation." :
-							 "Name a table, materialized view, TOAST table or index.")));
+		if (!bloat_relkind_has_pages(relkind))
+			refuse_relkind(get_rel_name(relid), relkind, false);
 	}
 
 	InitMaterializedSRF(fcinfo, 0);

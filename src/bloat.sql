@@ -121,11 +121,17 @@ FROM pages p
 $$;
 COMMENT ON FUNCTION dbops._bloat_stats(oid[]) IS
     'Internal to dbops.bloat(): the catalog-statistics estimate';
+-- dbops.bloat() calls it through the function manager (EXECUTE on bloat()
+-- is the privilege that counts), with the caller's rights.
+REVOKE ALL ON FUNCTION dbops._bloat_stats(oid[]) FROM PUBLIC;
 
+-- max_pages: the default is evaluated before the module is loaded (the SET
+-- clause defers loading to the first call), when dbops is not preloaded and
+-- dbops.bloat_max_pages was never set: then it is the GUC's default, 20000.
 CREATE FUNCTION dbops.bloat(
     relation regclass DEFAULT NULL,
     method text DEFAULT 'auto',
-    max_pages bigint DEFAULT current_setting('dbops.bloat_max_pages')::bigint,
+    max_pages bigint DEFAULT coalesce(current_setting('dbops.bloat_max_pages', true), '20000')::bigint,
     ci_width float8 DEFAULT 2,
     seed integer DEFAULT NULL,
     OUT relation regclass, OUT kind text, OUT method text,
@@ -135,7 +141,8 @@ CREATE FUNCTION dbops.bloat(
     OUT pages_read bigint, OUT note text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dbops_bloat'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION dbops.bloat(regclass, text, bigint, float8, integer) IS
     'Bloat of a relation (with its TOAST table and indexes) or of every user relation: bytes a rewrite would give back';
 

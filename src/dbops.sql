@@ -4,6 +4,10 @@
 
 -- Read-only functions are open to pg_monitor; functions that write or signal
 -- are revoked from PUBLIC in their own fragment and granted where they say.
+-- Internal functions (dbops._*) are revoked from PUBLIC.  Every SQL and
+-- PL/pgSQL function pins search_path to pg_catalog, pg_temp, and so does
+-- every C function that runs a query, so that nothing resolves to a schema
+-- the caller's search_path puts first.
 GRANT USAGE ON SCHEMA dbops TO PUBLIC;
 
 -- The errors every dbops function raises for an interval argument that must
@@ -11,6 +15,7 @@ GRANT USAGE ON SCHEMA dbops TO PUBLIC;
 CREATE FUNCTION dbops._require_positive_interval(arg text, val interval, hint text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF val IS NULL THEN
@@ -30,3 +35,7 @@ BEGIN
     END IF;
 END;
 $$;
+-- Used by the scheduling functions; dbops.health_trend() runs with its
+-- caller's rights and is granted to pg_monitor, so pg_monitor needs this too.
+REVOKE ALL ON FUNCTION dbops._require_positive_interval(text, interval, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dbops._require_positive_interval(text, interval, text) TO pg_monitor;

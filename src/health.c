@@ -608,6 +608,12 @@ dbops_health_checks(PG_FUNCTION_ARGS)
 /*
  * Run a query through a plan kept for the life of the backend (checks run
  * often; planning the same catalog query every time is wasted work).
+ *
+ * A kept plan is analyzed again when search_path changes, and superusers
+ * run these: every query text names its functions, operators, types and
+ * relations with their schema (pg_catalog.x, OPERATOR(pg_catalog.-),
+ * ::pg_catalog.float8), so that it means the same under any search_path.
+ * dbops.health() also pins search_path in its CREATE FUNCTION.
  */
 static SPITupleTable *
 run_kept_query(SPIPlanPtr *plan, const char *sql)
@@ -1003,11 +1009,13 @@ wraparound_check(DbopsCheckResult *res, bool multixact)
 
 	if (multixact)
 		tt = run_kept_query(&plan_mxid,
-							"SELECT datname, mxid_age(datminmxid)::int8 AS age FROM pg_catalog.pg_database "
+							"SELECT datname, pg_catalog.mxid_age(datminmxid)::pg_catalog.int8 AS age "
+							"FROM pg_catalog.pg_database "
 							"ORDER BY 2 DESC, 1");
 	else
 		tt = run_kept_query(&plan_xid,
-							"SELECT datname, age(datfrozenxid)::int8 AS age FROM pg_catalog.pg_database "
+							"SELECT datname, pg_catalog.age(datfrozenxid)::pg_catalog.int8 AS age "
+							"FROM pg_catalog.pg_database "
 							"ORDER BY 2 DESC, 1");
 	n = SPI_processed;
 	if (n == 0)
@@ -1054,7 +1062,8 @@ check_prepared_xacts(DbopsCheckResult *res)
 
 	tt = run_kept_query(&plan,
 						"SELECT gid, owner, database, "
-						"extract(epoch FROM pg_catalog.now() - prepared)::float8 "
+						"pg_catalog.extract('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) prepared)"
+						"::pg_catalog.float8 "
 						"FROM pg_catalog.pg_prepared_xacts ORDER BY prepared, gid");
 	n = SPI_processed;
 	if (n == 0)
@@ -1163,8 +1172,8 @@ check_replication_lag(DbopsCheckResult *res)
 
 		tt = run_kept_query(&plan,
 							"SELECT pid, state, sync_state, "
-							"pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), replay_lsn)::float8, "
-							"extract(epoch FROM replay_lag)::float8 "
+							"pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), replay_lsn)::pg_catalog.float8, "
+							"pg_catalog.extract('epoch', replay_lag)::pg_catalog.float8 "
 							"FROM pg_catalog.pg_stat_get_wal_senders() ORDER BY 4 DESC NULLS FIRST, pid");
 		n = SPI_processed;
 		if (n == 0)
@@ -1243,7 +1252,7 @@ check_replication_slots(DbopsCheckResult *res)
 						"SELECT slot_name, slot_type, active, wal_status, "
 						"pg_catalog.pg_wal_lsn_diff(CASE WHEN pg_catalog.pg_is_in_recovery() "
 						"THEN pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_lsn() END, "
-						"restart_lsn)::float8 AS retained "
+						"restart_lsn)::pg_catalog.float8 AS retained "
 						"FROM pg_catalog.pg_replication_slots ORDER BY retained DESC NULLS LAST, slot_name");
 	n = SPI_processed;
 	if (n == 0)
@@ -1363,7 +1372,8 @@ check_invalid_indexes(DbopsCheckResult *res)
 	uint64		n;
 
 	tt = run_kept_query(&plan,
-						"SELECT i.indexrelid::pg_catalog.regclass::text, i.indrelid::pg_catalog.regclass::text "
+						"SELECT i.indexrelid::pg_catalog.regclass::pg_catalog.text, "
+						"i.indrelid::pg_catalog.regclass::pg_catalog.text "
 						"FROM pg_catalog.pg_index i WHERE NOT i.indisvalid ORDER BY 1");
 	n = SPI_processed;
 	dbops_check_value(res, n, "indexes");
@@ -2169,8 +2179,9 @@ database_stats(void)
 	static SPIPlanPtr plan = NULL;
 
 	return run_kept_query(&plan,
-						  "SELECT datname, blks_hit::float8, blks_read::float8, deadlocks::float8, "
-						  "temp_files::float8, temp_bytes::float8, stats_reset "
+						  "SELECT datname, blks_hit::pg_catalog.float8, blks_read::pg_catalog.float8, "
+						  "deadlocks::pg_catalog.float8, temp_files::pg_catalog.float8, "
+						  "temp_bytes::pg_catalog.float8, stats_reset "
 						  "FROM pg_catalog.pg_stat_database WHERE datname IS NOT NULL ORDER BY datname");
 }
 

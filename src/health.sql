@@ -7,7 +7,8 @@ CREATE FUNCTION dbops.health_checks(
     OUT check_name text, OUT direction text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dbops_health_checks'
-LANGUAGE C STABLE STRICT;
+LANGUAGE C STABLE STRICT
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION dbops.health_checks() IS
     'Health checks known to dbops: name and whether higher or lower values are worse';
 
@@ -77,6 +78,8 @@ BEGIN
 END
 $$;
 
+REVOKE ALL ON FUNCTION dbops.health_thresholds_validate() FROM PUBLIC;
+
 CREATE TRIGGER health_thresholds_validate
     BEFORE INSERT OR UPDATE ON dbops.health_thresholds
     FOR EACH ROW EXECUTE FUNCTION dbops.health_thresholds_validate();
@@ -112,7 +115,8 @@ CREATE FUNCTION dbops.health(
     OUT detail text, OUT hint text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dbops_health'
-LANGUAGE C VOLATILE STRICT;
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION dbops.health() IS
     'Health report: one row per enabled check, worst first';
 
@@ -121,6 +125,7 @@ COMMENT ON FUNCTION dbops.health() IS
 -- look is not a clean bill of health); ok otherwise.
 CREATE FUNCTION dbops.health_overall(statuses text[]) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
         WHEN 'critical' = ANY (statuses) THEN 'critical'
@@ -134,6 +139,7 @@ COMMENT ON FUNCTION dbops.health_overall(text[]) IS
 
 CREATE FUNCTION dbops.health_status() RETURNS text
 LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT dbops.health_overall(coalesce(array_agg(h.status), '{}'))
       FROM dbops.health() h
@@ -143,6 +149,7 @@ COMMENT ON FUNCTION dbops.health_status() IS
 
 CREATE FUNCTION dbops.health_json() RETURNS jsonb
 LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
     WITH h AS MATERIALIZED (
         SELECT row_number() OVER () AS n, h.* FROM dbops.health() h

@@ -12,7 +12,8 @@ CREATE FUNCTION dbops.lock_tree(
     OUT client_addr inet, OUT blocked_count int, OUT query text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dbops_lock_tree'
-LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION dbops.lock_tree() IS
     'Who blocks whom, from one snapshot of the lock manager: one row per blocking or waiting session, depth-first';
 
@@ -61,7 +62,8 @@ CREATE FUNCTION dbops.cancel_blockers(
     OUT state text, OUT query text, OUT detail text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dbops_cancel_blockers'
-LANGUAGE C VOLATILE PARALLEL UNSAFE;
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION dbops.cancel_blockers(interval, boolean, boolean) IS
     'Cancel (or terminate) the roots of lock trees whose waiters waited at least min_wait; a dry run by default';
 

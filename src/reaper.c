@@ -500,6 +500,11 @@ record_event(const ReaperRequest *req, const ReaperSession *s)
  * Load the enabled rows of dbops.reaper_policies (SPI must be connected, in
  * a transaction).  Roles and databases are resolved to OIDs here; a name
  * that does not exist leaves a policy that matches nothing.
+ *
+ * The worker and superusers run this query: every function, operator and
+ * type in it is schema-qualified, so that it cannot resolve to an object of
+ * a schema on the search_path (an exact-match public.*(numeric, integer)
+ * would beat pg_catalog's *(numeric, numeric)).
  */
 static ReaperPolicy *
 load_policies(int *npolicies)
@@ -508,7 +513,9 @@ load_policies(int *npolicies)
 	int			ret;
 
 	ret = SPI_execute("SELECT id, role_name, database_name, application_name, client_addr, state,"
-					  " (extract(epoch FROM idle_timeout) * 1000000)::bigint, action, keep_min"
+					  " (pg_catalog.extract('epoch', idle_timeout)"
+					  "  OPERATOR(pg_catalog.*) 1000000::pg_catalog.numeric)::pg_catalog.int8,"
+					  " action, keep_min"
 					  " FROM dbops.reaper_policies WHERE enabled ORDER BY id",
 					  true, 0);
 	if (ret != SPI_OK_SELECT)
@@ -989,6 +996,7 @@ drain_ring_to_log(void)
 	events = palloc(sizeof(ReaperEvent) * (upto - from));
 	n = copy_ring_events(from, upto, events);
 
+	/* the parameters have the columns' types: nothing to cast or resolve */
 	plan = SPI_prepare("INSERT INTO dbops.reaper_log (seq, event_time, source, pid, usename, datname,"
 					   " application_name, client_addr, state, idle_for, policy_id, action, outcome)"
 					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
@@ -1046,9 +1054,11 @@ prune_log(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	values[0] = TimestampTzGetDatum(now - (TimestampTz) reaper_log_keep * USECS_PER_MINUTE);
 	values[1] = Int32GetDatum(REAPER_PRUNE_BATCH);
-	ret = SPI_execute_with_args("DELETE FROM dbops.reaper_log WHERE log_id IN"
+	ret = SPI_execute_with_args("DELETE FROM dbops.reaper_log"
+								" WHERE log_id OPERATOR(pg_catalog.=) ANY"
 								" (SELECT log_id FROM dbops.reaper_log"
-								"  WHERE event_time < $1 ORDER BY event_time LIMIT $2)",
+								"  WHERE event_time OPERATOR(pg_catalog.<) $1"
+								"  ORDER BY event_time LIMIT $2)",
 								2, argtypes, values, NULL, false, 0);
 	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "could not prune dbops.reaper_log: %s", SPI_result_code_string(ret));
@@ -1154,6 +1164,13 @@ dbops_reaper_main(Datum main_arg)
 	before_shmem_exit(reaper_worker_exit, (Datum) 0);
 
 	BackgroundWorkerInitializeConnection(reaper_database, NULL, 0);
+
+	/*
+	 * The worker runs as the bootstrap superuser in a database whose owner
+	 * may have set its search_path (ALTER DATABASE ... SET): replace it
+	 * before the first query.
+	 */
+	dbops_worker_pin_search_path();
 	pgstat_report_appname("dbops reaper");
 
 	sweep_context = AllocSetContextCreate(TopMemoryContext, "dbops reaper sweep",

@@ -62,7 +62,8 @@ CREATE FUNCTION dbops.reap_idle(
     OUT idle_for interval, OUT action text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dbops_reap_idle'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION dbops.reap_idle(interval, text[], boolean, text) IS
     'Terminate (or cancel) sessions idle for longer than idle_for; a dry run by default';
 REVOKE ALL ON FUNCTION dbops.reap_idle(interval, text[], boolean, text) FROM PUBLIC;
@@ -77,7 +78,8 @@ CREATE FUNCTION dbops.reaper_status(
     OUT avg_sweep_cpu_ms float8, OUT extension_installed boolean)
 RETURNS record
 AS 'MODULE_PATHNAME', 'dbops_reaper_status'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION dbops.reaper_status() IS
     'The reaper worker: pid, last sweep, sessions seen, reaped and spared';
 REVOKE ALL ON FUNCTION dbops.reaper_status() FROM PUBLIC;
@@ -91,7 +93,8 @@ CREATE FUNCTION dbops.reaper_events(
     OUT outcome text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dbops_reaper_events'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION dbops.reaper_events() IS
     'Reaper events kept in shared memory (the last 1024), oldest first';
 REVOKE ALL ON FUNCTION dbops.reaper_events() FROM PUBLIC;
