@@ -41,7 +41,7 @@ is($rc, 0, 'dry run works on the standby');
 like($stderr, qr/71 rows older than .* would be deleted/, 'dry run reports the rows');
 is( $standby->safe_psql('postgres',
 		"SELECT status || ': ' || detail FROM dbops.health() WHERE check_name = 'retention'"),
-	'warning: ev: behind: rows older than keep + slack',
+	'warning: public.ev: behind: rows older than keep + slack',
 	'retention health check runs on the standby and sees the policy behind');
 
 # the primary purges, the standby follows
