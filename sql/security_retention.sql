@@ -388,6 +388,56 @@ UPDATE dbops.health_thresholds t SET enabled = e.enabled FROM sec_ret_enabled e
  WHERE e.check_name = t.check_name;
 
 -- ---------------------------------------------------------------------------
+-- (g) partitions of another owner: the rows of a partition are deleted as
+-- that partition's owner; a partition is dropped only with its owner's
+-- privileges
+-- ---------------------------------------------------------------------------
+CREATE SCHEMA sec_ret_att AUTHORIZATION sec_ret_attacker;
+CREATE TABLE public.sec_ret_mixed (at timestamptz NOT NULL, v int) PARTITION BY RANGE (at);
+CREATE TABLE public.sec_ret_mixed_1999 PARTITION OF public.sec_ret_mixed FOR VALUES FROM ('1999-01-01') TO ('2000-01-01');
+CREATE TABLE public.sec_ret_mixed_2000 PARTITION OF public.sec_ret_mixed FOR VALUES FROM ('2000-01-01') TO ('2001-01-01');
+CREATE TABLE public.sec_ret_mixed_rest PARTITION OF public.sec_ret_mixed FOR VALUES FROM ('2001-01-01') TO (MAXVALUE);
+CREATE INDEX ON public.sec_ret_mixed (at);
+INSERT INTO public.sec_ret_mixed VALUES ('1999-06-01', 1), ('2000-06-01', 2), ('2001-06-01', 3), (now(), 4);
+ALTER TABLE public.sec_ret_mixed OWNER TO sec_ret_owner;
+ALTER TABLE public.sec_ret_mixed_2000 OWNER TO sec_ret_owner;
+ALTER TABLE public.sec_ret_mixed_1999 OWNER TO sec_ret_attacker;
+ALTER TABLE public.sec_ret_mixed_rest OWNER TO sec_ret_attacker;
+SET ROLE sec_ret_attacker;
+CREATE FUNCTION sec_ret_att.trig() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM public.sec_ret_trap('partition trigger', 'sec_ret_attacker');
+    RETURN OLD;
+END
+$$;
+CREATE TRIGGER sec_ret_att BEFORE DELETE ON public.sec_ret_mixed_rest
+    FOR EACH ROW EXECUTE FUNCTION sec_ret_att.trig();
+RESET ROLE;
+SET ROLE sec_ret_owner;
+SELECT dbops.add_retention_policy('sec_ret_mixed', 'at', '1 year') > 0 AS added;
+RESET ROLE;
+-- the oldest partition belongs to another role: not dropped, the run fails
+CALL dbops.purge('sec_ret_mixed');
+SELECT status, sqlstate, message, partitions_dropped FROM dbops.purge_runs
+ WHERE relation = 'sec_ret_mixed' ORDER BY run_id DESC LIMIT 1;
+-- detaching needs the partitioned table's owner only; the boundary
+-- partition's rows go as its owner, whose trigger runs with its rights
+SET ROLE sec_ret_owner;
+SELECT dbops.alter_retention_policy('sec_ret_mixed', drop_partitions => false);
+RESET ROLE;
+SET client_min_messages = warning;
+CALL dbops.purge('sec_ret_mixed');
+RESET client_min_messages;
+SELECT status, partitions_dropped, partitions_detached, rows_deleted FROM dbops.purge_runs
+ WHERE relation = 'sec_ret_mixed' ORDER BY run_id DESC LIMIT 1;
+SELECT v FROM public.sec_ret_mixed ORDER BY v;
+SELECT c.relname, c.relispartition FROM pg_class c
+ WHERE c.relname LIKE 'sec\_ret\_mixed\_%' AND c.relkind = 'r' ORDER BY 1;
+SELECT * FROM pg_temp.trapped();
+SELECT * FROM pg_temp.supers();
+TRUNCATE public.sec_ret_log;
+
+-- ---------------------------------------------------------------------------
 -- (f) the internal executor runs only what the policy row says: not rows
 -- younger than keep, not another table, not another table's partitions
 -- ---------------------------------------------------------------------------
@@ -433,7 +483,10 @@ SELECT p.oid::regprocedure AS unpinned FROM pg_proc p
 -- clean up
 DELETE FROM dbops.retention_policies WHERE relation::text LIKE 'sec_ret%';
 DROP TABLE public.sec_ret_victim, public.sec_ret_mine, public.sec_ret_lost, public.sec_ret_trig,
-    public.sec_ret_shadowed, public.sec_ret_parts;
+    public.sec_ret_shadowed, public.sec_ret_parts, public.sec_ret_mixed,
+    public.sec_ret_mixed_1999, public.sec_ret_mixed_2000;
+DROP FUNCTION sec_ret_att.trig();
+DROP SCHEMA sec_ret_att;
 DROP VIEW public.sec_ret_view;
 DROP FUNCTION sec_ret_own.sec_ret_trig_fn();
 SET client_min_messages = warning;
