@@ -3,9 +3,10 @@
  * retention.c
  *	  Retention purges: the GUCs, the guards CALL dbops.purge() needs from C
  *	  (standby, transaction block, per-policy advisory lock released on
- *	  abort) and the "retention" health check.  The purge loop itself is the
- *	  PL/pgSQL procedure dbops.purge() in retention.sql, because it has to
- *	  COMMIT between batches.
+ *	  abort) and the "retention" health check.  The purge loop itself is
+ *	  PL/pgSQL in retention.sql (dbops.purge() drives dbops._purge_step(),
+ *	  committing between steps); the statements that read or change a
+ *	  policy's table run as its owner in retention_exec.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,13 +20,16 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/lmgr.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 
 #include "dbops.h"
+#include "retention_exec.h"
 
 /*
  * First key of the session advisory lock a purge holds on a policy (the
@@ -257,9 +261,16 @@ dbops_purge_unlock(PG_FUNCTION_ARGS)
 
 /*
  * retention: enabled policies that are behind (rows older than keep +
- * dbops.retention_slack), whose last run failed or was interrupted, or that
- * have never run although they exist for longer than the slack.  The value
- * is the number of such policies.
+ * dbops.retention_slack), whose last run failed, was skipped or was
+ * interrupted, that the purge would refuse now (the relation is no longer a
+ * table, is temporary, the policy's creator lost the owner's privileges),
+ * or that have never run although they exist for longer than the slack.
+ * The value is the number of such policies.
+ *
+ * Whether a policy is behind is read from its table as the table's owner in
+ * a security-restricted operation, after locking it and checking again what
+ * it is: a table turned into a view is never read.  Relations are named
+ * schema-qualified, whatever the caller's search_path.
  */
 void
 dbops_check_retention(DbopsCheckResult *res)
@@ -271,22 +282,25 @@ dbops_check_retention(DbopsCheckResult *res)
 	char		slack[32];
 	Oid			argtypes[1] = {INTERVALOID};
 	Datum		args[1];
+	Datum		now;
 	SPITupleTable *policies;
 
 	snprintf(slack, sizeof(slack), "%d seconds", dbops_retention_slack);
 	args[0] = DirectFunctionCall3(interval_in, CStringGetDatum(slack),
 								  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 
 	ret = SPI_execute_with_args(
-								"SELECT p.relation::text, p.time_column, p.keep,"
+								"SELECT p.relation::pg_catalog.oid, p.time_column, p.keep, p.created_by,"
 								"       c.oid IS NOT NULL AS present,"
-								"       c.oid IS NOT NULL AND has_table_privilege(c.oid, 'SELECT') AS readable,"
+								"       c.oid IS NOT NULL AND pg_catalog.has_table_privilege(c.oid, 'SELECT') AS readable,"
 								"       r.status, r.sqlstate, r.message,"
-								"       r.status IS NULL AND p.created < now() - $1 AS never_run"
+								"       r.status IS NULL"
+								"         AND p.created OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1) AS never_run"
 								"  FROM dbops.retention_policies p"
-								"  LEFT JOIN pg_catalog.pg_class c ON c.oid = p.relation"
-								"  LEFT JOIN LATERAL (SELECT status, sqlstate, message FROM dbops.purge_runs r"
-								"                      WHERE r.policy_id = p.policy_id"
+								"  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relation"
+								"  LEFT JOIN LATERAL (SELECT r.status, r.sqlstate, r.message FROM dbops.purge_runs r"
+								"                      WHERE r.policy_id OPERATOR(pg_catalog.=) p.policy_id"
 								"                      ORDER BY r.started DESC, r.run_id DESC LIMIT 1) r ON true"
 								" WHERE p.enabled"
 								" ORDER BY p.policy_id",
@@ -302,17 +316,20 @@ dbops_check_retention(DbopsCheckResult *res)
 	{
 		HeapTuple	tup = policies->vals[i];
 		TupleDesc	desc = policies->tupdesc;
-		char	   *relname = SPI_getvalue(tup, desc, 1);
-		char	   *column = SPI_getvalue(tup, desc, 2);
 		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+		char	   *column = SPI_getvalue(tup, desc, 2);
 		Datum		keep = SPI_getbinval(tup, desc, 3, &isnull);
-		bool		present = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
-		bool		readable = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
-		char	   *status = SPI_getvalue(tup, desc, 6);
-		char	   *sqlstate = SPI_getvalue(tup, desc, 7);
-		char	   *message = SPI_getvalue(tup, desc, 8);
-		bool		never_run = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull)) && !isnull;
+		char	   *created_by = SPI_getvalue(tup, desc, 4);
+		bool		present = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+		bool		readable = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
+		char	   *status = SPI_getvalue(tup, desc, 7);
+		char	   *sqlstate = SPI_getvalue(tup, desc, 8);
+		char	   *message = SPI_getvalue(tup, desc, 9);
+		bool		never_run = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull)) && !isnull;
+		char	   *relname = dbops_retention_relname(relid);
 		const char *problem = NULL;
+		RetentionProblem refusal;
 		StringInfoData why;
 
 		CHECK_FOR_INTERRUPTS();
@@ -320,7 +337,10 @@ dbops_check_retention(DbopsCheckResult *res)
 
 		if (!present)
 			problem = "relation no longer exists";
+		else if (!dbops_retention_problem_of(relid, created_by, column, &refusal))
+			problem = refusal.message;
 		else if (status && (strcmp(status, "failed") == 0 ||
+							strcmp(status, "skipped") == 0 ||
 							strcmp(status, "interrupted") == 0))
 		{
 			appendStringInfo(&why, "last run %s", status);
@@ -340,20 +360,34 @@ dbops_check_retention(DbopsCheckResult *res)
 			else
 			{
 				StringInfoData sql;
-				Oid			behind_types[2] = {INTERVALOID, INTERVALOID};
-				Datum		behind_args[2] = {keep, args[0]};
+				Oid			behind_types[1] = {TIMESTAMPTZOID};
+				Datum		behind_args[1];
+				DbopsUserContext ctx;
 
-				initStringInfo(&sql);
-				appendStringInfo(&sql,
-								 "SELECT EXISTS (SELECT 1 FROM %s WHERE %s < now() - $1 - $2)",
-								 relname, quote_identifier(column));
-				ret = SPI_execute_with_args(sql.data, 2, behind_types, behind_args,
-											NULL, true, 1);
-				if (ret != SPI_OK_SELECT || SPI_processed != 1)
-					elog(ERROR, "could not read %s", relname);
-				if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1, &isnull)))
-					problem = "behind: rows older than keep + slack";
+				/* lock, then look again at what is locked */
+				LockRelationOid(relid, AccessShareLock);
+				if (!dbops_retention_problem_of(relid, created_by, column, &refusal))
+					problem = refusal.message;
+				else
+				{
+					behind_args[0] = DirectFunctionCall2(timestamptz_mi_interval,
+														 DirectFunctionCall2(timestamptz_mi_interval,
+																			 now, keep),
+														 args[0]);
+					initStringInfo(&sql);
+					appendStringInfo(&sql,
+									 "SELECT EXISTS (SELECT FROM %s WHERE %s OPERATOR(pg_catalog.<) $1)",
+									 dbops_retention_relname(relid), quote_identifier(column));
+					dbops_become_owner(dbops_retention_rel_owner(relid), &ctx);
+					ret = SPI_execute_with_args(sql.data, 1, behind_types, behind_args,
+												NULL, true, 1);
+					if (ret != SPI_OK_SELECT || SPI_processed != 1)
+						elog(ERROR, "could not read %s", relname);
+					if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc, 1, &isnull)))
+						problem = "behind: rows older than keep + slack";
+					dbops_restore_user(&ctx);
+				}
 			}
 		}
 

@@ -21,6 +21,36 @@ COMMENT ON TABLE dbops.retention_policies IS
 GRANT SELECT ON dbops.retention_policies TO pg_monitor;
 SELECT pg_catalog.pg_extension_config_dump('dbops.retention_policies', '');
 
+-- created_by is the role a policy acts for: CALL dbops.purge() touches the
+-- table only while that role has the privileges of the table's owner.  A
+-- role that writes this table directly (it needs INSERT or UPDATE on it) may
+-- only record a role whose privileges it has, normally itself: it cannot
+-- write a policy in a superuser's name, nor repoint or change one.
+-- Superusers (and so pg_dump's restore) may record any role.
+CREATE FUNCTION dbops._retention_policies_guard() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RETURN NEW;
+    END IF;
+    IF NEW.created_by IS NOT NULL
+       AND NOT (EXISTS (SELECT FROM pg_roles r WHERE r.rolname = NEW.created_by)
+                AND pg_has_role(NEW.created_by, 'USAGE')) THEN
+        RAISE EXCEPTION 'cannot record role "%" as created_by of the retention policy on %',
+                NEW.created_by, NEW.relation
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'CALL dbops.purge() acts on a policy only while its created_by role has the privileges of the table''s owner; a policy is written in the name of a role whose privileges the writer has.',
+                  HINT = 'Leave created_by to its default (current_user), or use dbops.add_retention_policy() and dbops.alter_retention_policy().';
+    END IF;
+    RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION dbops._retention_policies_guard() FROM PUBLIC;
+CREATE TRIGGER retention_policies_guard
+    BEFORE INSERT OR UPDATE ON dbops.retention_policies
+    FOR EACH ROW EXECUTE FUNCTION dbops._retention_policies_guard();
+
 CREATE TABLE dbops.purge_runs (
     run_id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     policy_id           integer,
@@ -36,7 +66,7 @@ CREATE TABLE dbops.purge_runs (
     lock_retries        integer NOT NULL DEFAULT 0,
     paused_ms           bigint NOT NULL DEFAULT 0,
     status              text NOT NULL DEFAULT 'running'
-        CHECK (status IN ('running', 'done', 'partial', 'failed', 'interrupted')),
+        CHECK (status IN ('running', 'done', 'partial', 'failed', 'interrupted', 'skipped')),
     sqlstate            text,
     message             text,
     pid                 integer NOT NULL DEFAULT pg_backend_pid(),
@@ -59,18 +89,113 @@ CREATE FUNCTION dbops._purge_begin(dry_run boolean DEFAULT false,
     OUT yield double precision)
 RETURNS record
 AS 'MODULE_PATHNAME', 'dbops_purge_begin'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION dbops._purge_busy_sessions() RETURNS integer
 AS 'MODULE_PATHNAME', 'dbops_purge_busy_sessions'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION dbops._purge_lock(policy_id integer) RETURNS boolean
 AS 'MODULE_PATHNAME', 'dbops_purge_lock'
-LANGUAGE C VOLATILE STRICT;
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION dbops._purge_unlock(policy_id integer) RETURNS boolean
 AS 'MODULE_PATHNAME', 'dbops_purge_unlock'
-LANGUAGE C VOLATILE STRICT;
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION dbops._purge_begin(boolean), dbops._purge_lock(integer),
     dbops._purge_unlock(integer), dbops._purge_busy_sessions() FROM PUBLIC;
+
+-- Why a policy on relation made by created_by would be skipped or fail now
+-- (NULLs when it would not): the relation is gone (failed), is not a plain
+-- or partitioned table or is temporary (skipped), created_by no longer
+-- exists or lacks the privileges of the table's owner (skipped), the time
+-- column is gone or not of a date/time type (failed).  Catalogs only.
+CREATE FUNCTION dbops._retention_problem(relation regclass, created_by name,
+    time_column name DEFAULT NULL,
+    OUT status text, OUT sqlstate text, OUT message text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'dbops_retention_problem'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, pg_temp;
+
+-- One step of a purge (see retention_exec.c): built from the policy row,
+-- run as the table's owner in a security-restricted operation after the
+-- relation is locked and checked again.  The caller picks the step and
+-- narrows it; it never supplies SQL, and its cutoff may not be later than
+-- now() - keep.  It needs SELECT and DELETE on the table (the owner's
+-- privileges to detach or drop partitions; SELECT for a preview).
+CREATE FUNCTION dbops._purge_exec(policy_id integer, target regclass, action text,
+    cutoff timestamptz, lower_value text DEFAULT NULL, upper_value text DEFAULT NULL,
+    n_rows bigint DEFAULT NULL,
+    OUT n bigint, OUT value text, OUT value2 text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'dbops_purge_exec'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+-- relation named as regclass prints it under search_path (the caller's: the
+-- purge names tables in its messages and in purge_runs as the caller sees
+-- them).  Printing a name looks schemas up and runs nothing.
+CREATE FUNCTION dbops._purge_relname(relation regclass, search_path text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'dbops_purge_relname'
+LANGUAGE C STABLE STRICT
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops._retention_problem(regclass, name, name),
+    dbops._purge_exec(integer, regclass, text, timestamptz, text, text, bigint),
+    dbops._purge_relname(regclass, text) FROM PUBLIC;
+
+-- What CALL dbops.purge() carries from one step to the next (see
+-- dbops._purge_step()).
+CREATE TYPE dbops._purge_state AS (
+    done                boolean,
+    phase               text,
+    sleep_s             double precision,
+    yield_ms            numeric,
+    caller_path         text,
+    batch_target_ms     integer,
+    batch_max           integer,
+    lock_timeout_ms     integer,
+    lock_retries        integer,
+    max_replica_lag_ms  integer,
+    yield_factor        double precision,
+    run_start           timestamptz,
+    ids                 integer[],
+    idx                 integer,
+    failures            text[],
+    first_state         text,
+    policy_id           integer,
+    policy_rel          regclass,
+    relname             text,
+    time_column         name,
+    batch_size          integer,
+    max_rows_per_run    bigint,
+    max_run_time        interval,
+    drop_partitions     boolean,
+    kind                "char",
+    run                 bigint,
+    cutoff              timestamptz,
+    deadline            timestamptz,
+    total               bigint,
+    retries             integer,
+    status              text,
+    sqlstate            text,
+    message             text,
+    parts               regclass[],
+    part_idx            integer,
+    targets             regclass[],
+    target_idx          integer,
+    is_date             boolean,
+    lower_value         text,
+    size                integer,
+    skipped_any         boolean,
+    lag                 double precision,
+    pause_start         timestamptz,
+    nskipped            integer
+);
+COMMENT ON TYPE dbops._purge_state IS
+    'Internal: the state CALL dbops.purge() passes from one dbops._purge_step() to the next';
 
 -- Worst replay lag of the streaming standbys, in ms (0 without standbys).
 -- SECURITY DEFINER so that the lag guard works for a role without pg_monitor.
@@ -95,42 +220,64 @@ COMMENT ON FUNCTION dbops.replica_replay_lag_ms() IS
 --            lowest time first, skipping rows other transactions hold locked;
 --            returns the count and the highest value deleted (text).  Used
 --            when a range batch could not get its row locks in time, and for
---            date columns, whose ties could make a range batch too large.
+--            date columns, whose ties could make a range batch too large;
+--   'exists' $1 cutoff: whether rows older than the cutoff remain;
+--   'preview' $1 cutoff: how many rows are older than the cutoff, the oldest
+--            and the newest of them (timestamptz as text).
 -- from_value / to_value say whether the lower / upper bound is given.
+-- Every function, operator, type and cast is schema-qualified: the
+-- statements run as the table's owner (dbops._purge_exec()).
 CREATE FUNCTION dbops._purge_batch_sql(target regclass, time_column name, mode text,
     from_value boolean DEFAULT false, to_value boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    typid oid;
     typ text;
     lower_cond text;
 BEGIN
-    SELECT format_type(a.atttypid, NULL) INTO typ
+    SELECT a.atttypid INTO typid
       FROM pg_attribute a
      WHERE a.attrelid = target AND a.attname = time_column
        AND a.attnum > 0 AND NOT a.attisdropped;
-    IF typ IS NULL THEN
+    IF typid IS NULL THEN
         RAISE EXCEPTION 'column "%" of relation % does not exist', time_column, target
             USING ERRCODE = 'undefined_column';
     END IF;
-    lower_cond := CASE WHEN from_value THEN format(' AND %I >= $1::%s', time_column, typ) ELSE '' END;
+    typ := CASE typid WHEN 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 'pg_catalog.timestamptz'
+                      WHEN 'pg_catalog.timestamp'::pg_catalog.regtype THEN 'pg_catalog.timestamp'
+                      WHEN 'pg_catalog.date'::pg_catalog.regtype THEN 'pg_catalog.date' END;
+    IF typ IS NULL THEN
+        RAISE EXCEPTION 'column "%" of relation % is of type %, not timestamptz, timestamp or date',
+                time_column, target, format_type(typid, NULL)
+            USING ERRCODE = 'datatype_mismatch';
+    END IF;
+    lower_cond := CASE WHEN from_value THEN format(' AND %I OPERATOR(pg_catalog.>=) $1::%s', time_column, typ) ELSE '' END;
     CASE mode
     WHEN 'bound' THEN
-        RETURN format('SELECT b.bound::text, (SELECT count(*) FROM (SELECT FROM %1$s WHERE %2$I = b.bound LIMIT $3) t) '
-                      'FROM (SELECT %2$I AS bound FROM %1$s WHERE %2$I < $2%3$s ORDER BY %2$I OFFSET $3 LIMIT 1) b',
+        RETURN format('SELECT b.bound::pg_catalog.text, (SELECT pg_catalog.count(*) FROM (SELECT FROM %1$s WHERE %2$I OPERATOR(pg_catalog.=) b.bound LIMIT $3) t) '
+                      'FROM (SELECT %2$I AS bound FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $2%3$s ORDER BY %2$I OFFSET $3 LIMIT 1) b',
                       target, time_column, lower_cond);
     WHEN 'range' THEN
-        RETURN format('DELETE FROM %1$s WHERE %2$I < $3%3$s%4$s',
+        RETURN format('DELETE FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $3%3$s%4$s',
                       target, time_column, lower_cond,
-                      CASE WHEN to_value THEN format(' AND %I <= $2::%s', time_column, typ) ELSE '' END);
+                      CASE WHEN to_value THEN format(' AND %I OPERATOR(pg_catalog.<=) $2::%s', time_column, typ) ELSE '' END);
     WHEN 'skip_locked' THEN
         RETURN format(
-            'WITH d AS (DELETE FROM %1$s WHERE ctid = ANY (ARRAY('
-            'SELECT ctid FROM %1$s WHERE %2$I < $2%3$s '
-            'ORDER BY %2$I LIMIT $3 FOR UPDATE SKIP LOCKED)) AND %2$I < $2 RETURNING %2$I) '
-            'SELECT count(*), max(%2$I)::text FROM d',
+            'WITH d AS (DELETE FROM %1$s WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY('
+            'SELECT ctid FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $2%3$s '
+            'ORDER BY %2$I LIMIT $3 FOR UPDATE SKIP LOCKED)) AND %2$I OPERATOR(pg_catalog.<) $2 RETURNING %2$I) '
+            'SELECT pg_catalog.count(*), pg_catalog.max(%2$I)::pg_catalog.text FROM d',
             target, time_column, lower_cond);
+    WHEN 'exists' THEN
+        RETURN format('SELECT EXISTS (SELECT FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $1)',
+                      target, time_column);
+    WHEN 'preview' THEN
+        RETURN format('SELECT pg_catalog.count(*), pg_catalog.min(%2$I)::pg_catalog.timestamptz::pg_catalog.text, '
+                      'pg_catalog.max(%2$I)::pg_catalog.timestamptz::pg_catalog.text '
+                      'FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $1',
+                      target, time_column);
     ELSE
         RAISE EXCEPTION 'unknown batch mode "%"', mode USING ERRCODE = 'invalid_parameter_value';
     END CASE;
@@ -248,7 +395,17 @@ LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     id integer;
+    owner oid;
 BEGIN
+    -- the purge deletes the table's rows with its owner's rights: only a
+    -- role with the owner's privileges may add its policy
+    SELECT c.relowner INTO owner FROM pg_class c WHERE c.oid = add_retention_policy.relation;
+    IF owner IS NOT NULL AND NOT pg_has_role(owner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table % to add its retention policy', relation
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', owner::regrole),
+                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', owner::regrole, owner::regrole);
+    END IF;
     PERFORM dbops._retention_validate(relation, time_column, keep, batch_size);
     IF max_rows_per_run IS NOT NULL AND max_rows_per_run <= 0 THEN
         RAISE EXCEPTION 'max_rows_per_run must be positive (NULL for no cap)'
@@ -264,15 +421,16 @@ BEGIN
                   HINT = 'Change it with dbops.alter_retention_policy() or drop it with dbops.remove_retention_policy().';
     END IF;
     INSERT INTO dbops.retention_policies (relation, time_column, keep, batch_size,
-            max_rows_per_run, max_run_time, drop_partitions, enabled)
+            max_rows_per_run, max_run_time, drop_partitions, enabled, created_by)
     VALUES (relation, time_column, keep, batch_size,
-            max_rows_per_run, max_run_time, coalesce(drop_partitions, true), coalesce(enabled, true))
+            max_rows_per_run, max_run_time, coalesce(drop_partitions, true), coalesce(enabled, true),
+            current_user)
     RETURNING policy_id INTO id;
     RETURN id;
 END
 $$;
 COMMENT ON FUNCTION dbops.add_retention_policy(regclass, name, interval, integer, bigint, interval, boolean, boolean) IS
-    'Add a retention policy: rows of relation older than now() - keep by time_column are purged by CALL dbops.purge()';
+    'Add a retention policy (needs the privileges of the table''s owner): rows of relation older than now() - keep by time_column are purged by CALL dbops.purge()';
 
 CREATE FUNCTION dbops.alter_retention_policy(
     relation regclass,
@@ -288,9 +446,29 @@ LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p dbops.retention_policies;
+    owner oid;
 BEGIN
     IF relation IS NULL THEN
         RAISE EXCEPTION 'relation must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- the purge deletes the table's rows with its owner's rights: only a
+    -- role with the owner's privileges may alter its policy (the creator's,
+    -- once the table is gone)
+    SELECT c.relowner INTO owner FROM pg_class c WHERE c.oid = alter_retention_policy.relation;
+    IF owner IS NOT NULL AND NOT pg_has_role(owner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table % to alter its retention policy', relation
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', owner::regrole),
+                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', owner::regrole, owner::regrole);
+    END IF;
+    IF owner IS NULL AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false)
+       AND EXISTS (SELECT FROM dbops.retention_policies r
+                    WHERE r.relation = alter_retention_policy.relation
+                      AND NOT (EXISTS (SELECT FROM pg_roles a WHERE a.rolname = r.created_by)
+                               AND pg_has_role(r.created_by, 'USAGE'))) THEN
+        RAISE EXCEPTION 'must have the privileges of the creator of the retention policy on relation % to alter it', relation::oid
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'The table is gone: the role in created_by or a superuser may alter its policy.';
     END IF;
     SELECT * INTO p FROM dbops.retention_policies r WHERE r.relation = alter_retention_policy.relation FOR UPDATE;
     IF NOT FOUND THEN
@@ -319,20 +497,42 @@ BEGIN
            max_run_time = CASE WHEN alter_retention_policy.max_run_time IS NULL THEN r.max_run_time
                                ELSE nullif(alter_retention_policy.max_run_time, interval '0') END,
            drop_partitions = coalesce(alter_retention_policy.drop_partitions, r.drop_partitions),
-           enabled = coalesce(alter_retention_policy.enabled, r.enabled)
+           enabled = coalesce(alter_retention_policy.enabled, r.enabled),
+           created_by = current_user
      WHERE r.policy_id = p.policy_id;
 END
 $$;
 COMMENT ON FUNCTION dbops.alter_retention_policy(regclass, interval, integer, name, bigint, interval, boolean, boolean) IS
-    'Change a retention policy: NULL arguments leave a setting as it is; 0 removes a cap';
+    'Change a retention policy (needs the privileges of the table''s owner; records the caller as created_by): NULL arguments leave a setting as it is; 0 removes a cap';
 
 CREATE FUNCTION dbops.remove_retention_policy(relation regclass)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    owner oid;
 BEGIN
     IF relation IS NULL THEN
         RAISE EXCEPTION 'relation must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- the purge deletes the table's rows with its owner's rights: only a
+    -- role with the owner's privileges may remove its policy (the creator's,
+    -- once the table is gone)
+    SELECT c.relowner INTO owner FROM pg_class c WHERE c.oid = remove_retention_policy.relation;
+    IF owner IS NOT NULL AND NOT pg_has_role(owner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table % to remove its retention policy', relation
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', owner::regrole),
+                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', owner::regrole, owner::regrole);
+    END IF;
+    IF owner IS NULL AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false)
+       AND EXISTS (SELECT FROM dbops.retention_policies r
+                    WHERE r.relation = remove_retention_policy.relation
+                      AND NOT (EXISTS (SELECT FROM pg_roles a WHERE a.rolname = r.created_by)
+                               AND pg_has_role(r.created_by, 'USAGE'))) THEN
+        RAISE EXCEPTION 'must have the privileges of the creator of the retention policy on relation % to remove it', relation::oid
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'The table is gone: the role in created_by or a superuser may remove its policy.';
     END IF;
     DELETE FROM dbops.retention_policies r WHERE r.relation = remove_retention_policy.relation;
     IF NOT FOUND THEN
@@ -342,7 +542,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION dbops.remove_retention_policy(regclass) IS
-    'Remove the retention policy of relation (its purge_runs rows stay)';
+    'Remove the retention policy of relation (needs the privileges of the table''s owner; its purge_runs rows stay)';
 
 -- Partitions of a partitioned policy table that lie wholly before cutoff:
 -- direct range partitions on the time column whose upper bound is at or
@@ -359,13 +559,16 @@ DECLARE
     old boolean;
     n integer := 0;
 BEGIN
-    SELECT format_type(a.atttypid, NULL) INTO typ
+    SELECT CASE a.atttypid WHEN 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 'pg_catalog.timestamptz'
+                           WHEN 'pg_catalog.timestamp'::pg_catalog.regtype THEN 'pg_catalog.timestamp'
+                           WHEN 'pg_catalog.date'::pg_catalog.regtype THEN 'pg_catalog.date' END
+      INTO typ
       FROM pg_partitioned_table pt
       JOIN pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]
      WHERE pt.partrelid = parent AND pt.partstrat = 'r' AND pt.partnatts = 1
        AND a.attname = time_column;
     IF typ IS NULL THEN
-        RETURN;             -- not range-partitioned on the time column
+        RETURN;             -- not range-partitioned on the time column (of a date/time type)
     END IF;
     SELECT count(*) INTO nparts
       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -381,7 +584,7 @@ BEGIN
         IF left(upper, 1) = '''' THEN
             upper := replace(substr(upper, 2, length(upper) - 2), '''''', '''');
         END IF;
-        EXECUTE format('SELECT %L::%s <= $1, %L::%s::timestamptz', upper, typ, upper, typ)
+        EXECUTE format('SELECT %L::%s OPERATOR(pg_catalog.<=) $1, %L::%s::pg_catalog.timestamptz', upper, typ, upper, typ)
            INTO old, upper_bound USING cutoff;
         IF old THEN
             partition := r.part;
@@ -400,6 +603,8 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p record;
+    chk record;
+    x record;
     nparts integer;
 BEGIN
     IF purge_preview.relation IS NOT NULL AND NOT EXISTS
@@ -413,12 +618,22 @@ BEGIN
                 AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = r.relation)
               ORDER BY r.policy_id
     LOOP
+        -- what the purge would refuse is not read
+        chk := dbops._retention_problem(p.relation, p.created_by, p.time_column);
+        IF chk.status IS NOT NULL THEN
+            RAISE NOTICE 'retention policy on % not previewed: %', p.relation, chk.message
+                USING HINT = CASE chk.status WHEN 'skipped' THEN 'CALL dbops.purge() skips it too.'
+                                             ELSE 'CALL dbops.purge() fails on it too.' END;
+            CONTINUE;
+        END IF;
         target := p.relation;
         time_column := p.time_column;
         cutoff := now() - p.keep;
-        EXECUTE format('SELECT count(*), min(%2$I)::timestamptz, max(%2$I)::timestamptz FROM %1$s WHERE %2$I < $1',
-                       p.relation, p.time_column)
-           INTO rows_to_delete, oldest, newest USING cutoff;
+        -- read as the table's owner
+        x := dbops._purge_exec(p.policy_id, p.relation, 'preview', cutoff);
+        rows_to_delete := x.n;
+        oldest := x.value::timestamptz;
+        newest := x.value2::timestamptz;
         SELECT count(*) INTO nparts FROM dbops._purge_old_partitions(p.relation, p.time_column, cutoff);
         partitions_to_drop := CASE WHEN nparts > 0 AND nparts = (SELECT count(*) FROM pg_inherits i
                                        JOIN pg_class c ON c.oid = i.inhrelid
@@ -432,85 +647,50 @@ $$;
 COMMENT ON FUNCTION dbops.purge_preview(regclass) IS
     'What CALL dbops.purge() would delete now: rows older than the cutoff, the oldest and newest of them, partitions it would drop';
 
-CREATE PROCEDURE dbops.purge(relation regclass DEFAULT NULL, dry_run boolean DEFAULT false)
-LANGUAGE plpgsql
+-- The first part of CALL dbops.purge(), up to its first COMMIT: the guards
+-- and settings, the dry run, marking dead runs, purge_runs' own retention,
+-- the policies to purge.  caller_path is the caller's search_path, used
+-- only to name tables the way the caller sees them.
+CREATE FUNCTION dbops._purge_start(relation regclass, dry_run boolean, caller_path text)
+RETURNS dbops._purge_state
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    st dbops._purge_state;
     s record;
     pv record;
-    p dbops.retention_policies;
-    ids integer[];
-    pid_ integer;
-    run bigint;
-    run_start timestamptz;
-    policy_start timestamptz;
-    v_cutoff timestamptz;
-    deadline timestamptz;
-    kind "char";
-    part record;
-    parts regclass[];
-    nparts_all integer;
-    targets regclass[];
-    target regclass;
-    sql_bound text;
-    sql_bound_from text;
-    sql_range text;
-    sql_range_from text;
-    sql_range_to text;
-    sql_range_from_to text;
-    sql_skip text;
-    sql_skip_from text;
-    is_date boolean;
-    use_skip boolean;
-    skipped_any boolean;
-    ties bigint;
-    upper_ text;
-    size integer;
-    failures text[] := '{}';
-    first_state text;
-    lim integer;
-    lower_ text;
-    n bigint;
-    maxval text;
-    t0 timestamptz;
-    ms numeric;
-    total bigint;
-    retries integer;
-    lag double precision;
-    pause_start timestamptz;
-    v_status text;
-    v_state text;
-    v_msg text;
-    v_hint text;
-    locked boolean;
-    more boolean;
 BEGIN
     -- refuses on a standby and in a transaction block; loads the settings
     s := dbops._purge_begin(dry_run);
 
-    IF purge.relation IS NOT NULL AND NOT EXISTS
-        (SELECT 1 FROM dbops.retention_policies r WHERE r.relation = purge.relation) THEN
-        RAISE EXCEPTION 'relation % has no retention policy', purge.relation
+    IF _purge_start.relation IS NOT NULL AND NOT EXISTS
+        (SELECT 1 FROM dbops.retention_policies r WHERE r.relation = _purge_start.relation) THEN
+        RAISE EXCEPTION 'relation % has no retention policy', dbops._purge_relname(_purge_start.relation, caller_path)
             USING ERRCODE = 'undefined_object',
                   HINT = 'Add one with dbops.add_retention_policy().';
     END IF;
 
+    st.done := false;
+    st.sleep_s := 0;
+    st.yield_ms := 0;
+    st.caller_path := caller_path;
     IF dry_run THEN
-        FOR pv IN SELECT * FROM dbops.purge_preview(purge.relation) LOOP
+        FOR pv IN SELECT * FROM dbops.purge_preview(_purge_start.relation) LOOP
             RAISE NOTICE '%: % rows older than % would be deleted (oldest %, newest %)%',
-                pv.target, pv.rows_to_delete, pv.cutoff, pv.oldest, pv.newest,
+                dbops._purge_relname(pv.target, caller_path), pv.rows_to_delete, pv.cutoff, pv.oldest, pv.newest,
                 CASE WHEN pv.partitions_to_drop > 0
                      THEN format(', %s of them by dropping %s partitions', pv.rows_to_delete, pv.partitions_to_drop)
                      ELSE '' END;
         END LOOP;
-        RETURN;
+        st.done := true;
+        RETURN st;
     END IF;
 
-    run_start := clock_timestamp();
+    st.run_start := clock_timestamp();
 
     -- runs whose backend is gone did not finish: say so
     UPDATE dbops.purge_runs r
-       SET status = 'interrupted', finished = coalesce(r.finished, run_start),
+       SET status = 'interrupted', finished = coalesce(r.finished, st.run_start),
            message = format('backend %s ended during the run (crash, kill or disconnect)', r.pid)
      WHERE r.status = 'running'
        AND (r.pid = pg_backend_pid()
@@ -520,370 +700,514 @@ BEGIN
                                    OR a.backend_start = r.backend_start)));
     -- purge_runs' own retention
     DELETE FROM dbops.purge_runs r
-     WHERE r.finished < run_start - make_interval(secs => s.runs_keep_s);
-    COMMIT;
+     WHERE r.finished < st.run_start - make_interval(secs => s.runs_keep_s);
 
-    SELECT array_agg(r.policy_id ORDER BY r.policy_id) INTO ids
+    SELECT array_agg(r.policy_id ORDER BY r.policy_id) INTO st.ids
       FROM dbops.retention_policies r
-     WHERE (purge.relation IS NULL AND r.enabled) OR r.relation = purge.relation;
+     WHERE (_purge_start.relation IS NULL AND r.enabled) OR r.relation = _purge_start.relation;
 
-    FOREACH pid_ IN ARRAY coalesce(ids, '{}') LOOP
-        SELECT * INTO p FROM dbops.retention_policies r WHERE r.policy_id = pid_;
-        CONTINUE WHEN NOT FOUND;    -- removed meanwhile
+    st.batch_target_ms := s.batch_target_ms;
+    st.batch_max := s.batch_max;
+    st.lock_timeout_ms := s.lock_timeout_ms;
+    st.lock_retries := s.lock_retries;
+    st.max_replica_lag_ms := s.max_replica_lag_ms;
+    st.yield_factor := s.yield;
+    st.idx := 0;
+    st.failures := '{}';
+    st.nskipped := 0;
+    st.phase := 'next_policy';
+    RETURN st;
+END
+$$;
 
-        IF NOT dbops._purge_lock(pid_) THEN
-            RAISE NOTICE 'another session is already purging %; skipped', p.relation
-                USING HINT = 'Its progress is in dbops.purge_runs (status running).';
-            CONTINUE;
+-- One transaction's work of CALL dbops.purge(), which commits after each
+-- step: st.phase says where the purge is.  A step begins with the pause the
+-- previous one asked for (a lock backoff, the lag guard's look, yielding
+-- to busy sessions), so that every sleep follows a COMMIT as before.  All
+-- reading and deleting of a policy's table is done by dbops._purge_exec(),
+-- as the table's owner.
+--   next_policy   lock the next policy, record its run (or skip/fail it)
+--   partitions    detach (and drop) one old partition
+--   rows, next_target   the leaf tables to purge in batches, the next one
+--   batch         one batch (or the lag guard, a cap, the end of a table)
+--   lag_wait, lag_look  waiting while a standby lags
+--   end_policy, after_policy  the run's outcome, then the lock and NOTICE
+--   finish        the CALL's error if a policy failed or was skipped
+CREATE FUNCTION dbops._purge_step(st dbops._purge_state)
+RETURNS dbops._purge_state
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p dbops.retention_policies;
+    chk record;
+    x record;
+    pv record;
+    target regclass;
+    policy_start timestamptz;
+    nparts_all integer;
+    n bigint;
+    maxval text;
+    upper_ text;
+    ties bigint;
+    lim integer;
+    use_skip boolean;
+    locked boolean;
+    failed boolean;
+    t0 timestamptz;
+    ms numeric;
+    e_state text;
+    e_msg text;
+BEGIN
+    -- what the previous step asked for after its COMMIT
+    IF st.sleep_s > 0 THEN
+        PERFORM pg_sleep(st.sleep_s);
+        st.sleep_s := 0;
+    END IF;
+    IF st.yield_ms > 0 THEN
+        -- production first: while other sessions are busy, leave them the
+        -- time of the batch (times dbops.purge_yield)
+        ms := st.yield_ms;
+        st.yield_ms := 0;
+        IF dbops._purge_busy_sessions() > 0 THEN
+            PERFORM pg_sleep(ms * st.yield_factor / 1000.0);
+            UPDATE dbops.purge_runs r
+               SET paused_ms = r.paused_ms + round(ms * st.yield_factor)::bigint
+             WHERE r.run_id = st.run;
+            RETURN st;
         END IF;
+    END IF;
 
-        -- we hold the policy's lock: a run still marked running is not
-        UPDATE dbops.purge_runs r
-           SET status = 'interrupted', finished = coalesce(r.finished, clock_timestamp()),
-               message = coalesce(r.message, format('backend %s stopped during the run (error, cancel or crash)', r.pid))
-         WHERE r.policy_id = pid_ AND r.status = 'running';
-
-        policy_start := clock_timestamp();
-        v_cutoff := run_start - p.keep;
-        deadline := CASE WHEN p.max_run_time IS NOT NULL THEN policy_start + p.max_run_time END;
-        INSERT INTO dbops.purge_runs (policy_id, relation, cutoff, started, backend_start)
-        VALUES (pid_, p.relation::text, v_cutoff, policy_start,
-                (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()))
-        RETURNING run_id INTO run;
-        COMMIT;
-
-        v_status := NULL;
-        v_state := NULL;
-        v_msg := NULL;
-        total := 0;
-        retries := 0;
-
-        -- what cannot work fails the run, with the reason
-        SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = p.relation;
-        IF kind IS NULL THEN
-            v_status := 'failed';
-            v_state := '42P01';
-            v_msg := format('relation with OID %s no longer exists', p.relation::oid);
-        ELSIF NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-                           JOIN pg_am am ON am.oid = ic.relam
-                           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                          WHERE i.indrelid = p.relation AND a.attname = p.time_column
-                            AND am.amname = 'btree' AND i.indpred IS NULL
-                            AND (i.indisvalid OR ic.relkind = 'I')) THEN
-            v_status := 'failed';
-            v_state := '55000';
-            v_msg := format('no index on %s (%I): batches would scan the whole table', p.relation, p.time_column);
-        END IF;
-
-        -- partitions wholly older than the cutoff: detach (and drop)
-        IF v_status IS NULL AND kind = 'p' THEN
-            SELECT array_agg(o.partition ORDER BY o.upper_bound) INTO parts
-              FROM dbops._purge_old_partitions(p.relation, p.time_column, v_cutoff) o;
-            SELECT count(*) INTO nparts_all
-              FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-             WHERE i.inhparent = p.relation AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT';
-            IF cardinality(parts) >= nparts_all THEN
-                parts := parts[1:nparts_all - 1];       -- never the last one
+    LOOP
+        CASE st.phase
+        WHEN 'next_policy' THEN
+            st.idx := st.idx + 1;
+            IF st.idx > coalesce(cardinality(st.ids), 0) THEN
+                st.phase := 'finish';
+                CONTINUE;
             END IF;
-            FOREACH target IN ARRAY coalesce(parts, '{}') LOOP
-                LOOP
-                    IF deadline IS NOT NULL AND clock_timestamp() >= deadline THEN
-                        v_status := 'partial';
-                        v_msg := 'stopped at max_run_time';
-                        EXIT;
-                    END IF;
-                    locked := false;
-                    PERFORM set_config('lock_timeout', s.lock_timeout_ms || 'ms', true);
-                    t0 := clock_timestamp();
-                    BEGIN
-                        EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', p.relation, target);
-                        IF p.drop_partitions THEN
-                            EXECUTE format('DROP TABLE %s', target);
-                        END IF;
-                    EXCEPTION
-                        WHEN lock_not_available THEN
-                            locked := true;
-                        WHEN OTHERS THEN
-                            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
-                            v_status := 'failed';
-                            v_msg := format('detaching partition %s: %s', target, v_msg);
-                    END;
-                    EXIT WHEN v_status IS NOT NULL;
-                    ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
-                    IF locked THEN
-                        retries := retries + 1;
-                        UPDATE dbops.purge_runs r SET lock_retries = r.lock_retries + 1 WHERE r.run_id = run;
-                        COMMIT;
-                        IF retries > s.lock_retries THEN
-                            v_status := 'partial';
-                            v_state := '55P03';
-                            v_msg := format('could not lock %s to detach %s within lock_timeout after %s attempts',
-                                            p.relation, target, retries);
-                            EXIT;
-                        END IF;
-                        PERFORM pg_sleep(least(0.05 * 2 ^ retries, 5));
-                        CONTINUE;
-                    END IF;
-                    retries := 0;
-                    UPDATE dbops.purge_runs r
-                       SET partitions_dropped = r.partitions_dropped + CASE WHEN p.drop_partitions THEN 1 ELSE 0 END,
-                           partitions_detached = r.partitions_detached + CASE WHEN p.drop_partitions THEN 0 ELSE 1 END,
-                           longest_batch_ms = greatest(r.longest_batch_ms, ms)
-                     WHERE r.run_id = run;
-                    COMMIT;
-                    EXIT;
-                END LOOP;
-                EXIT WHEN v_status IS NOT NULL;
-            END LOOP;
-        END IF;
+            SELECT * INTO p FROM dbops.retention_policies r WHERE r.policy_id = st.ids[st.idx];
+            CONTINUE WHEN NOT FOUND;    -- removed meanwhile
+            st.relname := dbops._purge_relname(p.relation, st.caller_path);
 
-        -- rows: in batches, per leaf table
-        IF v_status IS NULL THEN
-            IF kind = 'p' THEN
-                SELECT array_agg(t.relid ORDER BY t.relid) INTO targets
-                  FROM pg_partition_tree(p.relation) t
+            IF NOT dbops._purge_lock(p.policy_id) THEN
+                RAISE NOTICE 'another session is already purging %; skipped', st.relname
+                    USING HINT = 'Its progress is in dbops.purge_runs (status running).';
+                CONTINUE;
+            END IF;
+
+            -- we hold the policy's lock: a run still marked running is not
+            UPDATE dbops.purge_runs r
+               SET status = 'interrupted', finished = coalesce(r.finished, clock_timestamp()),
+                   message = coalesce(r.message, format('backend %s stopped during the run (error, cancel or crash)', r.pid))
+             WHERE r.policy_id = p.policy_id AND r.status = 'running';
+
+            policy_start := clock_timestamp();
+            st.policy_id := p.policy_id;
+            st.policy_rel := p.relation;
+            st.time_column := p.time_column;
+            st.batch_size := p.batch_size;
+            st.max_rows_per_run := p.max_rows_per_run;
+            st.max_run_time := p.max_run_time;
+            st.drop_partitions := p.drop_partitions;
+            st.cutoff := st.run_start - p.keep;
+            st.deadline := CASE WHEN p.max_run_time IS NOT NULL THEN policy_start + p.max_run_time END;
+            st.total := 0;
+            st.retries := 0;
+            st.status := NULL;
+            st.sqlstate := NULL;
+            st.message := NULL;
+            st.parts := NULL;
+            st.part_idx := 1;
+            st.targets := NULL;
+            st.target_idx := 0;
+            INSERT INTO dbops.purge_runs (policy_id, relation, cutoff, started, backend_start)
+            VALUES (p.policy_id, st.relname, st.cutoff, policy_start,
+                    (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()))
+            RETURNING run_id INTO st.run;
+
+            -- what must not be done is skipped, what cannot work fails, with
+            -- the reason: the table is gone, no longer a table, temporary,
+            -- its policy's creator lost the owner's rights, it has no index
+            SELECT c.relkind INTO st.kind FROM pg_class c WHERE c.oid = p.relation;
+            chk := dbops._retention_problem(p.relation, p.created_by, p.time_column);
+            IF chk.status IS NOT NULL THEN
+                st.status := chk.status;
+                st.sqlstate := chk.sqlstate;
+                st.message := chk.message;
+            ELSIF NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                               JOIN pg_am am ON am.oid = ic.relam
+                               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                              WHERE i.indrelid = p.relation AND a.attname = p.time_column
+                                AND am.amname = 'btree' AND i.indpred IS NULL
+                                AND (i.indisvalid OR ic.relkind = 'I')) THEN
+                st.status := 'failed';
+                st.sqlstate := '55000';
+                st.message := format('no index on %s (%I): batches would scan the whole table', st.relname, p.time_column);
+            END IF;
+
+            -- partitions wholly older than the cutoff, never the last one
+            IF st.status IS NULL AND st.kind = 'p' THEN
+                SELECT array_agg(o.partition ORDER BY o.upper_bound) INTO st.parts
+                  FROM dbops._purge_old_partitions(p.relation, p.time_column, st.cutoff) o;
+                SELECT count(*) INTO nparts_all
+                  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = p.relation AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT';
+                IF cardinality(st.parts) >= nparts_all THEN
+                    st.parts := st.parts[1:nparts_all - 1];
+                END IF;
+            END IF;
+            st.phase := CASE WHEN st.status IS NOT NULL THEN 'end_policy'
+                             WHEN st.kind = 'p' THEN 'partitions'
+                             ELSE 'rows' END;
+            RETURN st;          -- the run row is committed before any work
+
+        WHEN 'partitions' THEN
+            IF st.part_idx > coalesce(cardinality(st.parts), 0) THEN
+                st.phase := 'rows';
+                CONTINUE;
+            END IF;
+            IF st.deadline IS NOT NULL AND clock_timestamp() >= st.deadline THEN
+                st.status := 'partial';
+                st.message := 'stopped at max_run_time';
+                st.phase := 'end_policy';
+                CONTINUE;
+            END IF;
+            target := st.parts[st.part_idx];
+            locked := false;
+            failed := false;
+            t0 := clock_timestamp();
+            BEGIN
+                x := dbops._purge_exec(st.policy_id, target, 'detach', st.cutoff);
+            EXCEPTION
+                WHEN lock_not_available THEN
+                    locked := true;
+                WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_msg = MESSAGE_TEXT;
+                    failed := true;
+            END;
+            IF failed THEN
+                st.status := 'failed';
+                st.sqlstate := e_state;
+                st.message := format('detaching partition %s: %s', dbops._purge_relname(target, st.caller_path), e_msg);
+                st.phase := 'end_policy';
+                CONTINUE;
+            END IF;
+            ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
+            IF locked THEN
+                st.retries := st.retries + 1;
+                UPDATE dbops.purge_runs r SET lock_retries = r.lock_retries + 1 WHERE r.run_id = st.run;
+                IF st.retries > st.lock_retries THEN
+                    st.status := 'partial';
+                    st.sqlstate := '55P03';
+                    st.message := format('could not lock %s to detach %s within lock_timeout after %s attempts',
+                                         st.relname, dbops._purge_relname(target, st.caller_path), st.retries);
+                    st.phase := 'end_policy';
+                ELSE
+                    st.sleep_s := least(0.05 * 2 ^ st.retries, 5);
+                END IF;
+                RETURN st;
+            END IF;
+            st.retries := 0;
+            UPDATE dbops.purge_runs r
+               SET partitions_dropped = r.partitions_dropped + x.n,
+                   partitions_detached = r.partitions_detached + 1 - x.n,
+                   longest_batch_ms = greatest(r.longest_batch_ms, ms)
+             WHERE r.run_id = st.run;
+            st.part_idx := st.part_idx + 1;
+            RETURN st;
+
+        WHEN 'rows' THEN
+            -- rows: in batches, per leaf table
+            IF st.kind = 'p' THEN
+                SELECT array_agg(t.relid ORDER BY t.relid) INTO st.targets
+                  FROM pg_partition_tree(st.policy_rel) t
                   JOIN pg_class c ON c.oid = t.relid
                  WHERE t.isleaf AND c.relkind = 'r';
             ELSE
-                targets := ARRAY[p.relation];
+                st.targets := ARRAY[st.policy_rel];
             END IF;
-            size := least(p.batch_size, s.batch_max);
-            <<targets_loop>>
-            FOREACH target IN ARRAY coalesce(targets, '{}') LOOP
-                sql_bound := dbops._purge_batch_sql(target, p.time_column, 'bound', false);
-                sql_bound_from := dbops._purge_batch_sql(target, p.time_column, 'bound', true);
-                sql_range := dbops._purge_batch_sql(target, p.time_column, 'range', false, false);
-                sql_range_from := dbops._purge_batch_sql(target, p.time_column, 'range', true, false);
-                sql_range_to := dbops._purge_batch_sql(target, p.time_column, 'range', false, true);
-                sql_range_from_to := dbops._purge_batch_sql(target, p.time_column, 'range', true, true);
-                sql_skip := dbops._purge_batch_sql(target, p.time_column, 'skip_locked', false);
-                sql_skip_from := dbops._purge_batch_sql(target, p.time_column, 'skip_locked', true);
-                SELECT a.atttypid = 'date'::regtype INTO is_date
-                  FROM pg_attribute a WHERE a.attrelid = target AND a.attname = p.time_column;
-                lower_ := NULL;
-                retries := 0;
-                skipped_any := false;
-                LOOP
-                    IF p.max_rows_per_run IS NOT NULL AND total >= p.max_rows_per_run THEN
-                        v_status := 'partial';
-                        v_msg := format('stopped at max_rows_per_run (%s)', p.max_rows_per_run);
-                        EXIT targets_loop;
-                    END IF;
-                    IF deadline IS NOT NULL AND clock_timestamp() >= deadline THEN
-                        v_status := 'partial';
-                        v_msg := format('stopped at max_run_time (%s)', p.max_run_time);
-                        EXIT targets_loop;
-                    END IF;
+            st.size := least(st.batch_size, st.batch_max);
+            st.target_idx := 0;
+            st.phase := 'next_target';
+            CONTINUE;
 
-                    -- replica lag guard: wait, one short transaction per look
-                    IF s.max_replica_lag_ms > 0 THEN
-                        lag := dbops.replica_replay_lag_ms();
-                        IF lag > s.max_replica_lag_ms THEN
-                            pause_start := clock_timestamp();
-                            WHILE lag > s.max_replica_lag_ms LOOP
-                                IF deadline IS NOT NULL AND clock_timestamp() >= deadline THEN
-                                    EXIT;
-                                END IF;
-                                COMMIT;
-                                PERFORM pg_sleep(0.5);
-                                lag := dbops.replica_replay_lag_ms();
-                            END LOOP;
-                            UPDATE dbops.purge_runs r
-                               SET paused_ms = r.paused_ms + (extract(epoch FROM clock_timestamp() - pause_start) * 1000)::bigint
-                             WHERE r.run_id = run;
-                            COMMIT;
-                            IF lag > s.max_replica_lag_ms THEN
-                                v_status := 'partial';
-                                v_msg := format('stopped at max_run_time (%s) while standby replay lag (%s ms) exceeded dbops.purge_max_replica_lag',
-                                                p.max_run_time, round(lag::numeric));
-                                EXIT targets_loop;
-                            END IF;
-                        END IF;
-                    END IF;
+        WHEN 'next_target' THEN
+            st.target_idx := st.target_idx + 1;
+            IF st.target_idx > coalesce(cardinality(st.targets), 0) THEN
+                st.phase := 'end_policy';
+                CONTINUE;
+            END IF;
+            SELECT a.atttypid = 'pg_catalog.date'::pg_catalog.regtype INTO st.is_date
+              FROM pg_attribute a
+             WHERE a.attrelid = st.targets[st.target_idx] AND a.attname = st.time_column;
+            st.lower_value := NULL;
+            st.retries := 0;
+            st.skipped_any := false;
+            st.phase := 'batch';
+            CONTINUE;
 
-                    lim := size;
-                    IF p.max_rows_per_run IS NOT NULL THEN
-                        lim := least(lim, p.max_rows_per_run - total);
-                    END IF;
+        WHEN 'lag_look' THEN
+            st.lag := dbops.replica_replay_lag_ms();
+            st.phase := 'lag_wait';
+            CONTINUE;
 
-                    -- one batch: find the value lim rows on, delete the range
-                    -- up to it (both through the index); if a row lock is
-                    -- not granted in time, the same batch again skipping
-                    -- locked rows
-                    locked := false;
-                    use_skip := is_date;
-                    upper_ := NULL;
-                    PERFORM set_config('lock_timeout', s.lock_timeout_ms || 'ms', true);
-                    -- through the index, in its order; bounds as ISO text
-                    PERFORM set_config('enable_seqscan', 'off', true);
-                    PERFORM set_config('enable_bitmapscan', 'off', true);
-                    PERFORM set_config('enable_sort', 'off', true);
-                    PERFORM set_config('datestyle', 'ISO, YMD', true);
-                    t0 := clock_timestamp();
-                    IF NOT use_skip THEN
-                        BEGIN
-                            IF lower_ IS NULL THEN
-                                EXECUTE sql_bound INTO upper_, ties USING lower_, v_cutoff, lim - 1;
-                            ELSE
-                                EXECUTE sql_bound_from INTO upper_, ties USING lower_, v_cutoff, lim - 1;
-                            END IF;
-                            IF upper_ IS NOT NULL AND ties > lim / 4 THEN
-                                -- many rows share the bound: a range would
-                                -- take them all, so count rows instead
-                                use_skip := true;
-                            ELSE
-                                EXECUTE CASE WHEN lower_ IS NULL AND upper_ IS NULL THEN sql_range
-                                             WHEN lower_ IS NULL THEN sql_range_to
-                                             WHEN upper_ IS NULL THEN sql_range_from
-                                             ELSE sql_range_from_to END
-                                  USING lower_, upper_, v_cutoff;
-                                GET DIAGNOSTICS n = ROW_COUNT;
-                                maxval := upper_;
-                            END IF;
-                        EXCEPTION
-                            WHEN lock_not_available THEN
-                                use_skip := true;
-                            WHEN OTHERS THEN
-                                GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
-                                v_status := 'failed';
-                                EXIT targets_loop;
-                        END;
-                    END IF;
-                    IF use_skip THEN
-                        BEGIN
-                            IF lower_ IS NULL THEN
-                                EXECUTE sql_skip INTO n, maxval USING lower_, v_cutoff, lim;
-                            ELSE
-                                EXECUTE sql_skip_from INTO n, maxval USING lower_, v_cutoff, lim;
-                            END IF;
-                        EXCEPTION
-                            WHEN lock_not_available THEN
-                                locked := true;
-                            WHEN OTHERS THEN
-                                GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
-                                v_status := 'failed';
-                                EXIT targets_loop;
-                        END;
-                    END IF;
-                    ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
+        WHEN 'lag_wait' THEN
+            -- replica lag guard: wait, one short transaction per look
+            IF st.lag > st.max_replica_lag_ms
+               AND (st.deadline IS NULL OR clock_timestamp() < st.deadline) THEN
+                st.sleep_s := 0.5;
+                st.phase := 'lag_look';
+                RETURN st;
+            END IF;
+            UPDATE dbops.purge_runs r
+               SET paused_ms = r.paused_ms + (extract(epoch FROM clock_timestamp() - st.pause_start) * 1000)::bigint
+             WHERE r.run_id = st.run;
+            IF st.lag > st.max_replica_lag_ms THEN
+                st.status := 'partial';
+                st.message := format('stopped at max_run_time (%s) while standby replay lag (%s ms) exceeded dbops.purge_max_replica_lag',
+                                     st.max_run_time, round(st.lag::numeric));
+                st.phase := 'end_policy';
+            ELSE
+                st.phase := 'batch';
+            END IF;
+            RETURN st;
 
-                    IF locked THEN
-                        retries := retries + 1;
-                        UPDATE dbops.purge_runs r SET lock_retries = r.lock_retries + 1 WHERE r.run_id = run;
-                        COMMIT;
-                        IF retries > s.lock_retries THEN
-                            v_status := 'partial';
-                            v_state := '55P03';
-                            v_msg := format('could not lock %s within lock_timeout (%s ms) after %s attempts',
-                                            target, s.lock_timeout_ms, retries);
-                            EXIT targets_loop;
-                        END IF;
-                        PERFORM pg_sleep(least(0.05 * 2 ^ retries, 5));
-                        CONTINUE;
-                    END IF;
+        WHEN 'batch' THEN
+            target := st.targets[st.target_idx];
+            IF st.max_rows_per_run IS NOT NULL AND st.total >= st.max_rows_per_run THEN
+                st.status := 'partial';
+                st.message := format('stopped at max_rows_per_run (%s)', st.max_rows_per_run);
+                st.phase := 'end_policy';
+                CONTINUE;
+            END IF;
+            IF st.deadline IS NOT NULL AND clock_timestamp() >= st.deadline THEN
+                st.status := 'partial';
+                st.message := format('stopped at max_run_time (%s)', st.max_run_time);
+                st.phase := 'end_policy';
+                CONTINUE;
+            END IF;
+            IF st.max_replica_lag_ms > 0 THEN
+                st.lag := dbops.replica_replay_lag_ms();
+                IF st.lag > st.max_replica_lag_ms THEN
+                    st.pause_start := clock_timestamp();
+                    st.phase := 'lag_wait';
+                    CONTINUE;
+                END IF;
+            END IF;
 
-                    IF use_skip AND n < lim THEN
-                        skipped_any := true;
-                    END IF;
-                    IF n > 0 THEN
-                        total := total + n;
-                        UPDATE dbops.purge_runs r
-                           SET rows_deleted = r.rows_deleted + n, batches = r.batches + 1,
-                               longest_batch_ms = greatest(r.longest_batch_ms, ms)
-                         WHERE r.run_id = run;
-                    END IF;
-                    COMMIT;
+            lim := st.size;
+            IF st.max_rows_per_run IS NOT NULL THEN
+                lim := least(lim, st.max_rows_per_run - st.total);
+            END IF;
 
-                    -- production first: while other sessions are busy,
-                    -- leave them the time of the batch (times dbops.purge_yield)
-                    IF n > 0 AND s.yield > 0 AND dbops._purge_busy_sessions() > 0 THEN
-                        PERFORM pg_sleep(ms * s.yield / 1000.0);
-                        UPDATE dbops.purge_runs r
-                           SET paused_ms = r.paused_ms + round(ms * s.yield)::bigint
-                         WHERE r.run_id = run;
-                        COMMIT;
-                    END IF;
-
-                    IF (use_skip AND n >= lim) OR (NOT use_skip AND upper_ IS NOT NULL) THEN
-                        -- a full batch: continue from its highest value,
-                        -- sized toward the target batch time
-                        retries := 0;
-                        lower_ := maxval;
-                        IF lim = size THEN
-                            size := least(s.batch_max, greatest(10,
-                                        round(size * least(2.0, greatest(0.5, s.batch_target_ms / greatest(ms, 1))))::integer));
-                        END IF;
-                    ELSIF lower_ IS NOT NULL THEN
-                        -- end of the range: done, unless batches skipped
-                        -- locked rows; then sweep once more from the start
-                        EXIT WHEN NOT skipped_any;
-                        lower_ := NULL;
-                        skipped_any := false;
-                    ELSIF n > 0 THEN
-                        CONTINUE;
+            -- one batch: find the value lim rows on, delete the range up to
+            -- it (both through the index); if a row lock is not granted in
+            -- time, the same batch again skipping locked rows.  Each step
+            -- runs as the table's owner, under dbops.purge_lock_timeout.
+            locked := false;
+            failed := false;
+            use_skip := st.is_date;
+            upper_ := NULL;
+            n := 0;
+            maxval := NULL;
+            t0 := clock_timestamp();
+            IF NOT use_skip THEN
+                BEGIN
+                    x := dbops._purge_exec(st.policy_id, target, 'bound', st.cutoff, st.lower_value, NULL, lim - 1);
+                    upper_ := x.value;
+                    ties := x.n;
+                    IF upper_ IS NOT NULL AND ties > lim / 4 THEN
+                        -- many rows share the bound: a range would take
+                        -- them all, so count rows instead
+                        use_skip := true;
                     ELSE
-                        -- nothing deleted from the start: done, unless rows
-                        -- remain that other transactions hold locked
-                        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I < $1)', target, p.time_column)
-                           INTO more USING v_cutoff;
-                        COMMIT;
-                        EXIT WHEN NOT more;
-                        retries := retries + 1;
-                        IF retries > s.lock_retries THEN
-                            v_status := 'partial';
-                            v_state := '55P03';
-                            v_msg := format('rows of %s older than the cutoff are locked by other transactions; gave up after %s attempts',
-                                            target, retries);
-                            EXIT targets_loop;
-                        END IF;
-                        UPDATE dbops.purge_runs r SET lock_retries = r.lock_retries + 1 WHERE r.run_id = run;
-                        COMMIT;
-                        PERFORM pg_sleep(least(0.05 * 2 ^ retries, 5));
+                        x := dbops._purge_exec(st.policy_id, target, 'range', st.cutoff, st.lower_value, upper_);
+                        n := x.n;
+                        maxval := upper_;
                     END IF;
-                END LOOP;
-            END LOOP;
-        END IF;
+                EXCEPTION
+                    WHEN lock_not_available THEN
+                        use_skip := true;
+                    WHEN OTHERS THEN
+                        GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_msg = MESSAGE_TEXT;
+                        failed := true;
+                END;
+            END IF;
+            IF use_skip AND NOT failed THEN
+                BEGIN
+                    x := dbops._purge_exec(st.policy_id, target, 'skip_locked', st.cutoff, st.lower_value, NULL, lim);
+                    n := x.n;
+                    maxval := x.value;
+                EXCEPTION
+                    WHEN lock_not_available THEN
+                        locked := true;
+                    WHEN OTHERS THEN
+                        GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_msg = MESSAGE_TEXT;
+                        failed := true;
+                END;
+            END IF;
+            IF failed THEN
+                st.status := 'failed';
+                st.sqlstate := e_state;
+                st.message := e_msg;
+                st.phase := 'end_policy';
+                CONTINUE;
+            END IF;
+            ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
 
-        UPDATE dbops.purge_runs r
-           SET status = coalesce(v_status, 'done'), finished = clock_timestamp(),
-               sqlstate = v_state, message = v_msg
-         WHERE r.run_id = run;
-        COMMIT;
-        PERFORM dbops._purge_unlock(pid_);
+            IF locked THEN
+                st.retries := st.retries + 1;
+                UPDATE dbops.purge_runs r SET lock_retries = r.lock_retries + 1 WHERE r.run_id = st.run;
+                IF st.retries > st.lock_retries THEN
+                    st.status := 'partial';
+                    st.sqlstate := '55P03';
+                    st.message := format('could not lock %s within lock_timeout (%s ms) after %s attempts',
+                                         dbops._purge_relname(target, st.caller_path), st.lock_timeout_ms, st.retries);
+                    st.phase := 'end_policy';
+                ELSE
+                    st.sleep_s := least(0.05 * 2 ^ st.retries, 5);
+                END IF;
+                RETURN st;
+            END IF;
 
-        SELECT * INTO pv FROM dbops.purge_runs r WHERE r.run_id = run;
-        IF pv.status = 'failed' THEN
-            failures := failures || format('%s: %s', p.relation, pv.message);
-            first_state := coalesce(first_state, pv.sqlstate);
-            RAISE WARNING 'purge of % failed: %', p.relation, pv.message
-                USING DETAIL = format('SQLSTATE %s; see dbops.purge_runs run_id %s', pv.sqlstate, run),
-                      HINT = CASE pv.sqlstate WHEN '55000' THEN format('CREATE INDEX CONCURRENTLY ON %s (%I);', p.relation, p.time_column)
-                                              WHEN '42P01' THEN 'Remove the policy with dbops.remove_retention_policy().'
-                                              ELSE 'Fix the cause and CALL dbops.purge() again; committed batches stay deleted.' END;
-        ELSE
-            RAISE NOTICE '%: % rows deleted in % batches (longest % ms)%; %',
-                p.relation, pv.rows_deleted, pv.batches, round(pv.longest_batch_ms),
-                CASE WHEN pv.partitions_dropped + pv.partitions_detached > 0
-                     THEN format(', %s partitions dropped, %s detached', pv.partitions_dropped, pv.partitions_detached)
-                     ELSE '' END,
-                pv.status || coalesce(': ' || pv.message, '');
-        END IF;
+            IF use_skip AND n < lim THEN
+                st.skipped_any := true;
+            END IF;
+            IF n > 0 THEN
+                st.total := st.total + n;
+                UPDATE dbops.purge_runs r
+                   SET rows_deleted = r.rows_deleted + n, batches = r.batches + 1,
+                       longest_batch_ms = greatest(r.longest_batch_ms, ms)
+                 WHERE r.run_id = st.run;
+                IF st.yield_factor > 0 THEN
+                    st.yield_ms := ms;      -- the next step yields, after the COMMIT
+                END IF;
+            END IF;
+
+            IF (use_skip AND n >= lim) OR (NOT use_skip AND upper_ IS NOT NULL) THEN
+                -- a full batch: continue from its highest value, sized
+                -- toward the target batch time
+                st.retries := 0;
+                st.lower_value := maxval;
+                IF lim = st.size THEN
+                    st.size := least(st.batch_max, greatest(10,
+                                   round(st.size * least(2.0, greatest(0.5, st.batch_target_ms / greatest(ms, 1))))::integer));
+                END IF;
+            ELSIF st.lower_value IS NOT NULL THEN
+                -- end of the range: done, unless batches skipped locked
+                -- rows; then sweep once more from the start
+                IF st.skipped_any THEN
+                    st.lower_value := NULL;
+                    st.skipped_any := false;
+                ELSE
+                    st.phase := 'next_target';
+                END IF;
+            ELSIF n > 0 THEN
+                NULL;               -- again from the start
+            ELSE
+                -- nothing deleted from the start: done, unless rows remain
+                -- that other transactions hold locked
+                x := dbops._purge_exec(st.policy_id, target, 'exists', st.cutoff);
+                IF x.n = 0 THEN
+                    st.phase := 'next_target';
+                ELSE
+                    st.retries := st.retries + 1;
+                    IF st.retries > st.lock_retries THEN
+                        st.status := 'partial';
+                        st.sqlstate := '55P03';
+                        st.message := format('rows of %s older than the cutoff are locked by other transactions; gave up after %s attempts',
+                                             dbops._purge_relname(target, st.caller_path), st.retries);
+                        st.phase := 'end_policy';
+                    ELSE
+                        UPDATE dbops.purge_runs r SET lock_retries = r.lock_retries + 1 WHERE r.run_id = st.run;
+                        st.sleep_s := least(0.05 * 2 ^ st.retries, 5);
+                    END IF;
+                END IF;
+            END IF;
+            RETURN st;
+
+        WHEN 'end_policy' THEN
+            UPDATE dbops.purge_runs r
+               SET status = coalesce(st.status, 'done'), finished = clock_timestamp(),
+                   sqlstate = st.sqlstate, message = st.message
+             WHERE r.run_id = st.run;
+            st.phase := 'after_policy';
+            RETURN st;          -- committed before the lock goes
+
+        WHEN 'after_policy' THEN
+            PERFORM dbops._purge_unlock(st.policy_id);
+            SELECT * INTO pv FROM dbops.purge_runs r WHERE r.run_id = st.run;
+            IF pv.status IN ('failed', 'skipped') THEN
+                st.failures := st.failures || format('%s: %s', st.relname, pv.message);
+                st.first_state := coalesce(st.first_state, pv.sqlstate);
+                IF pv.status = 'skipped' THEN
+                    st.nskipped := st.nskipped + 1;
+                END IF;
+                RAISE WARNING 'purge of % %: %', st.relname, pv.status, pv.message
+                    USING DETAIL = format('SQLSTATE %s; see dbops.purge_runs run_id %s', pv.sqlstate, st.run),
+                          HINT = CASE WHEN pv.status = 'skipped' AND pv.sqlstate = '42501'
+                                      THEN 'The table''s owner (or a member of the owning role) adopts the policy with dbops.alter_retention_policy(), or removes it with dbops.remove_retention_policy().'
+                                      WHEN pv.status = 'skipped'
+                                      THEN 'The policy no longer names a table the purge may touch: remove it with dbops.remove_retention_policy().'
+                                      WHEN pv.sqlstate = '55000' THEN format('CREATE INDEX CONCURRENTLY ON %s (%I);', st.relname, st.time_column)
+                                      WHEN pv.sqlstate = '42P01' THEN 'Remove the policy with dbops.remove_retention_policy().'
+                                      ELSE 'Fix the cause and CALL dbops.purge() again; committed batches stay deleted.' END;
+            ELSE
+                RAISE NOTICE '%: % rows deleted in % batches (longest % ms)%; %',
+                    st.relname, pv.rows_deleted, pv.batches, round(pv.longest_batch_ms),
+                    CASE WHEN pv.partitions_dropped + pv.partitions_detached > 0
+                         THEN format(', %s partitions dropped, %s detached', pv.partitions_dropped, pv.partitions_detached)
+                         ELSE '' END,
+                    pv.status || coalesce(': ' || pv.message, '');
+            END IF;
+            st.phase := 'next_policy';
+            CONTINUE;
+
+        WHEN 'finish' THEN
+            -- committed work stays; a failed or skipped policy still fails
+            -- the CALL (and a scheduled job) so that it is noticed
+            IF cardinality(st.failures) > 0 THEN
+                RAISE EXCEPTION 'purge % for % polic%: %',
+                        CASE WHEN st.nskipped = 0 THEN 'failed'
+                             WHEN st.nskipped = cardinality(st.failures) THEN 'skipped'
+                             ELSE 'failed or skipped' END,
+                        cardinality(st.failures),
+                        CASE WHEN cardinality(st.failures) = 1 THEN 'y' ELSE 'ies' END,
+                        array_to_string(st.failures, '; ')
+                    USING ERRCODE = coalesce(st.first_state, 'XX000'),
+                          HINT = 'dbops.purge_runs has the details; batches committed before the failure stay deleted.';
+            END IF;
+            st.done := true;
+            RETURN st;
+        END CASE;
     END LOOP;
+END
+$$;
 
-    -- committed work stays; a failed policy still fails the CALL (and a
-    -- scheduled job) so that it is noticed
-    IF cardinality(failures) > 0 THEN
-        RAISE EXCEPTION 'purge failed for % polic%: %', cardinality(failures),
-                CASE WHEN cardinality(failures) = 1 THEN 'y' ELSE 'ies' END,
-                array_to_string(failures, '; ')
-            USING ERRCODE = coalesce(first_state, 'XX000'),
-                  HINT = 'dbops.purge_runs has the details; batches committed before the failure stay deleted.';
-    END IF;
+-- A procedure, because it commits between steps; for the same reason it
+-- cannot carry a SET search_path clause.  So its own statements depend on
+-- no search_path: schema-qualified calls of dbops functions (whose
+-- search_path is pinned) with arguments of their exact types, and COMMIT.
+-- dbops._purge_start() does what comes before the first commit, each
+-- dbops._purge_step() one transaction's work.
+CREATE PROCEDURE dbops.purge(relation regclass DEFAULT NULL, dry_run boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    st dbops._purge_state;
+BEGIN
+    st := dbops._purge_start(purge.relation, purge.dry_run, pg_catalog.current_setting('search_path'));
+    WHILE NOT st.done LOOP
+        COMMIT;
+        st := dbops._purge_step(st);
+    END LOOP;
 END
 $$;
 COMMENT ON PROCEDURE dbops.purge(regclass, boolean) IS
     'Purge rows older than their policy''s keep, in small committed batches; dry_run only reports';
 
+REVOKE ALL ON FUNCTION dbops._purge_start(regclass, boolean, text),
+    dbops._purge_step(dbops._purge_state) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbops.add_retention_policy(regclass, name, interval, integer, bigint, interval, boolean, boolean),
     dbops.alter_retention_policy(regclass, interval, integer, name, bigint, interval, boolean, boolean),
     dbops.remove_retention_policy(regclass),
