@@ -19,6 +19,605 @@
 
 -- --------------------------------------------------------------- ledger.sql
 
+-- Every function pins search_path = pg_catalog, pg_temp and names everything
+-- by schema; the entry points that write the ledger or run a script are C
+-- (ledger.c) and call pinned implementations directly; the helpers 1.0
+-- called from SQL are gone; every internal function is revoked from
+-- PUBLIC; the DDL capture records only what the ledger opened.
+REVOKE ALL ON FUNCTION dbops._migration_events_append_only() FROM PUBLIC;
+
+CREATE FUNCTION dbops._migration_capture_version()
+RETURNS text
+AS 'MODULE_PATHNAME', 'dbops_migration_capture_version'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION dbops._migration_capture_version() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION dbops.migration_version_key(version text)
+RETURNS numeric[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.string_to_array(
+               pg_catalog.translate(substring(version FROM '^[0-9]+(?:[._][0-9]+)*'), '_', '.'),
+               '.')::pg_catalog.numeric[]
+$$;
+
+CREATE OR REPLACE FUNCTION dbops._migration_decide(
+    p_version text, p_checksum text, p_requires text[],
+    p_allow_out_of_order boolean, p_caller text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r         dbops.migrations;
+    v_base    text;
+    v_missing text[];
+    v_later   text;
+BEGIN
+    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
+    IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
+        IF r.checksum IS NOT NULL AND p_checksum IS NOT NULL
+           AND r.checksum OPERATOR(pg_catalog.<>) p_checksum THEN
+            RAISE EXCEPTION 'checksum drift: migration % was applied from a different script', p_version
+                USING ERRCODE = 'DB001',
+                      DETAIL = pg_catalog.format('Recorded checksum %s (%s by %s); this script has %s.',
+                                                 r.checksum, r.status, r.applied_by, p_checksum),
+                      HINT = 'Restore the script as it was applied, or accept the edit deliberately with dbops.migration_repair(version, checksum).';
+        END IF;
+        IF p_caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
+            RAISE EXCEPTION 'migration % is already %', p_version, r.status
+                USING ERRCODE = 'DB004',
+                      HINT = 'Guard the script with \if on dbops.migration_pending(version) inside its transaction, as the README shows.';
+        END IF;
+        RETURN pg_catalog.format('already %s', r.status);
+    END IF;
+
+    IF NOT FOUND THEN
+        SELECT b.version INTO v_base
+        FROM dbops.migrations b
+        WHERE b.status OPERATOR(pg_catalog.=) 'baseline'
+          AND dbops.migration_version_key(b.version) IS NOT NULL
+          AND dbops.migration_version_key(p_version) IS NOT NULL
+          AND ROW(dbops.migration_version_key(b.version), b.version COLLATE pg_catalog."C")
+              OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(p_version), p_version COLLATE pg_catalog."C")
+        ORDER BY dbops.migration_version_key(b.version) DESC, b.version COLLATE pg_catalog."C" DESC
+        LIMIT 1;
+        IF v_base IS NOT NULL THEN
+            IF p_caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
+                RAISE EXCEPTION 'migration % is covered by baseline %', p_version, v_base
+                    USING ERRCODE = 'DB004',
+                          HINT = 'Guard the script with \if on dbops.migration_pending(version) inside its transaction, as the README shows.';
+            END IF;
+            RETURN pg_catalog.format('covered by baseline %s', v_base);
+        END IF;
+    END IF;
+
+    SELECT pg_catalog.array_agg(u.req ORDER BY u.ord) INTO v_missing
+    FROM pg_catalog.unnest(p_requires) WITH ORDINALITY AS u(req, ord)
+    WHERE NOT EXISTS (SELECT 1 FROM dbops.migrations m
+                      WHERE m.version OPERATOR(pg_catalog.=) u.req
+                        AND m.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]))
+      AND NOT EXISTS (SELECT 1 FROM dbops.migrations b
+                      WHERE b.status OPERATOR(pg_catalog.=) 'baseline'
+                        AND dbops.migration_version_key(b.version) IS NOT NULL
+                        AND dbops.migration_version_key(u.req) IS NOT NULL
+                        AND ROW(dbops.migration_version_key(b.version), b.version COLLATE pg_catalog."C")
+                            OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(u.req), u.req COLLATE pg_catalog."C"));
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'migration % requires versions that are not applied: %',
+                        p_version, pg_catalog.array_to_string(v_missing, ', ')
+            USING ERRCODE = 'DB002',
+                  HINT = 'Apply the required versions first; dbops.migration_status() shows what is applied.';
+    END IF;
+
+    IF NOT coalesce(p_allow_out_of_order,
+                    pg_catalog.current_setting('dbops.migration_allow_out_of_order')::boolean)
+       AND dbops.migration_version_key(p_version) IS NOT NULL THEN
+        SELECT m.version INTO v_later
+        FROM dbops.migrations m
+        WHERE m.status OPERATOR(pg_catalog.=) 'applied'
+          AND m.version OPERATOR(pg_catalog.<>) p_version
+          AND dbops.migration_version_key(m.version) IS NOT NULL
+          AND ROW(dbops.migration_version_key(m.version), m.version COLLATE pg_catalog."C")
+              OPERATOR(pg_catalog.>) ROW(dbops.migration_version_key(p_version), p_version COLLATE pg_catalog."C")
+        ORDER BY dbops.migration_version_key(m.version) DESC, m.version COLLATE pg_catalog."C" DESC
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'migration % is older than the applied migration %', p_version, v_later
+                USING ERRCODE = 'DB003',
+                      HINT = 'Apply versions in order, or allow this one with allow_out_of_order => true (or SET dbops.migration_allow_out_of_order = on).';
+        END IF;
+    END IF;
+
+    RETURN 'apply';
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops._migration_decide(text, text, text[], boolean, text) FROM PUBLIC;
+
+CREATE FUNCTION dbops._migrate(
+    p_version text, p_description text, p_body text, p_requires text[],
+    p_checksum text, p_decision text, p_search_path text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_started  timestamptz;
+    v_finished timestamptz;
+BEGIN
+    IF p_decision OPERATOR(pg_catalog.<>) 'apply' THEN
+        INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
+        VALUES (p_version, 'skip', 'migrate', p_checksum, p_decision);
+        RETURN 'skipped';
+    END IF;
+
+    v_started := pg_catalog.clock_timestamp();
+    PERFORM pg_catalog.set_config('search_path', p_search_path, true);
+    EXECUTE p_body;
+    -- under whatever search_path the body left: qualified, and first
+    PERFORM pg_catalog.set_config('search_path'::pg_catalog.text,
+                                  'pg_catalog, pg_temp'::pg_catalog.text, true);
+    v_finished := pg_catalog.clock_timestamp();
+
+    INSERT INTO dbops.migrations AS m
+        (version, description, checksum, status, started_at, finished_at,
+         duration_ms, requires)
+    VALUES (p_version, p_description, p_checksum, 'applied', v_started,
+            v_finished,
+            pg_catalog.round(extract(epoch FROM v_finished OPERATOR(pg_catalog.-) v_started)
+                             OPERATOR(pg_catalog.*) 1000::pg_catalog.numeric, 3),
+            p_requires)
+    ON CONFLICT (version) DO UPDATE
+        SET description = EXCLUDED.description, checksum = EXCLUDED.checksum,
+            status = 'applied', applied_by = EXCLUDED.applied_by,
+            "session_user" = EXCLUDED."session_user",
+            application_name = EXCLUDED.application_name,
+            client_addr = EXCLUDED.client_addr,
+            started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
+            duration_ms = EXCLUDED.duration_ms, requires = EXCLUDED.requires;
+    INSERT INTO dbops.migration_events (version, event, operation, checksum)
+    VALUES (p_version, 'apply', 'migrate', p_checksum);
+    RETURN 'applied';
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops._migrate(text, text, text, text[], text, text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION dbops.migrate(
+    version text,
+    description text,
+    body text,
+    requires text[] DEFAULT '{}',
+    allow_out_of_order boolean DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'dbops_migrate'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION dbops._migration_pending(p_version text, p_checksum text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r dbops.migrations;
+BEGIN
+    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
+    IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
+        IF r.checksum IS NOT NULL AND p_checksum IS NOT NULL
+           AND r.checksum OPERATOR(pg_catalog.<>) p_checksum THEN
+            RETURN pg_catalog.format('Recorded checksum %s (%s by %s); this script has %s.',
+                                     r.checksum, r.status, r.applied_by, p_checksum);
+        END IF;
+        RETURN '';
+    END IF;
+    IF NOT FOUND AND EXISTS (
+        SELECT 1 FROM dbops.migrations b
+        WHERE b.status OPERATOR(pg_catalog.=) 'baseline'
+          AND dbops.migration_version_key(b.version) IS NOT NULL
+          AND dbops.migration_version_key(p_version) IS NOT NULL
+          AND ROW(dbops.migration_version_key(b.version), b.version COLLATE pg_catalog."C")
+              OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(p_version), p_version COLLATE pg_catalog."C")) THEN
+        RETURN '';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops._migration_pending(text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION dbops.migration_pending(
+    version text,
+    checksum text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'dbops_migration_pending'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION dbops._migration_ledger_finish()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE dbops.migrations m
+    SET finished_at = pg_catalog.clock_timestamp(),
+        duration_ms = pg_catalog.round(
+            extract(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) m.started_at)
+            OPERATOR(pg_catalog.*) 1000::pg_catalog.numeric, 3)
+    WHERE m.version OPERATOR(pg_catalog.=) NEW.version AND m.finished_at IS NULL;
+    RETURN NULL;
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops._migration_ledger_finish() FROM PUBLIC;
+
+CREATE FUNCTION dbops._migration_begin(
+    p_version text, p_description text, p_checksum text, p_requires text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO dbops.migrations AS m
+        (version, description, checksum, status, requires)
+    VALUES (p_version, p_description, p_checksum, 'applied', p_requires)
+    ON CONFLICT (version) DO UPDATE
+        SET description = EXCLUDED.description, checksum = EXCLUDED.checksum,
+            status = 'applied', applied_by = EXCLUDED.applied_by,
+            "session_user" = EXCLUDED."session_user",
+            application_name = EXCLUDED.application_name,
+            client_addr = EXCLUDED.client_addr,
+            started_at = EXCLUDED.started_at, finished_at = NULL,
+            duration_ms = NULL, requires = EXCLUDED.requires;
+    INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
+    VALUES (p_version, 'apply', 'migration_begin', p_checksum,
+            'recorded when the transaction commits');
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops._migration_begin(text, text, text, text[]) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION dbops.migration_begin(
+    version text,
+    description text,
+    checksum text DEFAULT NULL,
+    requires text[] DEFAULT '{}',
+    allow_out_of_order boolean DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'dbops_migration_begin'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION dbops._migration_capture_ddl()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_version text := dbops._migration_capture_version();
+BEGIN
+    IF v_version IS NULL THEN
+        RETURN;
+    END IF;
+    IF TG_EVENT OPERATOR(pg_catalog.=) 'sql_drop' THEN
+        INSERT INTO dbops.migration_objects
+            (version, command_tag, object_type, schema_name, object_identity)
+        SELECT v_version, TG_TAG, d.object_type, d.schema_name, d.object_identity
+        FROM pg_catalog.pg_event_trigger_dropped_objects() AS d
+        WHERE d.original OR d.normal;
+    ELSE
+        INSERT INTO dbops.migration_objects
+            (version, command_tag, object_type, schema_name, object_identity)
+        SELECT v_version, c.command_tag, c.object_type, c.schema_name, c.object_identity
+        FROM pg_catalog.pg_event_trigger_ddl_commands() AS c;
+    END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION dbops.migration_status(
+    checksums jsonb DEFAULT NULL,
+    OUT version text, OUT description text, OUT status text,
+    OUT checksum text, OUT expected_checksum text, OUT drift boolean,
+    OUT applied_by name, OUT started_at timestamptz, OUT finished_at timestamptz,
+    OUT duration_ms numeric, OUT requires text[],
+    OUT last_event text, OUT last_event_at timestamptz,
+    OUT last_sqlstate text, OUT last_message text)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF checksums IS NOT NULL
+       AND pg_catalog.jsonb_typeof(checksums) OPERATOR(pg_catalog.<>) 'object' THEN
+        RAISE EXCEPTION 'checksums must be a JSON object mapping versions to checksums'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example: ''{"0001": "9f86d0...", "0002": "..."}''::jsonb';
+    END IF;
+    RETURN QUERY
+    WITH last AS (
+        SELECT DISTINCT ON (e.version) e.version, e.event, e.event_time, e.sqlstate, e.message
+        FROM dbops.migration_events e
+        ORDER BY e.version, e.event_id DESC
+    ), expected AS (
+        SELECT j.key AS version, j.value AS checksum
+        FROM pg_catalog.jsonb_each_text(coalesce(checksums, '{}'::pg_catalog.jsonb)) AS j
+    ), versions AS (
+        SELECT m.version FROM dbops.migrations m
+        UNION SELECT x.version FROM expected x
+        UNION SELECT l.version FROM last l
+    )
+    SELECT v.version, m.description,
+           CASE WHEN m.version IS NOT NULL THEN m.status
+                WHEN EXISTS (
+                    SELECT 1 FROM dbops.migrations b
+                    WHERE b.status OPERATOR(pg_catalog.=) 'baseline'
+                      AND dbops.migration_version_key(b.version) IS NOT NULL
+                      AND dbops.migration_version_key(v.version) IS NOT NULL
+                      AND ROW(dbops.migration_version_key(b.version), b.version COLLATE pg_catalog."C")
+                          OPERATOR(pg_catalog.>=)
+                          ROW(dbops.migration_version_key(v.version), v.version COLLATE pg_catalog."C"))
+                     THEN 'baseline'::pg_catalog.text
+                WHEN l.event OPERATOR(pg_catalog.=) 'failed' THEN 'failed'::pg_catalog.text
+                ELSE 'pending'::pg_catalog.text END,
+           m.checksum, x.checksum,
+           CASE WHEN x.checksum IS NULL OR m.checksum IS NULL
+                     OR NOT m.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[])
+                     THEN NULL
+                ELSE m.checksum OPERATOR(pg_catalog.<>) x.checksum END,
+           m.applied_by, m.started_at, m.finished_at, m.duration_ms, m.requires,
+           l.event, l.event_time, l.sqlstate, l.message
+    FROM versions v
+    LEFT JOIN dbops.migrations m ON m.version OPERATOR(pg_catalog.=) v.version
+    LEFT JOIN expected x ON x.version OPERATOR(pg_catalog.=) v.version
+    LEFT JOIN last l ON l.version OPERATOR(pg_catalog.=) v.version
+    ORDER BY dbops.migration_version_key(v.version) NULLS LAST, v.version COLLATE pg_catalog."C";
+END;
+$$;
+
+CREATE FUNCTION dbops._migration_rollback(
+    p_version text, p_body text, p_checksum text, p_search_path text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r      dbops.migrations;
+    v_deps text[];
+BEGIN
+    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
+    IF NOT FOUND OR r.status OPERATOR(pg_catalog.<>) 'applied' THEN
+        RAISE EXCEPTION 'migration % is not applied', p_version
+            USING ERRCODE = 'DB005',
+                  DETAIL = CASE WHEN FOUND THEN pg_catalog.format('Its status is %s.', r.status)
+                                ELSE 'It is not in dbops.migrations.' END,
+                  HINT = 'Only applied versions can be rolled back; see dbops.migration_status().';
+    END IF;
+    SELECT pg_catalog.array_agg(m.version ORDER BY m.version) INTO v_deps
+    FROM dbops.migrations m
+    WHERE m.status OPERATOR(pg_catalog.=) 'applied'
+      AND p_version OPERATOR(pg_catalog.=) ANY (m.requires);
+    IF v_deps IS NOT NULL THEN
+        RAISE EXCEPTION 'migration % is required by applied migrations: %',
+                        p_version, pg_catalog.array_to_string(v_deps, ', ')
+            USING ERRCODE = 'DB006',
+                  HINT = 'Roll back the dependent versions first.';
+    END IF;
+    IF p_body IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('search_path', p_search_path, true);
+        EXECUTE p_body;
+        -- under whatever search_path the body left: qualified, and first
+        PERFORM pg_catalog.set_config('search_path'::pg_catalog.text,
+                                      'pg_catalog, pg_temp'::pg_catalog.text, true);
+    END IF;
+    UPDATE dbops.migrations m SET status = 'rolled_back'
+    WHERE m.version OPERATOR(pg_catalog.=) p_version;
+    INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
+    VALUES (p_version, 'rollback', 'migration_rollback', p_checksum,
+            CASE WHEN p_body IS NULL THEN 'recorded without a rollback body' END);
+    RETURN 'rolled_back';
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops._migration_rollback(text, text, text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION dbops.migration_rollback(
+    version text,
+    body text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'dbops_migration_rollback'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION dbops._migration_baseline(p_version text, p_description text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r dbops.migrations;
+BEGIN
+    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
+    IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
+        RAISE EXCEPTION 'migration % is already %', p_version, r.status
+            USING ERRCODE = 'DB004';
+    END IF;
+    INSERT INTO dbops.migrations AS m
+        (version, description, checksum, status, finished_at, duration_ms)
+    VALUES (p_version, p_description, NULL, 'baseline', pg_catalog.clock_timestamp(), 0)
+    ON CONFLICT (version) DO UPDATE
+        SET description = EXCLUDED.description, checksum = NULL, status = 'baseline',
+            applied_by = EXCLUDED.applied_by, "session_user" = EXCLUDED."session_user",
+            application_name = EXCLUDED.application_name, client_addr = EXCLUDED.client_addr,
+            started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
+            duration_ms = 0, requires = '{}';
+    INSERT INTO dbops.migration_events (version, event, operation, message)
+    VALUES (p_version, 'baseline', 'migration_baseline',
+            'versions up to this one are taken as applied');
+    RETURN 'baseline';
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops._migration_baseline(text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION dbops.migration_baseline(
+    version text,
+    description text DEFAULT 'baseline')
+RETURNS text
+AS 'MODULE_PATHNAME', 'dbops_migration_baseline'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION dbops._migration_repair(p_version text, p_checksum text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r dbops.migrations;
+BEGIN
+    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
+    IF FOUND THEN
+        UPDATE dbops.migrations m SET checksum = p_checksum
+        WHERE m.version OPERATOR(pg_catalog.=) p_version;
+        INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
+        VALUES (p_version, 'repair', 'migration_repair', p_checksum,
+                pg_catalog.format('checksum %s -> %s', coalesce(r.checksum, 'NULL'),
+                                  coalesce(p_checksum, 'NULL')));
+        RETURN 'repaired';
+    END IF;
+    IF EXISTS (SELECT 1 FROM dbops.migration_events e
+               WHERE e.version OPERATOR(pg_catalog.=) p_version) THEN
+        INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
+        VALUES (p_version, 'repair', 'migration_repair', p_checksum,
+                'failed attempts acknowledged');
+        RETURN 'acknowledged';
+    END IF;
+    RAISE EXCEPTION 'migration % is not in the ledger', p_version
+        USING ERRCODE = 'DB005',
+              HINT = 'See dbops.migration_status() for the recorded versions.';
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops._migration_repair(text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION dbops.migration_repair(
+    version text,
+    checksum text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'dbops_migration_repair'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION dbops._migration_import_read(p_source regclass)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_cols  text[];
+    v_shape text;
+    v_sql   text;
+    v_rows  jsonb;
+BEGIN
+    SELECT pg_catalog.array_agg(a.attname::pg_catalog.text) INTO v_cols
+    FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid OPERATOR(pg_catalog.=) p_source
+      AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+
+    IF v_cols OPERATOR(pg_catalog.@>)
+       '{installed_rank,version,description,installed_by,installed_on,execution_time,success}'::pg_catalog.text[] THEN
+        v_shape := 'flyway';
+        v_sql := pg_catalog.format($q$
+            SELECT s.version::pg_catalog.text, s.description::pg_catalog.text,
+                   s.installed_by::pg_catalog.text, s.installed_on::pg_catalog.timestamptz,
+                   s.execution_time::pg_catalog.numeric, s.installed_rank
+            FROM %s s
+            WHERE s.version IS NOT NULL AND s.success$q$, p_source);
+    ELSIF v_cols OPERATOR(pg_catalog.@>) '{version_num}'::pg_catalog.text[] THEN
+        v_shape := 'alembic';
+        v_sql := pg_catalog.format($q$
+            SELECT s.version_num::pg_catalog.text, 'alembic revision'::pg_catalog.text,
+                   NULL::pg_catalog.text, NULL::pg_catalog.timestamptz, NULL::pg_catalog.numeric,
+                   NULL::pg_catalog.int4
+            FROM %s s WHERE s.version_num IS NOT NULL$q$, p_source);
+    ELSIF v_cols OPERATOR(pg_catalog.@>) '{version}'::pg_catalog.text[] THEN
+        v_shape := 'schema_migrations';
+        v_sql := pg_catalog.format($q$
+            SELECT s.version::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.text,
+                   NULL::pg_catalog.timestamptz, NULL::pg_catalog.numeric, NULL::pg_catalog.int4
+            FROM %s s WHERE s.version IS NOT NULL$q$, p_source);
+    ELSE
+        RAISE EXCEPTION '"%" is not a migration ledger dbops can import', p_source
+            USING ERRCODE = 'DB007',
+                  HINT = 'dbops.migration_import() reads a table with a "version" column (schema_migrations), alembic_version (version_num), or flyway_schema_history.';
+    END IF;
+
+    -- the rows in order, as JSON, so that nothing of the source's types
+    -- leaves this function
+    EXECUTE pg_catalog.format($q$
+        SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
+                   s.version, s.description, s.installed_by, s.installed_on, s.execution_time)
+                   ORDER BY s.ord NULLS LAST, s.n), '[]'::pg_catalog.jsonb)
+        FROM (SELECT q.*, pg_catalog.row_number() OVER () AS n
+              FROM (%s) AS q (version, description, installed_by, installed_on, execution_time, ord)) s$q$,
+        v_sql) INTO v_rows;
+    RETURN pg_catalog.jsonb_build_object('shape', v_shape, 'rows', v_rows);
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops._migration_import_read(regclass) FROM PUBLIC;
+
+CREATE FUNCTION dbops._migration_import(p_source text, p_read jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count bigint;
+BEGIN
+    WITH src AS (
+        SELECT r.value OPERATOR(pg_catalog.->>) 0 AS version,
+               r.value OPERATOR(pg_catalog.->>) 1 AS description,
+               r.value OPERATOR(pg_catalog.->>) 2 AS installed_by,
+               (r.value OPERATOR(pg_catalog.->>) 3)::pg_catalog.timestamptz AS installed_on,
+               (r.value OPERATOR(pg_catalog.->>) 4)::pg_catalog.numeric AS execution_time,
+               r.ord
+        FROM pg_catalog.jsonb_array_elements(p_read OPERATOR(pg_catalog.->) 'rows')
+             WITH ORDINALITY AS r(value, ord)
+    ), ins AS (
+        INSERT INTO dbops.migrations AS m
+            (version, description, checksum, status, applied_by, started_at,
+             finished_at, duration_ms)
+        SELECT DISTINCT ON (s.version) pg_catalog.btrim(s.version),
+               coalesce(s.description, 'imported'), NULL, 'applied',
+               coalesce(s.installed_by, CURRENT_USER::pg_catalog.text)::pg_catalog.name,
+               coalesce(s.installed_on, pg_catalog.clock_timestamp()),
+               coalesce(s.installed_on, pg_catalog.clock_timestamp()), s.execution_time
+        FROM (SELECT * FROM src ORDER BY src.ord) s
+        WHERE pg_catalog.btrim(s.version) OPERATOR(pg_catalog.<>) ''
+        ON CONFLICT (version) DO NOTHING
+        RETURNING m.version)
+    INSERT INTO dbops.migration_events (version, event, operation, message)
+    SELECT i.version, 'import', 'migration_import',
+           pg_catalog.format('imported from %s (%s)', p_source,
+                             p_read OPERATOR(pg_catalog.->>) 'shape')
+    FROM ins i;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops._migration_import(text, jsonb) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION dbops.migration_import(source regclass)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'dbops_migration_import'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+-- replaced by the C entry points (their C symbols stay for 1.0)
+DROP FUNCTION dbops._migration_failed(text, text, text, text, text);
+DROP FUNCTION dbops._migration_record_failure(text, text, text, text, text, text, text, text, text, integer);
+DROP FUNCTION dbops._migration_arm(text, text, text, text, text, text, text, text, text, integer);
+DROP FUNCTION dbops._ledger_in_transaction_block();
+DROP FUNCTION dbops._ledger_writable(text);
+DROP FUNCTION dbops._ledger_check_version(text);
+DROP FUNCTION dbops._ledger_check_checksum(text);
+DROP FUNCTION dbops._ledger_lock();
+DROP FUNCTION dbops._ledger_covering_baseline(text);
+
 -- ------------------------------------------------------------ retention.sql
 
 -- ------------------------------------------------------------- schedule.sql
