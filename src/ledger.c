@@ -5,43 +5,78 @@
  *
  *	  - dbops.migration_checksum(): sha256 of a script with its line endings
  *		and trailing white space normalised;
- *	  - dbops._migration_record_failure(): records a failed attempt from a
- *		dynamic background worker in a transaction of its own, so that the
- *		event survives the rollback of the caller's transaction;
+ *	  - the entry points that write the ledger or run a migration script
+ *		(migrate, migration_begin, migration_pending, migration_rollback,
+ *		migration_baseline, migration_repair, migration_import): they check
+ *		their arguments, take the ledger lock, record failed attempts, open
+ *		the DDL capture, and call the PL/pgSQL implementations
+ *		(dbops._migrate() and friends, search_path pinned) directly;
+ *	  - the failed-attempt writer: a dynamic background worker that commits
+ *		a 'failed' event in a transaction of its own, so that the event
+ *		survives the rollback of the caller's transaction;
+ *	  - the DDL capture state: which version, if any, the ledger opened in
+ *		this transaction (dbops._migration_capture_version(), read by the
+ *		event trigger);
  *	  - the health check "migrations";
  *	  - the GUCs dbops.migration_allow_out_of_order and
- *		dbops.current_migration (the transaction-local marker the DDL event
- *		trigger reads).
+ *		dbops.current_migration (which shows the open version).
+ *
+ * Privileges and search_path.  The implementations are revoked from PUBLIC
+ * and called through fmgr, which checks no EXECUTE privilege: a role needs
+ * EXECUTE only on the entry point it calls.  Every implementation pins
+ * search_path = pg_catalog, pg_temp.  migrate() and migration_rollback()
+ * run the caller's script, which must see the caller's search_path: they
+ * carry no SET clause, read the caller's search_path here and hand it to the
+ * implementation, which applies it only around the EXECUTE of the script.
+ * Nothing these two do in C depends on search_path (catalog look-ups by
+ * schema-qualified name and type OIDs, functions called directly).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
+#include "storage/lmgr.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "dbops.h"
 
 bool		dbops_migration_allow_out_of_order = false;
 static char *dbops_current_migration = NULL;
+
+/* the ledger lock: transaction-scoped advisory lock ('dbop', 1) */
+#define LEDGER_LOCK_KEY1	1684172656
+#define LEDGER_LOCK_KEY2	1
 
 void
 dbops_ledger_init(void)
@@ -55,8 +90,9 @@ dbops_ledger_init(void)
 							 NULL, NULL, NULL);
 	DefineCustomStringVariable("dbops.current_migration",
 							   "Version of the migration open in the current transaction.",
-							   "Set transaction-locally by dbops.migrate() and dbops.migration_begin(); "
-							   "DDL run while it is set is recorded in dbops.migration_objects.",
+							   "Set transaction-locally by dbops.migrate(), dbops.migration_rollback() "
+							   "and dbops.migration_begin() to show the open version; setting it by hand "
+							   "records nothing.",
 							   &dbops_current_migration,
 							   "",
 							   PGC_USERSET,
@@ -78,12 +114,9 @@ is_blank(char c)
 	return c == ' ' || c == '\t' || c == '\f' || c == '\v';
 }
 
-PG_FUNCTION_INFO_V1(dbops_migration_checksum);
-
-Datum
-dbops_migration_checksum(PG_FUNCTION_ARGS)
+static text *
+ledger_checksum(text *script)
 {
-	text	   *script = PG_GETARG_TEXT_PP(0);
 	const char *s = VARDATA_ANY(script);
 	int			len = VARSIZE_ANY_EXHDR(script);
 	StringInfoData buf;
@@ -127,9 +160,18 @@ dbops_migration_checksum(PG_FUNCTION_ARGS)
 
 	hex_encode((const char *) digest, sizeof(digest), hex);
 	hex[sizeof(hex) - 1] = '\0';
-	PG_RETURN_TEXT_P(cstring_to_text(hex));
+	return cstring_to_text(hex);
 }
 
+PG_FUNCTION_INFO_V1(dbops_migration_checksum);
+
+Datum
+dbops_migration_checksum(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(ledger_checksum(PG_GETARG_TEXT_PP(0)));
+}
+
+/* dbops._ledger_in_transaction_block() of dbops 1.0 */
 PG_FUNCTION_INFO_V1(dbops_ledger_in_transaction_block);
 
 Datum
@@ -147,9 +189,9 @@ dbops_ledger_in_transaction_block(PG_FUNCTION_ARGS)
  *
  * Two paths use it:
  *
- *	- dbops._migration_record_failure(), called by migrate() and friends
- *	  from their exception handler: the worker is started and waited for,
- *	  then the caller re-raises the error.
+ *	- the entry points run their checks (and migrate()/migration_rollback()
+ *	  the script) in a subtransaction; when it fails they start the worker,
+ *	  wait for it, then re-raise the error;
  *	- migration_begin() arms a segment for its transaction (the psql script
  *	  path, where dbops never sees the script's errors).  The emit_log_hook
  *	  copies the SQLSTATE and message of an error reported while that
@@ -157,6 +199,10 @@ dbops_ledger_in_transaction_block(PG_FUNCTION_ARGS)
  *	  starts the worker without waiting (it cannot wait there).  That
  *	  segment is pinned, so that it outlives this backend, and the worker
  *	  unpins it.  Commit, or an abort without such an error, just drops it.
+ *
+ * The worker connects as the bootstrap superuser, with its database's and
+ * role's settings applied: it pins its own search_path before its one query,
+ * which names everything by schema.
  * ------------------------------------------------------------------------
  */
 enum
@@ -193,6 +239,17 @@ static bool armed_has_error = false;
 static bool ledger_callbacks_registered = false;
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
+/*
+ * DDL capture: the version whose DDL dbops._migration_capture_ddl() records
+ * now, set only by the ledger's own entry points (migrate() and
+ * migration_rollback() for their call, migration_begin() for the rest of
+ * its transaction), never by a setting a session can change.  Kept in
+ * TopTransactionContext; capture_subid is the subtransaction that opened
+ * it, whose abort closes it.
+ */
+static char *capture_version = NULL;
+static SubTransactionId capture_subid = InvalidSubTransactionId;
+
 PGDLLEXPORT void dbops_ledger_event_worker(Datum main_arg);
 
 void
@@ -219,6 +276,8 @@ dbops_ledger_event_worker(Datum main_arg)
 	pinned = lf->pinned;
 
 	BackgroundWorkerInitializeConnectionByOid(lf->dboid, BOOTSTRAP_SUPERUSERID, 0);
+	/* the database owner controls ALTER DATABASE ... SET search_path */
+	dbops_worker_pin_search_path();
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -258,7 +317,8 @@ dbops_ledger_event_worker(Datum main_arg)
 								"(version, operation, checksum, sqlstate, message, "
 								" username, \"session_user\", application_name, client_addr, "
 								" backend_pid, event) "
-								"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::inet, $10, 'failed')",
+								"VALUES ($1, $2, $3, $4, $5, $6::pg_catalog.name, $7::pg_catalog.name, "
+								" $8, $9::pg_catalog.inet, $10, 'failed'::pg_catalog.text)",
 								LF_NFIELDS + 1, argtypes, values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not insert into dbops.migration_events: %s",
@@ -350,49 +410,59 @@ ledger_may_record(const char *version)
 	return false;
 }
 
-static void
-ledger_collect_args(FunctionCallInfo fcinfo, text **fields)
+static text *
+cstring_to_text_or_null(const char *s)
 {
-	for (int i = 0; i < LF_NFIELDS; i++)
-		fields[i] = PG_ARGISNULL(i) ? NULL : PG_GETARG_TEXT_PP(i);
+	return s ? cstring_to_text(s) : NULL;
 }
 
-PG_FUNCTION_INFO_V1(dbops_migration_record_failure);
+/*
+ * Who and where: current_user, session_user, application_name and the
+ * client address (NULL for a Unix-domain socket), as the columns' defaults
+ * would have them.
+ */
+static void
+ledger_fill_who(text **fields)
+{
+	LOCAL_FCINFO(fc, 0);
+	Datum		addr;
+
+	fields[LF_USERNAME] = cstring_to_text(GetUserNameFromId(GetUserId(), false));
+	fields[LF_SESSION_USER] = cstring_to_text(GetUserNameFromId(GetSessionUserId(), false));
+	fields[LF_APPLICATION_NAME] = cstring_to_text_or_null(application_name);
+
+	InitFunctionCallInfoData(*fc, NULL, 0, InvalidOid, NULL, NULL);
+	addr = inet_client_addr(fc);
+	fields[LF_CLIENT_ADDR] = fc->isnull ? NULL :
+		cstring_to_text(DatumGetCString(DirectFunctionCall1(inet_out, addr)));
+}
 
 /*
- * dbops._migration_record_failure(version, operation, checksum, sqlstate,
- *		message, username, session_username, application_name, client_addr,
- *		backend_pid) returns boolean
+ * Start the worker for these fields and wait for it.  Returns whether the
+ * event was committed; warns when it could not be.
  */
-Datum
-dbops_migration_record_failure(PG_FUNCTION_ARGS)
+static bool
+ledger_record(text **fields, int backend_pid)
 {
-	text	   *fields[LF_NFIELDS];
 	dsm_segment *seg;
 	LedgerFailure *lf;
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 	BgwHandleStatus status;
 	bool		recorded;
-	char	   *version;
+	char	   *version = text_to_cstring(fields[LF_VERSION]);
 
-	if (PG_ARGISNULL(0) || RecoveryInProgress())
-		PG_RETURN_BOOL(false);
-	version = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (!ledger_may_record(version))
-		PG_RETURN_BOOL(false);
+	if (RecoveryInProgress() || !ledger_may_record(version))
+		return false;
 
-	ledger_collect_args(fcinfo, fields);
-	seg = ledger_failure_segment(fields,
-								 PG_ARGISNULL(LF_NFIELDS) ? MyProcPid : PG_GETARG_INT32(LF_NFIELDS),
-								 0);
+	seg = ledger_failure_segment(fields, backend_pid, 0);
 	if (seg == NULL)
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 				 errmsg("failed attempt of migration %s not recorded in dbops.migration_events", version),
 				 errdetail("Too many dynamic shared memory segments are in use.")));
-		PG_RETURN_BOOL(false);
+		return false;
 	}
 	lf = (LedgerFailure *) dsm_segment_address(seg);
 
@@ -405,7 +475,7 @@ dbops_migration_record_failure(PG_FUNCTION_ARGS)
 				 errmsg("failed attempt of migration %s not recorded in dbops.migration_events", version),
 				 errdetail("No background worker slot was free to record it."),
 				 errhint("Raise max_worker_processes.")));
-		PG_RETURN_BOOL(false);
+		return false;
 	}
 
 	status = WaitForBackgroundWorkerShutdown(handle);
@@ -419,7 +489,85 @@ dbops_migration_record_failure(PG_FUNCTION_ARGS)
 				 errdetail(status == BGWH_POSTMASTER_DIED ?
 						   "The postmaster died." :
 						   "The background worker that writes it did not finish; see the server log.")));
-	PG_RETURN_BOOL(recorded);
+	return recorded;
+}
+
+/*
+ * Record a failed attempt of an entry point.  Whatever goes wrong here is a
+ * WARNING: recording must never hide the error being reported.
+ */
+static void
+ledger_record_failure(const char *version, const char *operation,
+					  text *checksum, int sqlerrcode, const char *message)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		text	   *fields[LF_NFIELDS];
+		char		state[6];
+		int			msglen = strlen(message);
+
+		if (msglen >= LEDGER_MESSAGE_MAX * 8)
+			msglen = pg_mbcliplen(message, msglen, LEDGER_MESSAGE_MAX * 8 - 1);
+		memcpy(state, unpack_sql_state(sqlerrcode), sizeof(state));
+		fields[LF_VERSION] = cstring_to_text(version);
+		fields[LF_OPERATION] = cstring_to_text(operation);
+		fields[LF_CHECKSUM] = checksum;
+		fields[LF_SQLSTATE] = cstring_to_text(state);
+		fields[LF_MESSAGE] = cstring_to_text_with_len(message, msglen);
+		ledger_fill_who(fields);
+		(void) ledger_record(fields, MyProcPid);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ereport(WARNING,
+				(errmsg("failed attempt of migration %s not recorded in dbops.migration_events: %s",
+						version, edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+static void
+ledger_collect_args(FunctionCallInfo fcinfo, text **fields)
+{
+	for (int i = 0; i < LF_NFIELDS; i++)
+		fields[i] = PG_ARGISNULL(i) ? NULL : PG_GETARG_TEXT_PP(i);
+}
+
+PG_FUNCTION_INFO_V1(dbops_migration_record_failure);
+
+/*
+ * dbops._migration_record_failure(version, operation, checksum, sqlstate,
+ *		message, username, session_username, application_name, client_addr,
+ *		backend_pid) returns boolean: the function of dbops 1.0 (1.1 records
+ * from its entry points in C).
+ */
+Datum
+dbops_migration_record_failure(PG_FUNCTION_ARGS)
+{
+	text	   *fields[LF_NFIELDS];
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(false);
+	ledger_collect_args(fcinfo, fields);
+	PG_RETURN_BOOL(ledger_record(fields,
+								 PG_ARGISNULL(LF_NFIELDS) ? MyProcPid : PG_GETARG_INT32(LF_NFIELDS)));
 }
 
 /* Drop the armed segment (commit, or abort without an error to record). */
@@ -444,7 +592,7 @@ ledger_disarm(bool unpin)
 static bool
 ledger_armed_version_is_open(void)
 {
-	const char *cur = dbops_current_migration;
+	const char *cur = capture_version;
 	int			len = armed->len[LF_VERSION];
 
 	return cur != NULL && strlen(cur) == (size_t) len &&
@@ -479,12 +627,14 @@ ledger_xact_callback(XactEvent event, void *arg)
 {
 	BackgroundWorker worker;
 
-	if (armed_seg == NULL)
-		return;
 	switch (event)
 	{
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			capture_version = NULL;
+			capture_subid = InvalidSubTransactionId;
+			if (armed_seg == NULL)
+				break;
 			if (armed_has_error)
 			{
 				ledger_worker_struct(&worker, armed_seg, 0);
@@ -504,63 +654,100 @@ ledger_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PREPARE:
-			ledger_disarm(true);
+			capture_version = NULL;
+			capture_subid = InvalidSubTransactionId;
+			if (armed_seg != NULL)
+				ledger_disarm(true);
 			break;
 		default:
 			break;
 	}
 }
 
-/* An error rolled back with its savepoint did not fail the migration. */
+/*
+ * An error rolled back with its savepoint did not fail the migration; a
+ * savepoint rolled back past migration_begin() closes its migration.
+ */
 static void
 ledger_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
 		armed_has_error = false;
+		if (capture_version != NULL && capture_subid == mySubid)
+		{
+			capture_version = NULL;
+			capture_subid = InvalidSubTransactionId;
+			if (armed_seg != NULL)
+				ledger_disarm(true);
+		}
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB && capture_subid == mySubid)
+		capture_subid = parentSubid;
 }
 
-PG_FUNCTION_INFO_V1(dbops_migration_arm);
+static void
+ledger_register_callbacks(void)
+{
+	if (ledger_callbacks_registered)
+		return;
+	RegisterXactCallback(ledger_xact_callback, NULL);
+	RegisterSubXactCallback(ledger_subxact_callback, NULL);
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = ledger_emit_log_hook;
+	ledger_callbacks_registered = true;
+}
+
+/* Open the DDL capture for version in the current (sub)transaction. */
+static void
+ledger_capture_open(const char *version)
+{
+	ledger_register_callbacks();
+	capture_version = MemoryContextStrdup(TopTransactionContext, version);
+	capture_subid = GetCurrentSubTransactionId();
+}
+
+/* Show the open version in dbops.current_migration, transaction-locally. */
+static void
+ledger_show_open(const char *version)
+{
+	(void) set_config_option("dbops.current_migration", version ? version : "",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+}
 
 /*
- * dbops._migration_arm(version, operation, checksum, sqlstate, message,
- *		username, session_username, application_name, client_addr,
- *		backend_pid) returns boolean
- *
- * Called by migration_begin() once its migration is open: an error that
- * aborts this transaction while the migration is open becomes a 'failed'
- * event (written after the abort, asynchronously).
+ * Arm the current transaction of migration_begin(): an error that aborts it
+ * while the migration is open becomes a 'failed' event.  Warns (and returns
+ * false) when it cannot.
  */
-Datum
-dbops_migration_arm(PG_FUNCTION_ARGS)
+static bool
+ledger_arm(text **fields, int backend_pid)
 {
-	text	   *fields[LF_NFIELDS];
 	dsm_segment *seg;
 
-	if (PG_ARGISNULL(0) || RecoveryInProgress() || !IsTransactionBlock())
-		PG_RETURN_BOOL(false);
-	if (!ledger_may_record(text_to_cstring(PG_GETARG_TEXT_PP(0))))
-		PG_RETURN_BOOL(false);
+	if (RecoveryInProgress() || !IsTransactionBlock())
+		return false;
+	if (!ledger_may_record(text_to_cstring(fields[LF_VERSION])))
+		return false;
 
-	if (!ledger_callbacks_registered)
-	{
-		RegisterXactCallback(ledger_xact_callback, NULL);
-		RegisterSubXactCallback(ledger_subxact_callback, NULL);
-		prev_emit_log_hook = emit_log_hook;
-		emit_log_hook = ledger_emit_log_hook;
-		ledger_callbacks_registered = true;
-	}
+	ledger_register_callbacks();
 	if (armed_seg != NULL)
 		ledger_disarm(true);
 
-	ledger_collect_args(fcinfo, fields);
 	fields[LF_SQLSTATE] = NULL;
 	fields[LF_MESSAGE] = NULL;
-	seg = ledger_failure_segment(fields,
-								 PG_ARGISNULL(LF_NFIELDS) ? MyProcPid : PG_GETARG_INT32(LF_NFIELDS),
-								 5 + LEDGER_MESSAGE_MAX);
+	seg = ledger_failure_segment(fields, backend_pid, 5 + LEDGER_MESSAGE_MAX);
 	if (seg == NULL)
-		PG_RETURN_BOOL(false);
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("a failure of migration %s will not be recorded in dbops.migration_events",
+						text_to_cstring(fields[LF_VERSION])),
+				 errdetail("Too many dynamic shared memory segments are in use.")));
+		return false;
+	}
 
 	armed = (LedgerFailure *) dsm_segment_address(seg);
 	/* room for the SQLSTATE and the message at the end */
@@ -571,7 +758,642 @@ dbops_migration_arm(PG_FUNCTION_ARGS)
 	dsm_pin_segment(seg);
 	armed_seg = seg;
 	armed_has_error = false;
-	PG_RETURN_BOOL(true);
+	return true;
+}
+
+PG_FUNCTION_INFO_V1(dbops_migration_arm);
+
+/*
+ * dbops._migration_arm(version, operation, checksum, sqlstate, message,
+ *		username, session_username, application_name, client_addr,
+ *		backend_pid) returns boolean: the function of dbops 1.0, whose
+ * migration_begin() calls it once its migration is open (1.1 arms from its
+ * entry point in C).
+ */
+Datum
+dbops_migration_arm(PG_FUNCTION_ARGS)
+{
+	text	   *fields[LF_NFIELDS];
+	bool		ok;
+
+	if (PG_ARGISNULL(0) || RecoveryInProgress() || !IsTransactionBlock())
+		PG_RETURN_BOOL(false);
+	ledger_collect_args(fcinfo, fields);
+	ok = ledger_arm(fields, PG_ARGISNULL(LF_NFIELDS) ? MyProcPid : PG_GETARG_INT32(LF_NFIELDS));
+	if (ok)
+		ledger_capture_open(text_to_cstring(fields[LF_VERSION]));
+	PG_RETURN_BOOL(ok);
+}
+
+PG_FUNCTION_INFO_V1(dbops_migration_capture_version);
+
+/*
+ * dbops._migration_capture_version() returns text: the version whose DDL
+ * the event triggers record now, or NULL.  Only the ledger sets it.
+ */
+Datum
+dbops_migration_capture_version(PG_FUNCTION_ARGS)
+{
+	if (capture_version == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(capture_version));
+}
+
+/* ------------------------------------------------------------------------
+ * Entry points
+ * ------------------------------------------------------------------------
+ */
+#define LEDGER_MAX_ARGS 8
+
+/*
+ * Call the implementation dbops.<name>(argtypes) directly: found by its
+ * schema-qualified name and argument type OIDs (nothing depends on
+ * search_path), and called without an EXECUTE privilege check (the caller
+ * was checked on the entry point).  The implementation's SET clause pins
+ * its search_path.
+ */
+static Datum
+ledger_call(const char *name, int nargs, const Oid *argtypes,
+			const Datum *values, const bool *nulls, bool *isnull)
+{
+	List	   *fname = list_make2(makeString("dbops"), makeString(pstrdup(name)));
+	Oid			fn = LookupFuncName(fname, nargs, argtypes, false);
+	FmgrInfo	flinfo;
+	LOCAL_FCINFO(fc, LEDGER_MAX_ARGS);
+	Datum		result;
+
+	Assert(nargs <= LEDGER_MAX_ARGS);
+	fmgr_info(fn, &flinfo);
+	InitFunctionCallInfoData(*fc, &flinfo, nargs, DEFAULT_COLLATION_OID, NULL, NULL);
+	for (int i = 0; i < nargs; i++)
+	{
+		fc->args[i].value = values[i];
+		fc->args[i].isnull = nulls[i];
+	}
+	result = FunctionCallInvoke(fc);
+	if (isnull)
+		*isnull = fc->isnull;
+	else if (fc->isnull)
+		elog(ERROR, "dbops.%s returned NULL", name);
+	return result;
+}
+
+static void
+ledger_check_writable(const char *what)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot %s on a standby", what),
+				 errhint("The migration ledger is written on the primary; dbops.migration_status() and dbops.migration_pending() work here.")));
+}
+
+/* The version argument: not NULL, not empty, no leading or trailing space. */
+static char *
+ledger_check_version(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *v;
+	size_t		len;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("migration version must not be NULL")));
+	v = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	len = strlen(v);
+	if (len == 0 || v[0] == ' ' || v[len - 1] == ' ')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid migration version \"%s\"", v),
+				 errhint("A version is a non-empty string without leading or trailing white space, such as '0015' or '2.1'.")));
+	return v;
+}
+
+/* A checksum argument: NULL, '' or 64 lower-case hex digits. */
+static void
+ledger_check_checksum(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *c;
+	size_t		len;
+	bool		ok;
+
+	if (PG_ARGISNULL(argno))
+		return;
+	c = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	len = strlen(c);
+	ok = (len == 0 || len == 64);
+	for (size_t i = 0; ok && i < len; i++)
+		ok = (c[i] >= '0' && c[i] <= '9') || (c[i] >= 'a' && c[i] <= 'f');
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid migration checksum \"%s\"", c),
+				 errhint("Pass the value of dbops.migration_checksum(script): 64 lower-case hexadecimal digits.")));
+}
+
+/* A checksum argument with '' taken as NULL. */
+static text *
+ledger_checksum_arg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *c;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	c = PG_GETARG_TEXT_PP(argno);
+	return VARSIZE_ANY_EXHDR(c) == 0 ? NULL : c;
+}
+
+static void
+ledger_check_requires(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_ARGISNULL(argno) || array_contains_nulls(PG_GETARG_ARRAYTYPE_P(argno)))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("requires must be an array of versions without NULLs")));
+}
+
+static void
+ledger_lock(void)
+{
+	(void) DirectFunctionCall2(pg_advisory_xact_lock_int4,
+							   Int32GetDatum(LEDGER_LOCK_KEY1),
+							   Int32GetDatum(LEDGER_LOCK_KEY2));
+}
+
+/* the caller's search_path, for the caller's migration script */
+static Datum
+ledger_callers_search_path(void)
+{
+	return CStringGetTextDatum(GetConfigOption("search_path", false, false));
+}
+
+typedef Datum (*LedgerStep) (void *arg);
+
+/* Does an error with this SQLSTATE count as a failed attempt? */
+typedef bool (*LedgerRecordIf) (int sqlerrcode);
+
+/*
+ * Run step in a subtransaction; if it fails (and record_if says the error
+ * counts), record a failed attempt of version from a background worker,
+ * then re-raise the error unchanged.  Cancels and timeouts count too.
+ */
+static Datum
+ledger_attempt(const char *version, const char *operation, text *checksum,
+			   LedgerRecordIf record_if, LedgerStep step, void *arg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	Datum		result = (Datum) 0;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		result = step(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (record_if == NULL || record_if(edata->sqlerrcode))
+			ledger_record_failure(version, operation, checksum, edata->sqlerrcode,
+								  edata->message ? edata->message : "");
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/* the arguments of dbops._migration_decide() */
+static const Oid decide_types[] = {TEXTOID, TEXTOID, TEXTARRAYOID, BOOLOID, TEXTOID};
+
+/* ---- dbops.migrate() ---- */
+typedef struct MigrateArgs
+{
+	Datum		values[7];		/* version, description, body, requires,
+								 * checksum, decision, search_path */
+	bool		nulls[7];
+	Datum		allow_out_of_order;
+	bool		allow_isnull;
+} MigrateArgs;
+
+static Datum
+migrate_step(void *arg)
+{
+	MigrateArgs *a = (MigrateArgs *) arg;
+	static const Oid types[] = {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		dv[5] = {a->values[0], a->values[4], a->values[3],
+	a->allow_out_of_order, CStringGetTextDatum("migrate")};
+	bool		dn[5] = {false, a->nulls[4], false, a->allow_isnull, false};
+
+	a->values[5] = ledger_call("_migration_decide", 5, decide_types, dv, dn, NULL);
+	a->nulls[5] = false;
+	return ledger_call("_migrate", 7, types, a->values, a->nulls, NULL);
+}
+
+PG_FUNCTION_INFO_V1(dbops_migrate);
+
+/*
+ * dbops.migrate(version, description, body, requires, allow_out_of_order)
+ * returns 'applied' or 'skipped'.  No SET clause: the body runs with the
+ * caller's search_path.
+ */
+Datum
+dbops_migrate(PG_FUNCTION_ARGS)
+{
+	MigrateArgs a;
+	char	   *version;
+	text	   *checksum;
+	char	   *saved_capture = capture_version;
+	SubTransactionId saved_subid = capture_subid;
+	const char *saved_shown = pstrdup(dbops_current_migration ? dbops_current_migration : "");
+	Datum		result;
+
+	ledger_check_writable("apply a migration");
+	version = ledger_check_version(fcinfo, 0);
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("migration body must not be NULL")));
+	ledger_check_requires(fcinfo, 3);
+	checksum = ledger_checksum(PG_GETARG_TEXT_PP(2));
+	ledger_lock();
+
+	a.values[0] = PG_GETARG_DATUM(0);
+	a.nulls[0] = false;
+	a.values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	a.nulls[1] = PG_ARGISNULL(1);
+	a.values[2] = PG_GETARG_DATUM(2);
+	a.nulls[2] = false;
+	a.values[3] = PG_GETARG_DATUM(3);
+	a.nulls[3] = false;
+	a.values[4] = PointerGetDatum(checksum);
+	a.nulls[4] = false;
+	a.values[6] = ledger_callers_search_path();
+	a.nulls[6] = false;
+	a.allow_out_of_order = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
+	a.allow_isnull = PG_ARGISNULL(4);
+
+	ledger_capture_open(version);
+	ledger_show_open(version);
+	PG_TRY();
+	{
+		result = ledger_attempt(version, "migrate", checksum, NULL, migrate_step, &a);
+	}
+	PG_FINALLY();
+	{
+		capture_version = saved_capture;
+		capture_subid = saved_subid;
+	}
+	PG_END_TRY();
+	ledger_show_open(saved_shown);
+	PG_RETURN_DATUM(result);
+}
+
+/* ---- dbops.migration_rollback() ---- */
+typedef struct RollbackArgs
+{
+	Datum		values[4];		/* version, body, checksum, search_path */
+	bool		nulls[4];
+} RollbackArgs;
+
+static Datum
+rollback_step(void *arg)
+{
+	RollbackArgs *a = (RollbackArgs *) arg;
+	static const Oid types[] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+
+	return ledger_call("_migration_rollback", 4, types, a->values, a->nulls, NULL);
+}
+
+/* refusals (not applied, required by others) are not failed attempts */
+static bool
+rollback_record_if(int sqlerrcode)
+{
+	return sqlerrcode != MAKE_SQLSTATE('D', 'B', '0', '0', '5') &&
+		sqlerrcode != MAKE_SQLSTATE('D', 'B', '0', '0', '6');
+}
+
+PG_FUNCTION_INFO_V1(dbops_migration_rollback);
+
+/*
+ * dbops.migration_rollback(version, body) returns 'rolled_back'.  No SET
+ * clause: the body runs with the caller's search_path.
+ */
+Datum
+dbops_migration_rollback(PG_FUNCTION_ARGS)
+{
+	RollbackArgs a;
+	char	   *version;
+	text	   *checksum;
+	char	   *saved_capture = capture_version;
+	SubTransactionId saved_subid = capture_subid;
+	const char *saved_shown = pstrdup(dbops_current_migration ? dbops_current_migration : "");
+	Datum		result;
+
+	checksum = PG_ARGISNULL(1) ? NULL : ledger_checksum(PG_GETARG_TEXT_PP(1));
+	ledger_check_writable("roll back a migration");
+	version = ledger_check_version(fcinfo, 0);
+	ledger_lock();
+
+	a.values[0] = PG_GETARG_DATUM(0);
+	a.nulls[0] = false;
+	a.values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	a.nulls[1] = PG_ARGISNULL(1);
+	a.values[2] = PointerGetDatum(checksum);
+	a.nulls[2] = (checksum == NULL);
+	a.values[3] = ledger_callers_search_path();
+	a.nulls[3] = false;
+
+	ledger_capture_open(version);
+	if (!PG_ARGISNULL(1))
+		ledger_show_open(version);
+	PG_TRY();
+	{
+		result = ledger_attempt(version, "migration_rollback", checksum,
+								rollback_record_if, rollback_step, &a);
+	}
+	PG_FINALLY();
+	{
+		capture_version = saved_capture;
+		capture_subid = saved_subid;
+	}
+	PG_END_TRY();
+	if (!PG_ARGISNULL(1))
+		ledger_show_open(saved_shown);
+	PG_RETURN_DATUM(result);
+}
+
+/* ---- dbops.migration_begin() ---- */
+typedef struct DecideArgs
+{
+	Datum		values[5];
+	bool		nulls[5];
+} DecideArgs;
+
+static Datum
+decide_step(void *arg)
+{
+	DecideArgs *a = (DecideArgs *) arg;
+
+	return ledger_call("_migration_decide", 5, decide_types, a->values, a->nulls, NULL);
+}
+
+PG_FUNCTION_INFO_V1(dbops_migration_begin);
+
+/*
+ * dbops.migration_begin(version, description, checksum, requires,
+ *		allow_out_of_order) returns 'open'.  The script's own statements
+ * follow it in the caller's transaction, under the caller's settings; this
+ * function runs none of them.
+ */
+Datum
+dbops_migration_begin(PG_FUNCTION_ARGS)
+{
+	static const Oid types[] = {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID};
+	DecideArgs d;
+	Datum		values[4];
+	bool		nulls[4];
+	char	   *version;
+	text	   *checksum;
+	text	   *fields[LF_NFIELDS];
+
+	ledger_check_writable("open a migration");
+	version = ledger_check_version(fcinfo, 0);
+	ledger_check_checksum(fcinfo, 2);
+	checksum = ledger_checksum_arg(fcinfo, 2);
+	ledger_check_requires(fcinfo, 3);
+	if (!IsTransactionBlock())
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
+				 errmsg("dbops.migration_begin() must be called inside the transaction of the migration"),
+				 errhint("Start the script with BEGIN (or run psql with --single-transaction); the version is recorded when that transaction commits.")));
+	if (capture_version != NULL)
+		ereport(ERROR,
+				(errcode(MAKE_SQLSTATE('D', 'B', '0', '0', '4')),
+				 errmsg("migration %s is already open in this transaction", capture_version),
+				 errhint("Run one migration per transaction.")));
+	ledger_lock();
+
+	d.values[0] = PG_GETARG_DATUM(0);
+	d.nulls[0] = false;
+	d.values[1] = PointerGetDatum(checksum);
+	d.nulls[1] = (checksum == NULL);
+	d.values[2] = PG_GETARG_DATUM(3);
+	d.nulls[2] = false;
+	d.values[3] = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
+	d.nulls[3] = PG_ARGISNULL(4);
+	d.values[4] = CStringGetTextDatum("migration_begin");
+	d.nulls[4] = false;
+	(void) ledger_attempt(version, "migration_begin", checksum, NULL, decide_step, &d);
+
+	values[0] = PG_GETARG_DATUM(0);
+	nulls[0] = false;
+	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[1] = PG_ARGISNULL(1);
+	values[2] = PointerGetDatum(checksum);
+	nulls[2] = (checksum == NULL);
+	values[3] = PG_GETARG_DATUM(3);
+	nulls[3] = false;
+	(void) ledger_call("_migration_begin", 4, types, values, nulls, NULL);
+
+	/* open until the transaction ends (or a savepoint before this rolls back) */
+	ledger_capture_open(version);
+	ledger_show_open(version);
+
+	memset(fields, 0, sizeof(fields));
+	fields[LF_VERSION] = PG_GETARG_TEXT_PP(0);
+	fields[LF_OPERATION] = cstring_to_text("migration_begin");
+	fields[LF_CHECKSUM] = checksum;
+	ledger_fill_who(fields);
+	(void) ledger_arm(fields, MyProcPid);
+
+	PG_RETURN_TEXT_P(cstring_to_text("open"));
+}
+
+/* ---- dbops.migration_pending() ---- */
+PG_FUNCTION_INFO_V1(dbops_migration_pending);
+
+/*
+ * dbops.migration_pending(version, checksum) returns boolean.  Inside a
+ * transaction block it holds the ledger lock to the end of the transaction.
+ * A drift found is a failed attempt (DB001), recorded before the error.
+ */
+Datum
+dbops_migration_pending(PG_FUNCTION_ARGS)
+{
+	static const Oid types[] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	bool		nulls[2];
+	char	   *version;
+	text	   *checksum;
+	Datum		r;
+	bool		isnull;
+	char	   *drift;
+
+	version = ledger_check_version(fcinfo, 0);
+	ledger_check_checksum(fcinfo, 1);
+	checksum = ledger_checksum_arg(fcinfo, 1);
+	if (IsTransactionBlock())
+		ledger_lock();
+
+	values[0] = PG_GETARG_DATUM(0);
+	nulls[0] = false;
+	values[1] = PointerGetDatum(checksum);
+	nulls[1] = (checksum == NULL);
+	r = ledger_call("_migration_pending", 2, types, values, nulls, &isnull);
+	if (isnull)
+		PG_RETURN_BOOL(true);
+	drift = TextDatumGetCString(r);
+	if (drift[0] == '\0')
+		PG_RETURN_BOOL(false);
+
+	/* the implementation returns the drift's detail */
+	{
+		char	   *msg = psprintf("checksum drift: migration %s was applied from a different script",
+								   version);
+
+		ledger_record_failure(version, "migration_pending", checksum,
+							  MAKE_SQLSTATE('D', 'B', '0', '0', '1'), msg);
+		ereport(ERROR,
+				(errcode(MAKE_SQLSTATE('D', 'B', '0', '0', '1')),
+				 errmsg("%s", msg),
+				 errdetail("%s", drift),
+				 errhint("Restore the script as it was applied, or accept the edit deliberately with dbops.migration_repair(version, checksum).")));
+	}
+	PG_RETURN_NULL();			/* not reached */
+}
+
+/* ---- dbops.migration_baseline(), dbops.migration_repair() ---- */
+PG_FUNCTION_INFO_V1(dbops_migration_baseline);
+
+Datum
+dbops_migration_baseline(PG_FUNCTION_ARGS)
+{
+	static const Oid types[] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	bool		nulls[2];
+
+	ledger_check_writable("record a baseline");
+	(void) ledger_check_version(fcinfo, 0);
+	ledger_lock();
+	values[0] = PG_GETARG_DATUM(0);
+	nulls[0] = false;
+	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[1] = PG_ARGISNULL(1);
+	PG_RETURN_DATUM(ledger_call("_migration_baseline", 2, types, values, nulls, NULL));
+}
+
+PG_FUNCTION_INFO_V1(dbops_migration_repair);
+
+Datum
+dbops_migration_repair(PG_FUNCTION_ARGS)
+{
+	static const Oid types[] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	bool		nulls[2];
+	text	   *checksum;
+
+	ledger_check_writable("repair the migration ledger");
+	(void) ledger_check_version(fcinfo, 0);
+	ledger_check_checksum(fcinfo, 1);
+	checksum = ledger_checksum_arg(fcinfo, 1);
+	ledger_lock();
+	values[0] = PG_GETARG_DATUM(0);
+	nulls[0] = false;
+	values[1] = PointerGetDatum(checksum);
+	nulls[1] = (checksum == NULL);
+	PG_RETURN_DATUM(ledger_call("_migration_repair", 2, types, values, nulls, NULL));
+}
+
+/* ---- dbops.migration_import() ---- */
+PG_FUNCTION_INFO_V1(dbops_migration_import);
+
+/*
+ * dbops.migration_import(source regclass) returns bigint.
+ *
+ * The source is a table of the caller's choosing, possibly of another
+ * role's (its triggers, rules, column types and casts included): it is read
+ * as its owner in a security-restricted operation, as VACUUM reads a table,
+ * by a caller that may SELECT from it; the ledger is then written with the
+ * caller's rights.
+ */
+Datum
+dbops_migration_import(PG_FUNCTION_ARGS)
+{
+	static const Oid read_types[] = {REGCLASSOID};
+	static const Oid write_types[] = {TEXTOID, JSONBOID};
+	Oid			source;
+	HeapTuple	tup;
+	Form_pg_class form;
+	char		relkind;
+	Oid			owner;
+	char	   *relname;
+	Datum		values[2];
+	bool		nulls[2];
+	Datum		rows;
+	DbopsUserContext ctx;
+
+	ledger_check_writable("import a migration ledger");
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("source must not be NULL")));
+	source = PG_GETARG_OID(0);
+
+	/* lock it, then look at what it is now */
+	LockRelationOid(source, AccessShareLock);
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(source));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", source)));
+	form = (Form_pg_class) GETSTRUCT(tup);
+	relkind = form->relkind;
+	owner = form->relowner;
+	relname = quote_qualified_identifier(get_namespace_name(form->relnamespace),
+										 NameStr(form->relname));
+	ReleaseSysCache(tup);
+
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE &&
+		relkind != RELKIND_VIEW && relkind != RELKIND_MATVIEW &&
+		relkind != RELKIND_FOREIGN_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table or view", relname)));
+	if (pg_class_aclcheck(source, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", relname),
+				 errhint("dbops.migration_import() needs SELECT on the source; it reads it with the rights of the source's owner.")));
+	/* its owner would see rows the caller may not */
+	if (check_enable_rls(source, InvalidOid, true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot import from %s: row-level security applies to it", relname),
+				 errhint("Import as its owner, or from a copy without row-level security.")));
+
+	ledger_lock();
+
+	values[0] = ObjectIdGetDatum(source);
+	nulls[0] = false;
+	dbops_become_owner(owner, &ctx);
+	rows = ledger_call("_migration_import_read", 1, read_types, values, nulls, NULL);
+	dbops_restore_user(&ctx);
+
+	values[0] = CStringGetTextDatum(relname);
+	values[1] = rows;
+	nulls[1] = false;
+	PG_RETURN_DATUM(ledger_call("_migration_import", 2, write_types, values, nulls, NULL));
 }
 
 /* ------------------------------------------------------------------------
@@ -591,15 +1413,19 @@ dbops_check_migrations(DbopsCheckResult *res)
 					  "  SELECT DISTINCT ON (e.version) e.version, e.event, e.sqlstate, e.message"
 					  "  FROM dbops.migration_events e"
 					  "  ORDER BY e.version, e.event_id DESC) "
-					  "SELECT l.version, CASE WHEN l.sqlstate = 'DB001' THEN 'drifted' ELSE 'failed' END,"
+					  "SELECT l.version,"
+					  "       CASE WHEN l.sqlstate OPERATOR(pg_catalog.=) 'DB001'::pg_catalog.text"
+					  "            THEN 'drifted'::pg_catalog.text ELSE 'failed'::pg_catalog.text END,"
 					  "       l.sqlstate, l.message"
-					  "  FROM last l WHERE l.event = 'failed' "
+					  "  FROM last l WHERE l.event OPERATOR(pg_catalog.=) 'failed'::pg_catalog.text "
 					  "UNION ALL "
-					  "SELECT m.version, 'rolled back', NULL, NULL"
+					  "SELECT m.version, 'rolled back'::pg_catalog.text, NULL::pg_catalog.text,"
+					  "       NULL::pg_catalog.text"
 					  "  FROM dbops.migrations m"
-					  "  WHERE m.status = 'rolled_back'"
+					  "  WHERE m.status OPERATOR(pg_catalog.=) 'rolled_back'::pg_catalog.text"
 					  "    AND NOT EXISTS (SELECT 1 FROM last l"
-					  "                    WHERE l.version = m.version AND l.event = 'failed') "
+					  "                    WHERE l.version OPERATOR(pg_catalog.=) m.version"
+					  "                      AND l.event OPERATOR(pg_catalog.=) 'failed'::pg_catalog.text) "
 					  "ORDER BY 1",
 					  true, 0);
 	if (ret != SPI_OK_SELECT)

@@ -6,6 +6,16 @@
  *	  this server, the cron_failures health check, and the health report in
  *	  the Prometheus text format.
  *
+ * Visibility of pg_cron's job messages.  pg_cron's row-level security shows
+ * a role only its own jobs; dbops.cron_jobs() (through its SECURITY DEFINER
+ * implementation dbops._cron_jobs()) shows every job to pg_monitor, but a
+ * job's error messages only to the job's owner and to superusers: the
+ * messages carry the values of the failed statements.  The entry point
+ * dbops.cron_jobs() is C so that it knows its caller (inside a SECURITY
+ * DEFINER function current_user is the owner).  dbops.health_snapshot()
+ * writes a history that pg_monitor reads: the checks it runs see no
+ * messages (dbops._health_snapshot_rows()).
+ *
  * The evaluator follows pg_cron's parser (a reduced Vixie cron): five
  * fields "minute hour day-of-month month day-of-week" with lists, ranges,
  * steps and month/day names; @yearly, @annually, @monthly, @weekly, @daily,
@@ -21,6 +31,7 @@
 
 #include <ctype.h>
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -29,14 +40,20 @@
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
 #include "pgtime.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/float.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 #include "dbops.h"
+
+/* set while dbops._health_snapshot_rows() runs the checks */
+static bool cron_hide_messages = false;
 
 /* A parsed schedule. */
 typedef struct CronSpec
@@ -663,7 +680,8 @@ cron_installed_version(void)
 
 	if (!OidIsValid(get_extension_oid("pg_cron", true)))
 		return NULL;
-	ret = SPI_execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'",
+	ret = SPI_execute("SELECT e.extversion FROM pg_catalog.pg_extension e"
+					  " WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron'::pg_catalog.name",
 					  true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read pg_extension: %s", SPI_result_code_string(ret));
@@ -741,7 +759,8 @@ append_clipped(StringInfo buf, const char *s, int limit)
  * not run when their schedule said they should have (dbops.jobs.missed_run).
  * The value is the number of such jobs.  Reads pg_cron's tables through
  * dbops.cron_jobs(), which sees every role's jobs (pg_cron's row-level
- * security shows a role only its own).
+ * security shows a role only its own) and the messages of those the role
+ * running the check may see.
  */
 void
 dbops_check_cron_failures(DbopsCheckResult *res)
@@ -786,11 +805,12 @@ dbops_check_cron_failures(DbopsCheckResult *res)
 		return;
 	}
 
-	ret = SPI_execute("SELECT job_name, jobid, database, is_dbops, last_status, "
-					  "       to_char(last_start, 'YYYY-MM-DD HH24:MI:SSOF'), last_message, "
-					  "       to_char(missed_run, 'YYYY-MM-DD HH24:MI:SSOF') "
-					  "FROM dbops.cron_jobs() "
-					  "ORDER BY missed_run IS NULL, last_start DESC NULLS LAST, jobid",
+	ret = SPI_execute("SELECT j.job_name, j.jobid, j.database, j.is_dbops, j.last_status, "
+					  "       pg_catalog.to_char(j.last_start, 'YYYY-MM-DD HH24:MI:SSOF'::pg_catalog.text),"
+					  "       j.last_message, "
+					  "       pg_catalog.to_char(j.missed_run, 'YYYY-MM-DD HH24:MI:SSOF'::pg_catalog.text) "
+					  "FROM dbops.cron_jobs() j "
+					  "ORDER BY j.missed_run IS NULL, j.last_start DESC NULLS LAST, j.jobid",
 					  true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read dbops.cron_jobs(): %s", SPI_result_code_string(ret));
@@ -864,6 +884,78 @@ dbops_check_cron_failures(DbopsCheckResult *res)
 	appendStringInfoString(&res->hint,
 						   "See SELECT * FROM dbops.jobs and cron.job_run_details for the errors; fix the job or its privileges. "
 						   "A job that did not run points at the pg_cron launcher: check the server log and cron.max_running_jobs.");
+}
+
+PG_FUNCTION_INFO_V1(dbops_cron_jobs);
+
+/*
+ * dbops.cron_jobs(): every pg_cron job; dbops._cron_jobs(viewer), SECURITY
+ * DEFINER, reads them, showing the messages of the jobs viewer may see in
+ * pg_cron (its own; every job for a superuser), none for NULL.  Called
+ * directly (no EXECUTE privilege on the implementation needed), with the
+ * caller's materialize-mode result set.
+ */
+Datum
+dbops_cron_jobs(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[] = {OIDOID};
+	List	   *fname = list_make2(makeString("dbops"), makeString("_cron_jobs"));
+	Oid			fn = LookupFuncName(fname, 1, argtypes, false);
+	FmgrInfo	flinfo;
+	LOCAL_FCINFO(fc, 1);
+	Datum		result;
+
+	fmgr_info(fn, &flinfo);
+	InitFunctionCallInfoData(*fc, &flinfo, 1, fcinfo->fncollation, NULL,
+							 fcinfo->resultinfo);
+	fc->args[0].value = ObjectIdGetDatum(GetUserId());
+	fc->args[0].isnull = cron_hide_messages;
+	result = FunctionCallInvoke(fc);
+	fcinfo->isnull = fc->isnull;
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(dbops_health_snapshot_rows);
+
+/*
+ * dbops._health_snapshot_rows(): the rows of dbops.health() that
+ * dbops.health_snapshot() keeps, computed without any pg_cron job message
+ * (the history is read by pg_monitor).
+ */
+Datum
+dbops_health_snapshot_rows(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			ret;
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	PG_TRY();
+	{
+		cron_hide_messages = true;
+		ret = SPI_execute("SELECT h.check_name, h.status, h.value, h.unit, h.detail"
+						  " FROM dbops.health() h", true, 0);
+		cron_hide_messages = false;
+	}
+	PG_FINALLY();
+	{
+		cron_hide_messages = false;
+	}
+	PG_END_TRY();
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not run dbops.health(): %s", SPI_result_code_string(ret));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Datum		values[5];
+		bool		nulls[5];
+
+		for (int c = 0; c < 5; c++)
+			values[c] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1,
+									  &nulls[c]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+	return (Datum) 0;
 }
 
 /* Append a label value, escaped for the Prometheus text format. */
@@ -973,8 +1065,8 @@ dbops_health_metrics(PG_FUNCTION_ARGS)
 	SPI_connect();
 	if (metrics_plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT check_name, status, value, warning, critical, unit, detail "
-									   "FROM dbops.health()", 0, NULL);
+		SPIPlanPtr	plan = SPI_prepare("SELECT h.check_name, h.status, h.value, h.warning, h.critical,"
+									   " h.unit, h.detail FROM dbops.health() h", 0, NULL);
 
 		if (plan == NULL || SPI_keepplan(plan) != 0)
 			elog(ERROR, "could not prepare the dbops.health() query: %s",

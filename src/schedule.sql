@@ -8,6 +8,15 @@
 -- created after dbops, live in another database, or not be there at all.
 -- The job commands call purge, bloat and reap_idle by name, resolved when
 -- the job runs.
+--
+-- pg_cron runs a job in a fresh session of its owner, with the search_path
+-- of the job's database and role (which a database owner may set): the
+-- commands schedule() writes name every function, operator and type by
+-- schema.  Every SQL and PL/pgSQL function here pins search_path =
+-- pg_catalog, pg_temp and names everything by schema as well;
+-- health_snapshot() and bloat_snapshot() are SECURITY DEFINER (they run the
+-- checks as the extension's owner).  Job messages are shown only to the
+-- job's owner and to superusers (schedule.c).
 
 INSERT INTO dbops.health_thresholds (check_name, warning, critical) VALUES
     ('cron_failures', 1, NULL);
@@ -33,7 +42,8 @@ CREATE FUNCTION dbops.cron_status(
     OUT version text, OUT log_run boolean, OUT timezone text)
 RETURNS record
 AS 'MODULE_PATHNAME', 'dbops_cron_status'
-LANGUAGE C STABLE;
+LANGUAGE C STABLE
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION dbops.cron_status() IS
     'Whether pg_cron is loaded, the database it keeps jobs in, whether it is installed here';
 
@@ -49,7 +59,8 @@ DECLARE
 BEGIN
     st := dbops.cron_status();
     IF st.installed THEN
-        IF string_to_array(split_part(st.version, '-', 1), '.')::int[] < '{1,3}' THEN
+        IF pg_catalog.string_to_array(pg_catalog.split_part(st.version, '-', 1), '.')::pg_catalog.int4[]
+           OPERATOR(pg_catalog.<) '{1,3}'::pg_catalog.int4[] THEN
             RAISE EXCEPTION 'pg_cron % is too old for dbops', st.version
                 USING ERRCODE = 'feature_not_supported',
                       HINT = 'Run ALTER EXTENSION pg_cron UPDATE (dbops needs pg_cron 1.4 or later).';
@@ -63,14 +74,15 @@ BEGIN
                   HINT = 'Add pg_cron to shared_preload_libraries, restart the server, and run '
                          'CREATE EXTENSION pg_cron in the database named by cron.database_name.';
     END IF;
-    IF st.cron_database IS DISTINCT FROM current_database() THEN
+    IF st.cron_database IS NULL
+       OR st.cron_database OPERATOR(pg_catalog.<>) pg_catalog.current_database()::pg_catalog.text THEN
         RAISE EXCEPTION 'pg_cron keeps its jobs in database "%", not in "%"',
-                st.cron_database, current_database()
+                st.cron_database, pg_catalog.current_database()
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = 'pg_cron schedules and records jobs only in the database named by cron.database_name.',
-                  HINT = format('Connect to database %I, CREATE EXTENSION dbops there, and use '
-                                'dbops.schedule(database => %L) and dbops.jobs from there.',
-                                st.cron_database, current_database());
+                  HINT = pg_catalog.format('Connect to database %I, CREATE EXTENSION dbops there, and use '
+                                           'dbops.schedule(database => %L) and dbops.jobs from there.',
+                                           st.cron_database, pg_catalog.current_database());
     END IF;
     RAISE EXCEPTION 'pg_cron is not installed in this database'
         USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -129,6 +141,17 @@ COMMENT ON TABLE dbops.bloat_history IS
 SELECT pg_catalog.pg_extension_config_dump('dbops.bloat_history', '');
 GRANT SELECT ON dbops.bloat_history TO pg_monitor;
 
+-- The rows of dbops.health() the history keeps: the checks see no pg_cron
+-- job message (dbops.health_history is read by pg_monitor).
+CREATE FUNCTION dbops._health_snapshot_rows(
+    OUT check_name text, OUT status text, OUT value numeric, OUT unit text,
+    OUT detail text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dbops_health_snapshot_rows'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops._health_snapshot_rows() FROM PUBLIC;
+
 CREATE FUNCTION dbops.health_snapshot(
     keep interval DEFAULT '14 days',
     OUT inserted bigint, OUT deleted bigint)
@@ -138,19 +161,20 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM dbops._require_positive_interval('keep', keep, 'History older than keep is deleted, e.g. keep => ''14 days''.');
-    IF pg_is_in_recovery() THEN
+    IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot take a health snapshot on a standby'
             USING ERRCODE = 'read_only_sql_transaction',
                   HINT = 'Schedule dbops.health_snapshot() on the primary.';
     END IF;
     INSERT INTO dbops.health_history AS h (taken_at, check_name, status, value, unit, detail)
-    SELECT now(), r.check_name, r.status, r.value, r.unit, r.detail
-    FROM dbops.health() r
+    SELECT pg_catalog.now(), r.check_name, r.status, r.value, r.unit, r.detail
+    FROM dbops._health_snapshot_rows() r
     ON CONFLICT (check_name, taken_at) DO UPDATE
         SET status = excluded.status, value = excluded.value,
             unit = excluded.unit, detail = excluded.detail;
     GET DIAGNOSTICS inserted = ROW_COUNT;
-    DELETE FROM dbops.health_history h WHERE h.taken_at < now() - keep;
+    DELETE FROM dbops.health_history h
+    WHERE h.taken_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep);
     GET DIAGNOSTICS deleted = ROW_COUNT;
 END;
 $$;
@@ -174,27 +198,28 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Use one of the methods of dbops.bloat(), e.g. ''auto''.';
     END IF;
-    IF min_size IS NULL OR min_size < 0 THEN
-        RAISE EXCEPTION 'min_size must be zero or more bytes, not %', coalesce(min_size::text, 'NULL')
+    IF min_size IS NULL OR min_size OPERATOR(pg_catalog.<) 0::pg_catalog.int8 THEN
+        RAISE EXCEPTION 'min_size must be zero or more bytes, not %', coalesce(min_size::pg_catalog.text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF pg_is_in_recovery() THEN
+    IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot take a bloat snapshot on a standby'
             USING ERRCODE = 'read_only_sql_transaction',
                   HINT = 'Schedule dbops.bloat_snapshot() on the primary.';
     END IF;
     INSERT INTO dbops.bloat_history AS h
         (taken_at, relid, relation, kind, method, size_bytes, bloat_bytes, bloat_pct)
-    SELECT now(), b.relation::oid, b.relation::text, b.kind, b.method,
+    SELECT pg_catalog.now(), b.relation::pg_catalog.oid, b.relation::pg_catalog.text, b.kind, b.method,
            b.size_bytes, b.bloat_bytes, b.bloat_pct
-    FROM dbops.bloat(NULL, bloat_snapshot.method) b
-    WHERE b.size_bytes >= min_size
+    FROM dbops.bloat(NULL::pg_catalog.regclass, bloat_snapshot.method) b
+    WHERE b.size_bytes OPERATOR(pg_catalog.>=) min_size
     ON CONFLICT (relid, kind, taken_at) DO UPDATE
         SET relation = excluded.relation, method = excluded.method,
             size_bytes = excluded.size_bytes, bloat_bytes = excluded.bloat_bytes,
             bloat_pct = excluded.bloat_pct;
     GET DIAGNOSTICS inserted = ROW_COUNT;
-    DELETE FROM dbops.bloat_history h WHERE h.taken_at < now() - keep;
+    DELETE FROM dbops.bloat_history h
+    WHERE h.taken_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep);
     GET DIAGNOSTICS deleted = ROW_COUNT;
 END;
 $$;
@@ -216,22 +241,29 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Name a check of dbops.health(), e.g. ''connections''.';
     END IF;
-    PERFORM dbops._require_positive_interval('since', since, 'For example since => ''1 day''.');
+    IF since IS NULL THEN
+        RAISE EXCEPTION 'since must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'For example since => ''1 day''.';
+    END IF;
+    IF since OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
+        RAISE EXCEPTION 'since must be a positive interval, not %', since
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example since => ''1 day''.';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM dbops.health_thresholds t
-                   WHERE t.check_name = health_trend.check_name)
+                   WHERE t.check_name OPERATOR(pg_catalog.=) health_trend.check_name)
        AND NOT EXISTS (SELECT 1 FROM dbops.health_history h
-                       WHERE h.check_name = health_trend.check_name) THEN
+                       WHERE h.check_name OPERATOR(pg_catalog.=) health_trend.check_name) THEN
         RAISE EXCEPTION 'unknown health check "%"', health_trend.check_name
             USING ERRCODE = 'undefined_object',
                   HINT = 'The checks are listed in dbops.health_thresholds.';
     END IF;
     RETURN QUERY
         SELECT h.taken_at, h.status, h.value,
-               h.value - lag(h.value) OVER (ORDER BY h.taken_at),
+               h.value OPERATOR(pg_catalog.-) pg_catalog.lag(h.value) OVER (ORDER BY h.taken_at),
                h.unit, h.detail
         FROM dbops.health_history h
-        WHERE h.check_name = health_trend.check_name
-          AND h.taken_at >= now() - since
+        WHERE h.check_name OPERATOR(pg_catalog.=) health_trend.check_name
+          AND h.taken_at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) since)
         ORDER BY h.taken_at;
 END;
 $$;
@@ -243,8 +275,12 @@ COMMENT ON FUNCTION dbops.health_trend(text, interval) IS
 -- Every pg_cron job with its last run; dbops jobs also with their command and
 -- whether a run they were due for did not happen.  SECURITY DEFINER because
 -- pg_cron's row-level security shows a role only its own jobs: monitoring
--- needs all of them.  Commands of other jobs are not shown.
-CREATE FUNCTION dbops.cron_jobs(
+-- needs all of them.  Commands of other jobs are not shown, and a job's
+-- message only when viewer may see the job in pg_cron: viewer owns it, or
+-- is a superuser (NULL: no message at all).  Called by dbops.cron_jobs()
+-- with its caller (schedule.c).
+CREATE FUNCTION dbops._cron_jobs(
+    viewer oid,
     OUT job_name text, OUT jobid bigint, OUT database text, OUT username text,
     OUT schedule text, OUT active boolean, OUT is_dbops boolean,
     OUT last_start timestamptz, OUT last_duration interval, OUT last_status text,
@@ -257,9 +293,14 @@ AS $$
 #variable_conflict use_column
 DECLARE
     log_run boolean;
+    v_name  text;
+    v_all   boolean;
 BEGIN
     PERFORM dbops.require_pg_cron();
     log_run := coalesce((dbops.cron_status()).log_run, true);
+    SELECT r.rolname::pg_catalog.text, r.rolsuper INTO v_name, v_all
+    FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) viewer;
+    v_all := coalesce(v_all, false);
     RETURN QUERY
     WITH last AS (
         SELECT DISTINCT ON (d.jobid) d.jobid, d.status, d.return_message,
@@ -267,42 +308,66 @@ BEGIN
         FROM cron.job_run_details d
         ORDER BY d.jobid, d.runid DESC
     ), agg AS (
-        SELECT d.jobid, max(d.start_time) AS latest_start,
-               count(*) FILTER (WHERE d.status = 'failed'
-                                  AND d.start_time > now() - interval '1 day') AS failures
+        SELECT d.jobid, pg_catalog.max(d.start_time) AS latest_start,
+               pg_catalog.count(*) FILTER (
+                   WHERE d.status OPERATOR(pg_catalog.=) 'failed'
+                     AND d.start_time OPERATOR(pg_catalog.>)
+                         (pg_catalog.now() OPERATOR(pg_catalog.-) '1 day'::pg_catalog.interval)) AS failures
         FROM cron.job_run_details d
         GROUP BY d.jobid
     ), jobs AS (
-        SELECT j.*, j.jobname::text AS name,
-               j.jobname ~ '^dbops-(purge|health-snapshot|bloat-snapshot|reap|cron-history)(@.+)?$'
+        SELECT j.*, j.jobname::pg_catalog.text AS name,
+               j.jobname OPERATOR(pg_catalog.~)
+                   '^dbops-(purge|health-snapshot|bloat-snapshot|reap|cron-history)(@.+)?$'::pg_catalog.text
                    AS dbops_job,
-               j.schedule ~* '^\s*[0-9]+\s*seconds?\s*$' AS every_seconds
+               j.schedule OPERATOR(pg_catalog.~*) '^\s*[0-9]+\s*seconds?\s*$'::pg_catalog.text
+                   AS every_seconds,
+               v_all OR j.username OPERATOR(pg_catalog.=) v_name AS visible
         FROM cron.job j
     )
     SELECT j.name, j.jobid, j.database, j.username, j.schedule, j.active, j.dbops_job,
-           l.start_time, l.end_time - l.start_time, l.status,
-           nullif(btrim(l.return_message, E' \n\r\t'), ''),
-           coalesce(a.failures, 0),
+           l.start_time, l.end_time OPERATOR(pg_catalog.-) l.start_time, l.status,
+           CASE WHEN j.visible THEN
+               CASE WHEN pg_catalog.btrim(l.return_message, E' \n\r\t') OPERATOR(pg_catalog.<>) ''
+                    THEN pg_catalog.btrim(l.return_message, E' \n\r\t') END
+           END,
+           coalesce(a.failures, 0::pg_catalog.int8),
            CASE WHEN j.active AND NOT j.every_seconds
-                THEN dbops.cron_next_run(j.schedule, now()) END,
-           CASE WHEN due.due_at > r.scheduled_at
-                 AND (a.latest_start IS NULL OR a.latest_start < due.due_at)
-                 AND coalesce(l.status, '') NOT IN ('starting', 'running', 'sending', 'connecting')
+                THEN dbops.cron_next_run(j.schedule, pg_catalog.now()) END,
+           CASE WHEN due.due_at OPERATOR(pg_catalog.>) r.scheduled_at
+                 AND (a.latest_start IS NULL OR a.latest_start OPERATOR(pg_catalog.<) due.due_at)
+                 AND NOT coalesce(l.status, '') OPERATOR(pg_catalog.=)
+                         ANY ('{starting,running,sending,connecting}'::pg_catalog.text[])
                 THEN due.due_at END,
            CASE WHEN j.dbops_job THEN j.command END
     FROM jobs j
-    LEFT JOIN last l ON l.jobid = j.jobid
-    LEFT JOIN agg a ON a.jobid = j.jobid
+    LEFT JOIN last l ON l.jobid OPERATOR(pg_catalog.=) j.jobid
+    LEFT JOIN agg a ON a.jobid OPERATOR(pg_catalog.=) j.jobid
     LEFT JOIN dbops.scheduled_jobs r
-           ON r.job_name = j.name AND r.username = j.username
+           ON r.job_name OPERATOR(pg_catalog.=) j.name
+          AND r.username OPERATOR(pg_catalog.=) j.username
     LEFT JOIN LATERAL (
-        SELECT dbops.cron_prev_run(j.schedule, now() - interval '5 minutes') AS due_at
+        SELECT dbops.cron_prev_run(j.schedule,
+                   pg_catalog.now() OPERATOR(pg_catalog.-) '5 minutes'::pg_catalog.interval) AS due_at
         WHERE j.dbops_job AND j.active AND log_run AND NOT j.every_seconds
           AND r.scheduled_at IS NOT NULL
     ) due ON true
     ORDER BY j.name, j.jobid;
 END;
 $$;
+REVOKE ALL ON FUNCTION dbops._cron_jobs(oid) FROM PUBLIC;
+
+-- The caller is known here, in C, not inside the SECURITY DEFINER function.
+CREATE FUNCTION dbops.cron_jobs(
+    OUT job_name text, OUT jobid bigint, OUT database text, OUT username text,
+    OUT schedule text, OUT active boolean, OUT is_dbops boolean,
+    OUT last_start timestamptz, OUT last_duration interval, OUT last_status text,
+    OUT last_message text, OUT failures_24h bigint,
+    OUT next_run timestamptz, OUT missed_run timestamptz, OUT command text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dbops_cron_jobs'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION dbops.cron_jobs() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dbops.cron_jobs() TO pg_monitor;
 COMMENT ON FUNCTION dbops.cron_jobs() IS
@@ -337,7 +402,7 @@ SET IntervalStyle = 'postgres'
 AS $$
 #variable_conflict use_variable
 DECLARE
-    target text := coalesce($6, current_database());
+    target text := coalesce($6, pg_catalog.current_database()::pg_catalog.text);
     suffix text;
     crondb text;
     v text;
@@ -345,26 +410,30 @@ DECLARE
     cur record;
     id bigint;
 BEGIN
-    IF pg_is_in_recovery() THEN
+    IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot schedule jobs on a standby'
             USING ERRCODE = 'read_only_sql_transaction',
                   HINT = 'Run dbops.schedule() on the primary: pg_cron runs jobs only there.';
     END IF;
     v := dbops.require_pg_cron();
-    IF string_to_array(split_part(v, '-', 1), '.')::int[] < '{1,4}' THEN
+    IF pg_catalog.string_to_array(pg_catalog.split_part(v, '-', 1), '.')::pg_catalog.int4[]
+       OPERATOR(pg_catalog.<) '{1,4}'::pg_catalog.int4[] THEN
         RAISE EXCEPTION 'dbops.schedule() needs pg_cron 1.4 or later, not %', v
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Run ALTER EXTENSION pg_cron UPDATE.';
     END IF;
     crondb := (dbops.cron_status()).cron_database;
 
-    IF NOT EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = target) THEN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database d
+                   WHERE d.datname OPERATOR(pg_catalog.=) target::pg_catalog.name) THEN
         RAISE EXCEPTION 'database "%" does not exist', target
             USING ERRCODE = 'invalid_catalog_name',
                   HINT = 'database names the database the jobs run in; dbops must be installed there.';
     END IF;
-    suffix := CASE WHEN target = current_database() THEN '' ELSE '@' || target END;
-    IF octet_length('dbops-health-snapshot' || suffix) > 63 THEN
+    suffix := CASE WHEN target OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text
+                   THEN '' ELSE '@' OPERATOR(pg_catalog.||) target END;
+    IF pg_catalog.octet_length('dbops-health-snapshot' OPERATOR(pg_catalog.||) suffix)
+       OPERATOR(pg_catalog.>) 63 THEN
         RAISE EXCEPTION 'database name "%" is too long for a pg_cron job name', target
             USING ERRCODE = 'name_too_long',
                   HINT = 'Job names are "dbops-<job>@<database>" and pg_cron keeps 63 bytes of them.';
@@ -377,7 +446,7 @@ BEGIN
         WHERE a.sched IS NOT NULL
     LOOP
         BEGIN
-            PERFORM dbops.cron_next_run(spec.sched, now(), 'GMT');
+            PERFORM dbops.cron_next_run(spec.sched, pg_catalog.now(), 'GMT');
         EXCEPTION WHEN invalid_parameter_value THEN
             GET STACKED DIAGNOSTICS v = PG_EXCEPTION_DETAIL;
             RAISE EXCEPTION 'invalid schedule for %: "%"', spec.arg, spec.sched
@@ -394,30 +463,44 @@ BEGIN
                               ('reap_idle_for', reap_idle_for, reap IS NOT NULL)) AS a(arg, val, used)
         WHERE a.used
     LOOP
-        IF spec.val IS NOT NULL OR spec.arg <> 'cron_history_keep' THEN
-            PERFORM dbops._require_positive_interval(spec.arg, spec.val);
+        IF spec.val IS NULL AND spec.arg OPERATOR(pg_catalog.<>) 'cron_history_keep' THEN
+            RAISE EXCEPTION '% must not be NULL', spec.arg USING ERRCODE = 'null_value_not_allowed';
+        END IF;
+        IF spec.val OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
+            RAISE EXCEPTION '% must be a positive interval, not %', spec.arg, spec.val
+                USING ERRCODE = 'invalid_parameter_value';
         END IF;
     END LOOP;
 
+    -- The commands run in a session of their own, with the search_path of
+    -- the database and of the role: they name everything by schema.
     FOR spec IN
         SELECT * FROM (VALUES
-            (1, 'dbops-purge' || suffix, purge, 'CALL dbops.purge()', target),
-            (2, 'dbops-health-snapshot' || suffix, health_snapshot,
-                format('SELECT * FROM dbops.health_snapshot(keep => %L)', health_history_keep), target),
-            (3, 'dbops-bloat-snapshot' || suffix, bloat_snapshot,
-                format('SELECT * FROM dbops.bloat_snapshot(keep => %L)', bloat_history_keep), target),
-            (4, 'dbops-reap' || suffix, reap,
-                format('SELECT count(*) FROM dbops.reap_idle(idle_for => %L, dry_run => false)',
-                       reap_idle_for), target),
-            (5, 'dbops-cron-history', CASE WHEN cron_history_keep IS NOT NULL THEN '7 * * * *' END,
-                format('DELETE FROM cron.job_run_details WHERE end_time < now() - %L::interval',
-                       cron_history_keep), current_database())
+            (1, 'dbops-purge' OPERATOR(pg_catalog.||) suffix, purge, 'CALL dbops.purge()', target),
+            (2, 'dbops-health-snapshot' OPERATOR(pg_catalog.||) suffix, health_snapshot,
+                pg_catalog.format('SELECT * FROM dbops.health_snapshot(keep => %L::pg_catalog.interval)',
+                                  health_history_keep), target),
+            (3, 'dbops-bloat-snapshot' OPERATOR(pg_catalog.||) suffix, bloat_snapshot,
+                pg_catalog.format('SELECT * FROM dbops.bloat_snapshot(keep => %L::pg_catalog.interval)',
+                                  bloat_history_keep), target),
+            (4, 'dbops-reap' OPERATOR(pg_catalog.||) suffix, reap,
+                pg_catalog.format('SELECT pg_catalog.count(*) FROM dbops.reap_idle('
+                                  'idle_for => %L::pg_catalog.interval, dry_run => false)',
+                                  reap_idle_for), target),
+            (5, 'dbops-cron-history',
+                CASE WHEN cron_history_keep IS NOT NULL THEN '7 * * * *' END,
+                pg_catalog.format('DELETE FROM cron.job_run_details WHERE end_time '
+                                  'OPERATOR(pg_catalog.<) (pg_catalog.now() '
+                                  'OPERATOR(pg_catalog.-) %L::pg_catalog.interval)',
+                                  cron_history_keep),
+                pg_catalog.current_database()::pg_catalog.text)
         ) AS s(ord, name, sched, cmd, db)
         ORDER BY s.ord
     LOOP
         SELECT j.jobid, j.schedule, j.command, j.database, j.active INTO cur
         FROM cron.job j
-        WHERE j.jobname = spec.name AND j.username = current_user;
+        WHERE j.jobname OPERATOR(pg_catalog.=) spec.name
+          AND j.username OPERATOR(pg_catalog.=) CURRENT_USER::pg_catalog.text;
 
         IF spec.sched IS NULL THEN
             IF cur.jobid IS NULL THEN
@@ -425,7 +508,8 @@ BEGIN
             END IF;
             PERFORM cron.unschedule(spec.name);
             DELETE FROM dbops.scheduled_jobs r
-            WHERE r.job_name = spec.name AND r.username = current_user;
+            WHERE r.job_name OPERATOR(pg_catalog.=) spec.name
+              AND r.username OPERATOR(pg_catalog.=) CURRENT_USER::pg_catalog.text;
             job_name := spec.name; action := 'removed'; jobid := cur.jobid;
             dbname := cur.database; schedule := cur.schedule; active := cur.active;
             command := cur.command;
@@ -433,26 +517,27 @@ BEGIN
             CONTINUE;
         END IF;
 
-        IF cur.jobid IS NOT NULL AND cur.schedule = spec.sched AND cur.command = spec.cmd
-           AND cur.database = spec.db THEN
+        IF cur.jobid IS NOT NULL AND cur.schedule OPERATOR(pg_catalog.=) spec.sched
+           AND cur.command OPERATOR(pg_catalog.=) spec.cmd
+           AND cur.database OPERATOR(pg_catalog.=) spec.db THEN
             action := 'unchanged';
             id := cur.jobid;
             INSERT INTO dbops.scheduled_jobs AS r (job_name, username, database, schedule, command)
-            VALUES (spec.name, current_user, spec.db, spec.sched, spec.cmd)
+            VALUES (spec.name, CURRENT_USER, spec.db, spec.sched, spec.cmd)
             ON CONFLICT ON CONSTRAINT scheduled_jobs_pkey DO NOTHING;
         ELSE
-            IF cur.jobid IS NOT NULL AND cur.database <> spec.db THEN
+            IF cur.jobid IS NOT NULL AND cur.database OPERATOR(pg_catalog.<>) spec.db THEN
                 -- pg_cron 1.4 keeps the database of an existing job: start over
                 PERFORM cron.unschedule(spec.name);
             END IF;
-            IF spec.db = crondb THEN
+            IF spec.db OPERATOR(pg_catalog.=) crondb THEN
                 id := cron.schedule(spec.name, spec.sched, spec.cmd);
             ELSE
                 id := cron.schedule_in_database(spec.name, spec.sched, spec.cmd, spec.db);
             END IF;
             action := CASE WHEN cur.jobid IS NULL THEN 'created' ELSE 'updated' END;
             INSERT INTO dbops.scheduled_jobs AS r (job_name, username, database, schedule, command)
-            VALUES (spec.name, current_user, spec.db, spec.sched, spec.cmd)
+            VALUES (spec.name, CURRENT_USER, spec.db, spec.sched, spec.cmd)
             ON CONFLICT ON CONSTRAINT scheduled_jobs_pkey DO UPDATE
                 SET database = excluded.database, schedule = excluded.schedule,
                     command = excluded.command, scheduled_at = excluded.scheduled_at;
@@ -460,7 +545,7 @@ BEGIN
 
         SELECT j.jobid, j.database, j.schedule, j.active, j.command
         INTO jobid, dbname, schedule, active, command
-        FROM cron.job j WHERE j.jobid = id;
+        FROM cron.job j WHERE j.jobid OPERATOR(pg_catalog.=) id;
         job_name := spec.name;
         RETURN NEXT;
     END LOOP;
@@ -484,30 +569,33 @@ DECLARE
     names text[];
     j record;
 BEGIN
-    IF pg_is_in_recovery() THEN
+    IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot unschedule jobs on a standby'
             USING ERRCODE = 'read_only_sql_transaction',
                   HINT = 'Run dbops.unschedule() on the primary.';
     END IF;
     PERFORM dbops.require_pg_cron();
     IF unschedule.database IS NOT NULL THEN
-        names := ARRAY(SELECT 'dbops-' || n
-                              || CASE WHEN unschedule.database = current_database() THEN ''
-                                      ELSE '@' || unschedule.database END
-                       FROM unnest('{purge,health-snapshot,bloat-snapshot,reap}'::text[]) AS n);
+        names := ARRAY(SELECT 'dbops-' OPERATOR(pg_catalog.||) n OPERATOR(pg_catalog.||)
+                              CASE WHEN unschedule.database OPERATOR(pg_catalog.=)
+                                        pg_catalog.current_database()::pg_catalog.text
+                                   THEN '' ELSE '@' OPERATOR(pg_catalog.||) unschedule.database END
+                       FROM pg_catalog.unnest('{purge,health-snapshot,bloat-snapshot,reap}'::pg_catalog.text[]) AS n);
     END IF;
     FOR j IN
-        SELECT c.jobid, c.jobname::text AS name, c.database, c.schedule, c.active, c.command
+        SELECT c.jobid, c.jobname::pg_catalog.text AS name, c.database, c.schedule, c.active, c.command
         FROM cron.job c
-        WHERE c.username = current_user
+        WHERE c.username OPERATOR(pg_catalog.=) CURRENT_USER::pg_catalog.text
           AND CASE WHEN names IS NULL
-                   THEN c.jobname ~ '^dbops-(purge|health-snapshot|bloat-snapshot|reap|cron-history)(@.+)?$'
-                   ELSE c.jobname::text = ANY (names) END
+                   THEN c.jobname OPERATOR(pg_catalog.~)
+                        '^dbops-(purge|health-snapshot|bloat-snapshot|reap|cron-history)(@.+)?$'::pg_catalog.text
+                   ELSE c.jobname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (names) END
         ORDER BY c.jobid
     LOOP
         PERFORM cron.unschedule(j.name);
         DELETE FROM dbops.scheduled_jobs r
-        WHERE r.job_name = j.name AND r.username = current_user;
+        WHERE r.job_name OPERATOR(pg_catalog.=) j.name
+          AND r.username OPERATOR(pg_catalog.=) CURRENT_USER::pg_catalog.text;
         job_name := j.name; action := 'removed'; jobid := j.jobid; dbname := j.database;
         schedule := j.schedule; active := j.active; command := j.command;
         RETURN NEXT;
@@ -522,7 +610,9 @@ COMMENT ON FUNCTION dbops.unschedule(text) IS
 CREATE FUNCTION dbops.health_metrics()
 RETURNS text
 AS 'MODULE_PATHNAME', 'dbops_health_metrics'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops.health_metrics() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dbops.health_metrics() TO pg_monitor;
 COMMENT ON FUNCTION dbops.health_metrics() IS
     'The dbops.health() report in the Prometheus text exposition format';
