@@ -56,3 +56,27 @@ SELECT count(*) FILTER (WHERE p.proname LIKE '\_%') > 0 AS has_internal,
 FROM pg_proc p
 JOIN pg_language l ON l.oid = p.prolang
 WHERE p.pronamespace = 'dbops'::regnamespace;
+
+-- 4. C functions without the pinned search_path: only those that run no
+-- query, and the two ledger entry points that must hand the caller's
+-- search_path to the migration's own script (they call pinned
+-- implementations for everything else).  A new C function that runs
+-- queries and lacks the SET clause shows up here.
+CREATE TEMP TABLE c_unpinned_by_design (fn text PRIMARY KEY, reason text NOT NULL);
+INSERT INTO c_unpinned_by_design VALUES
+    ('dbops.migration_checksum(text)', 'runs no query'),
+    ('dbops._migration_capture_version()', 'runs no query'),
+    ('dbops.cron_next_run(text,timestamp with time zone,text)', 'runs no query'),
+    ('dbops.cron_prev_run(text,timestamp with time zone,text)', 'runs no query'),
+    ('dbops.migrate(text,text,text,text[],boolean)',
+     'reads the caller''s search_path for the migration body; the ledger work is pinned'),
+    ('dbops.migration_rollback(text,text)',
+     'reads the caller''s search_path for the rollback body; the ledger work is pinned');
+SELECT p.oid::regprocedure AS function, d.reason
+FROM pg_proc p
+JOIN pg_language l ON l.oid = p.prolang
+LEFT JOIN c_unpinned_by_design d ON to_regprocedure(d.fn) = p.oid
+WHERE p.pronamespace = 'dbops'::regnamespace
+  AND l.lanname = 'c'
+  AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
+ORDER BY p.oid::regprocedure::text;

@@ -35,7 +35,5 @@ BEGIN
     END IF;
 END;
 $$;
--- Used by the scheduling functions; dbops.health_trend() runs with its
--- caller's rights and is granted to pg_monitor, so pg_monitor needs this too.
+-- Used by the SECURITY DEFINER snapshot functions, which run as its owner.
 REVOKE ALL ON FUNCTION dbops._require_positive_interval(text, interval, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION dbops._require_positive_interval(text, interval, text) TO pg_monitor;

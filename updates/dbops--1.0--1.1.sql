@@ -9,12 +9,11 @@
 
 -- ---------------------------------------------------------------- dbops.sql
 
--- Pinned search_path; internal: revoked from PUBLIC, granted to pg_monitor
--- (dbops.health_trend() runs with its caller's rights and uses it).
+-- Pinned search_path; internal: revoked from PUBLIC (only the SECURITY
+-- DEFINER snapshot functions call it).
 ALTER FUNCTION dbops._require_positive_interval(text, interval, text)
     SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION dbops._require_positive_interval(text, interval, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION dbops._require_positive_interval(text, interval, text) TO pg_monitor;
 
 -- --------------------------------------------------------------- health.sql
 
