@@ -342,7 +342,7 @@ WHERE p.pronamespace = 'dbops'::regnamespace
                     'health', 'health_overall', 'health_status', 'health_json',
                     'lock_tree', 'lock_tree_text', 'cancel_blockers',
                     '_bloat_stats', 'bloat',
-                    'reap_idle', 'reaper_status', 'reaper_events')
+                    'reap_idle', 'reaper_status', 'reaper_events', 'reaper_policies_validate')
 ORDER BY p.oid::regprocedure::text;
 
 -- clean up

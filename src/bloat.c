@@ -218,6 +218,7 @@ typedef struct BloatTarget
 typedef struct StatsEst
 {
 	Oid			relid;
+	bool		found;			/* _bloat_stats() still saw the relation */
 	bool		has_est;
 	double		est_pages;
 	double		live_bytes;
@@ -744,6 +745,7 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 		 * the heap pages).
 		 */
 		Oid			heapoid = rel->rd_index->indrelid;
+		Relation	heap = NULL;
 		int64		ndead = DatumGetInt64(DirectFunctionCall1(pg_stat_get_dead_tuples,
 															  ObjectIdGetDatum(heapoid)));
 		int64		nlive = DatumGetInt64(DirectFunctionCall1(pg_stat_get_live_tuples,
@@ -757,8 +759,15 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 							 row->note.len ? "; " : "");
 		else if (want_check && ConditionalLockRelationOid(heapoid, AccessShareLock))
 		{
+			/* locked: is it still there? (the index is locked, so it should be) */
+			heap = try_relation_open(heapoid, NoLock);
+			if (heap == NULL)
+				UnlockRelationOid(heapoid, AccessShareLock);
+		}
+		if (heap != NULL)
+		{
 			hc = palloc0(sizeof(HeapCheck));
-			hc->heap = relation_open(heapoid, NoLock);
+			hc->heap = heap;
 			InitNonVacuumableSnapshot(hc->snap, GlobalVisTestFor(hc->heap));
 			hc->strategy = bstrategy;
 			hc->buf = InvalidBuffer;
@@ -917,6 +926,20 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 		pfree(read_blocks);
 }
 
+/*
+ * A relation's name for a detail or message, quoted; a relation dropped
+ * meanwhile is named by its OID.
+ */
+static const char *
+rel_name_or_oid(Oid relid)
+{
+	char	   *name = get_rel_name(relid);
+
+	if (name == NULL)
+		return psprintf("(dropped relation %u)", relid);
+	return quote_identifier(name);
+}
+
 static const char *
 kind_name(char relkind, bool toast_index)
 {
@@ -1000,7 +1023,7 @@ parse_method(const char *name)
 			return (BloatMethod) i;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("unknown bloat method \"%s\"", name),
+			 errmsg("unknown bloat method \"%s\"", dbops_bounded(name, DBOPS_ECHO_CHARS)),
 			 errhint("Use one of stats, sample, exact or auto.")));
 	return BLOAT_AUTO;			/* keep compiler quiet */
 }
@@ -1085,6 +1108,7 @@ fetch_stats(Oid *relids, int n)
 
 			if (e == NULL)
 				continue;
+			e->found = true;
 			d = slot_getattr(slot, 2, &isnull);
 			e->has_est = !isnull;
 			if (!isnull)
@@ -1108,7 +1132,14 @@ fill_from_stats(BloatRow *row, const StatsEst *est, BlockNumber nblocks)
 {
 	row->method = "stats";
 	row->pages_read = 0;
-	if (est && est->has_est)
+	if (est == NULL || !est->found)
+	{
+		/* dropped after its pages were counted (its lock was released) */
+		appendStringInfo(&row->note, "%sskipped: dropped meanwhile, no catalog estimate",
+						 row->note.len ? "; " : "");
+		return;
+	}
+	if (est->has_est)
 	{
 		row->has_bloat = true;
 		row->bloat_bytes = ((double) nblocks - est->est_pages) * BLCKSZ;
@@ -1117,7 +1148,7 @@ fill_from_stats(BloatRow *row, const StatsEst *est, BlockNumber nblocks)
 		row->has_parts = false;
 		row->live = est->live_bytes;
 	}
-	if (est && est->note)
+	if (est->note)
 		appendStringInfo(&row->note, "%s%s", row->note.len ? "; " : "", est->note);
 }
 
@@ -1192,14 +1223,18 @@ collect_targets(Oid relid)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_TABLE),
 					 errmsg("relation with OID %u does not exist", relid),
-					 errdetail("It was dropped while dbops.bloat() waited for its lock.")));
+					 errdetail("It was dropped while dbops.bloat() waited for its lock."),
+					 errhint("Check the name and call again; leave relation out to report on every relation.")));
 		if (!bloat_relkind_has_pages(rel->rd_rel->relkind))
 			refuse_relkind(RelationGetRelationName(rel), rel->rd_rel->relkind, true);
 		relation_close(rel, NoLock);
 
 		t = make_target(relid, true);
-		if (t == NULL)
-			return NIL;
+		if (t == NULL)			/* cannot happen: it is locked */
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("relation with OID %u does not exist", relid),
+					 errhint("Check the name and call again; leave relation out to report on every relation.")));
 		targets = lappend(targets, t);
 		if (t->relkind == RELKIND_INDEX)
 			return targets;
@@ -1283,7 +1318,21 @@ bloat_one(BloatTarget *t, BloatMethod method, int64 *budget, double ci_width,
 	row->kind = kind_name(t->relkind, toast_index);
 
 	if (t->named)
-		rel = relation_open(t->relid, AccessShareLock);
+	{
+		/*
+		 * The named relation is locked since collect_targets(); its TOAST
+		 * table and indexes are opened (and locked) now, and one may have
+		 * gone since they were listed (DROP INDEX CONCURRENTLY, REINDEX
+		 * CONCURRENTLY).
+		 */
+		rel = try_relation_open(t->relid, AccessShareLock);
+		if (rel == NULL)
+		{
+			row->method = method_names[method];
+			appendStringInfoString(&row->note, "skipped: dropped meanwhile");
+			return;
+		}
+	}
 	else
 	{
 		if (!ConditionalLockRelationOid(t->relid, AccessShareLock))
@@ -1466,6 +1515,13 @@ dbops_bloat(PG_FUNCTION_ARGS)
 	else
 		seed = (uint32) PG_GETARG_INT32(4);
 
+	/* NULL means every relation; OID 0 is no relation at all */
+	if (!PG_ARGISNULL(0) && !OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID 0 does not exist"),
+				 errhint("Name a table, materialized view, TOAST table or index; leave relation out (NULL) to report on every relation.")));
+
 	if (OidIsValid(relid))
 	{
 		HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
@@ -1474,11 +1530,16 @@ dbops_bloat(PG_FUNCTION_ARGS)
 		if (!HeapTupleIsValid(tup))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_TABLE),
-					 errmsg("relation with OID %u does not exist", relid)));
+					 errmsg("relation with OID %u does not exist", relid),
+					 errhint("Check the name and call again; leave relation out to report on every relation.")));
 		relkind = ((Form_pg_class) GETSTRUCT(tup))->relkind;
 		ReleaseSysCache(tup);
 		if (!bloat_relkind_has_pages(relkind))
-			refuse_relkind(get_rel_name(relid), relkind, false);
+		{
+			char	   *relname = get_rel_name(relid);
+
+			refuse_relkind(relname ? relname : psprintf("%u", relid), relkind, false);
+		}
 	}
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -1656,7 +1717,7 @@ dbops_check_bloat(DbopsCheckResult *res)
 			skipped_pages += cands[r].relpages;
 			if (nskipped <= 3)
 				appendStringInfo(&not_covered, "%s%s (%.0f MB)", nskipped > 1 ? ", " : "",
-								 quote_identifier(get_rel_name(cands[r].relid)),
+								 rel_name_or_oid(cands[r].relid),
 								 cands[r].relpages * (double) BLCKSZ / (1024 * 1024));
 			continue;
 		}
@@ -1680,7 +1741,7 @@ dbops_check_bloat(DbopsCheckResult *res)
 			if (pct >= (isnan(res->warning) ? 0 : res->warning))
 				appendStringInfo(&worst_list, "%s%s %.1f%% (%.0f of %.0f MB, 95%% CI %.1f..%.1f)",
 								 worst_list.len ? ", " : "",
-								 quote_identifier(get_rel_name(row.relid)), pct,
+								 rel_name_or_oid(row.relid), pct,
 								 row.bloat_bytes / (1024 * 1024), row.size / (1024.0 * 1024),
 								 row.ci_low, row.ci_high);
 		}

@@ -11,10 +11,18 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 
 /* Module init hooks, one per capability, called from _PG_init(). */
 extern void dbops_health_init(void);
+
+/* What a message quotes of a caller's input: at most this many characters. */
+#define DBOPS_ECHO_CHARS 64
+extern char *dbops_bounded(const char *s, int maxchars);
+
+/* An interval in microseconds; false if it does not fit (dbops.c). */
+extern bool dbops_interval_usecs(const Interval *iv, int64 *usecs);
 
 /*
  * Health checks

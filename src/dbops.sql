@@ -11,7 +11,7 @@
 GRANT USAGE ON SCHEMA dbops TO PUBLIC;
 
 -- The errors every dbops function raises for an interval argument that must
--- be given and positive (hint may be NULL).
+-- be given and positive (hint NULL: a general one).
 CREATE FUNCTION dbops._require_positive_interval(arg text, val interval, hint text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
@@ -19,19 +19,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF val IS NULL THEN
-        IF hint IS NULL THEN
-            RAISE EXCEPTION '% must not be NULL', arg USING ERRCODE = 'null_value_not_allowed';
-        END IF;
         RAISE EXCEPTION '% must not be NULL', arg
-            USING ERRCODE = 'null_value_not_allowed', HINT = hint;
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = coalesce(hint, 'Give a positive interval, e.g. interval ''1 day''.');
     END IF;
     IF val <= interval '0' THEN
-        IF hint IS NULL THEN
-            RAISE EXCEPTION '% must be a positive interval, not %', arg, val
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
         RAISE EXCEPTION '% must be a positive interval, not %', arg, val
-            USING ERRCODE = 'invalid_parameter_value', HINT = hint;
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = coalesce(hint, 'Give a positive interval, e.g. interval ''1 day''.');
     END IF;
 END;
 $$;

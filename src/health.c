@@ -231,6 +231,80 @@ check_timeout_handler(void)
 	SetLatch(MyLatch);
 }
 
+/*
+ * Whose cancel is it?  The engine's own per-check timer cancels the check
+ * it times by setting QueryCancelPending, which is also what a user's
+ * cancel (pg_cancel_backend(), Ctrl-C) and statement_timeout do, through
+ * SIGINT.  While a report runs, SIGINT goes through report_sigint_handler()
+ * first, which notes that somebody other than the engine asked to cancel
+ * (a lock_timeout, which also arrives as SIGINT, is a check's failure, not a
+ * cancel of the report) and then runs the backend's own handler.  A cancel
+ * noted so, or the statement's deadline passed, cancels the whole report,
+ * even when the check's own timer fired at the same moment.
+ */
+static volatile sig_atomic_t report_sigint = false;
+static struct sigaction report_prev_sigint;
+static bool report_sigint_installed = false;
+static TimestampTz report_deadline = 0;	/* statement_timeout's, or 0 */
+
+static void
+report_sigint_handler(int signo, siginfo_t *info, void *context)
+{
+	int			save_errno = errno;
+
+	if (!get_timeout_indicator(LOCK_TIMEOUT, false))
+		report_sigint = true;
+	errno = save_errno;
+	if (report_prev_sigint.sa_flags & SA_SIGINFO)
+		report_prev_sigint.sa_sigaction(signo, info, context);
+	else
+		report_prev_sigint.sa_handler(signo);
+}
+
+/* Route SIGINT through report_sigint_handler() for the report. */
+static void
+report_cancel_watch_begin(void)
+{
+	struct sigaction prev;
+	struct sigaction act;
+
+	report_sigint = false;
+	report_deadline = 0;
+	if (get_timeout_active(STATEMENT_TIMEOUT))
+		report_deadline = get_timeout_finish_time(STATEMENT_TIMEOUT);
+
+	if (report_sigint_installed || sigaction(SIGINT, NULL, &prev) != 0)
+		return;
+	/* a process that ignores SIGINT cannot be cancelled by it anyway */
+	if (!(prev.sa_flags & SA_SIGINFO) &&
+		(prev.sa_handler == SIG_IGN || prev.sa_handler == SIG_DFL))
+		return;
+	report_prev_sigint = prev;
+	act = prev;
+	act.sa_sigaction = report_sigint_handler;
+	act.sa_flags = prev.sa_flags | SA_SIGINFO;
+	if (sigaction(SIGINT, &act, NULL) == 0)
+		report_sigint_installed = true;
+}
+
+static void
+report_cancel_watch_end(void)
+{
+	if (report_sigint_installed)
+	{
+		(void) sigaction(SIGINT, &report_prev_sigint, NULL);
+		report_sigint_installed = false;
+	}
+	report_deadline = 0;
+}
+
+/* Has the statement that runs the report used up its statement_timeout? */
+static bool
+report_deadline_passed(void)
+{
+	return report_deadline != 0 && GetCurrentTimestamp() >= report_deadline;
+}
+
 /* Grade a value against its thresholds. */
 static DbopsStatus
 grade(const DbopsCheck *check, const DbopsCheckResult *res)
@@ -263,6 +337,11 @@ grade(const DbopsCheck *check, const DbopsCheckResult *res)
  * reported as that check's status and cannot spoil the others.  The
  * lock_timeout the check runs under is undone when it ends, whatever the
  * outcome, so the caller's transaction keeps its own setting.
+ *
+ * A cancel of the statement (the user's, statement_timeout) is not the
+ * check's: it rolls back and releases the check's subtransaction and is
+ * raised again, so that the statement ends cleanly and the session (and
+ * its transaction block, if any) is left as after any other error.
  */
 static void
 run_check(const DbopsCheck *check, DbopsCheckResult *res)
@@ -295,11 +374,13 @@ run_check(const DbopsCheck *check, DbopsCheckResult *res)
 
 		/*
 		 * The timer may have fired just as the check returned: its cancel
-		 * request is ours and must not cancel the rest of the report.
+		 * request is ours and must not cancel the rest of the report, unless
+		 * somebody else asked to cancel meanwhile (then it stays pending).
 		 */
 		if (check_timed_out)
 		{
-			QueryCancelPending = false;
+			if (!report_sigint && !report_deadline_passed())
+				QueryCancelPending = false;
 			check_timed_out = false;
 		}
 
@@ -311,25 +392,44 @@ run_check(const DbopsCheck *check, DbopsCheckResult *res)
 	PG_CATCH();
 	{
 		ErrorData  *edata;
+		bool		timed_out;
+		bool		cancelled;
+		bool		out_of_time;
 
 		if (dbops_health_check_timeout > 0)
 			disable_timeout(check_timeout_id, false);
+		timed_out = check_timed_out;
+		check_timed_out = false;
 
 		MemoryContextSwitchTo(oldcontext);
 		edata = CopyErrorData();
-
-		/*
-		 * A cancel that is not our timeout (the user's, or statement_timeout)
-		 * cancels the whole report.
-		 */
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !check_timed_out)
-			PG_RE_THROW();
-
 		FlushErrorState();
 
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
+
+		/*
+		 * The statement is cancelled when the cancel is not (only) our
+		 * timer's, and when its statement_timeout has run out whatever the
+		 * error was (a lock_timeout that fired with it hides it).
+		 */
+		out_of_time = report_deadline_passed();
+		cancelled = edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+			(!timed_out || report_sigint);
+		if (out_of_time && !cancelled)
+		{
+			FreeErrorData(edata);
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("canceling statement due to statement timeout")));
+		}
+		if (cancelled)
+			ReThrowError(edata);
+
+		/* our timer's cancel that the error beat to it is ours to drop */
+		if (timed_out && !report_sigint)
+			QueryCancelPending = false;
 
 		/* start over: whatever the check had filled in is not to be trusted */
 		res->has_value = false;
@@ -337,7 +437,7 @@ run_check(const DbopsCheck *check, DbopsCheckResult *res)
 		res->min_status = DBOPS_OK;
 		resetStringInfo(&res->hint);
 
-		if (check_timed_out)
+		if (timed_out)
 		{
 			dbops_check_unknown(res, "check did not finish within dbops.health_check_timeout (%d ms)",
 								dbops_health_check_timeout);
@@ -350,12 +450,11 @@ run_check(const DbopsCheck *check, DbopsCheckResult *res)
 		}
 		else
 		{
-			dbops_check_unknown(res, "check failed: %s", edata->message);
+			dbops_check_unknown(res, "check failed: %s", dbops_bounded(edata->message, 200));
 			if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
 				appendStringInfoString(&res->hint, "The check could not get a lock within dbops.health_check_timeout; run it again, or find the session holding the lock.");
 		}
 		FreeErrorData(edata);
-		check_timed_out = false;
 	}
 	PG_END_TRY();
 }
@@ -385,7 +484,8 @@ nullable_float(HeapTuple tup, TupleDesc desc, int col)
 
 	if (isnull)
 		return NAN;
-	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, d));
+	/* a row stored before thresholds were range-checked cannot fail the report */
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, d));
 }
 
 /*
@@ -431,11 +531,31 @@ static MemoryContext report_context = NULL;
 static RelScan *report_relscan = NULL;
 
 /*
+ * A detail or hint longer than this is cut (at a character boundary, with
+ * "..."): a check that names what a caller recorded cannot make the report,
+ * or the snapshots kept of it, grow without bound.
+ */
+#define DBOPS_REPORT_TEXT_MAX 8192
+
+static void
+clip_report_text(StringInfo buf)
+{
+	int			cut;
+
+	if (buf->len <= DBOPS_REPORT_TEXT_MAX)
+		return;
+	cut = pg_mbcliplen(buf->data, buf->len, DBOPS_REPORT_TEXT_MAX - 3);
+	buf->len = cut;
+	buf->data[cut] = '\0';
+	appendStringInfoString(buf, "...");
+}
+
+/*
  * Run every enabled check; returns the results sorted worst first, and their
  * number in *nrows.
  */
 static CheckRow *
-dbops_health_collect(int *nrows)
+run_checks(int *nrows)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	CheckRow   *rows;
@@ -443,9 +563,6 @@ dbops_health_collect(int *nrows)
 	int			n = 0;
 	int			ret;
 	uint64		i;
-
-	if (check_timeout_id == MAX_TIMEOUTS)
-		check_timeout_id = RegisterTimeout(USER_TIMEOUT, check_timeout_handler);
 
 	rows = palloc0(sizeof(CheckRow) * NUM_DBOPS_CHECKS);
 	report_context = outer;
@@ -512,6 +629,8 @@ dbops_health_collect(int *nrows)
 					(errmsg("dbops.health: check %s took %.3f ms",
 							check->name, INSTR_TIME_GET_MILLISEC(duration))));
 
+		clip_report_text(&row->res.detail);
+		clip_report_text(&row->res.hint);
 		if (row->res.status == DBOPS_OK)
 			row->res.status = grade(check, &row->res);
 		n++;
@@ -522,6 +641,34 @@ dbops_health_collect(int *nrows)
 
 	qsort(rows, n, sizeof(CheckRow), checkrow_cmp);
 	*nrows = n;
+	return rows;
+}
+
+/*
+ * run_checks(), watching for cancels (see report_sigint_handler()); whatever
+ * ends the report, SIGINT gets its own handler back and nothing of the
+ * report's is left for the next one.
+ */
+static CheckRow *
+dbops_health_collect(int *nrows)
+{
+	CheckRow   *volatile rows = NULL;
+
+	if (check_timeout_id == MAX_TIMEOUTS)
+		check_timeout_id = RegisterTimeout(USER_TIMEOUT, check_timeout_handler);
+
+	report_cancel_watch_begin();
+	PG_TRY();
+	{
+		rows = run_checks(nrows);
+	}
+	PG_FINALLY();
+	{
+		report_cancel_watch_end();
+		report_relscan = NULL;
+		report_context = NULL;
+	}
+	PG_END_TRY();
 	return rows;
 }
 

@@ -23,8 +23,9 @@ COMMENT ON TABLE dbops.health_thresholds IS
 GRANT SELECT ON dbops.health_thresholds TO PUBLIC;
 
 -- Validates a thresholds row against the registry: the check must exist,
--- thresholds must be finite, and warning must not lie beyond critical in the
--- check's direction.  NULL means "no threshold at this level".  An INSERT of
+-- thresholds must be finite numbers that dbops.health() can grade with (of
+-- magnitude 1e-300 to 1e300, or 0), and warning must not lie beyond critical
+-- in the check's direction.  NULL means "no threshold at this level".  An INSERT of
 -- a check that already has a row updates that row (so that pg_dump's copy of
 -- user-changed thresholds restores over the defaults CREATE EXTENSION puts).
 CREATE FUNCTION dbops.health_thresholds_validate() RETURNS trigger
@@ -33,6 +34,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     dir text;
+    -- what the messages quote of the row: at most 64 characters of each
+    name_q text := CASE WHEN length(NEW.check_name) > 64
+                        THEN left(NEW.check_name, 64) || '...' ELSE NEW.check_name END;
+    warning_q text := CASE WHEN length(NEW.warning::text) > 64
+                           THEN left(NEW.warning::text, 64) || '...' ELSE NEW.warning::text END;
+    critical_q text := CASE WHEN length(NEW.critical::text) > 64
+                            THEN left(NEW.critical::text, 64) || '...' ELSE NEW.critical::text END;
 BEGIN
     IF NEW.check_name IS NULL THEN
         RAISE EXCEPTION 'check_name of a health threshold must not be NULL'
@@ -42,27 +50,49 @@ BEGIN
     SELECT c.direction INTO dir FROM dbops.health_checks() c
      WHERE c.check_name = NEW.check_name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown health check "%"', NEW.check_name
+        RAISE EXCEPTION 'unknown health check "%"', name_q
             USING ERRCODE = 'undefined_object',
                   HINT = 'Known checks: ' ||
                          (SELECT string_agg(c.check_name, ', ' ORDER BY c.check_name)
                             FROM dbops.health_checks() c) || '.';
     END IF;
+    IF NEW.enabled IS NULL THEN
+        RAISE EXCEPTION 'enabled of health check "%" must not be NULL', name_q
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Set enabled to true or false.';
+    END IF;
     IF NEW.warning = 'NaN' OR NEW.critical = 'NaN' THEN
-        RAISE EXCEPTION 'thresholds of health check "%" must be numbers, not NaN', NEW.check_name
+        RAISE EXCEPTION 'thresholds of health check "%" must be numbers, not NaN', name_q
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use NULL for "no threshold".';
     END IF;
+    IF NEW.warning IN ('Infinity', '-Infinity') OR NEW.critical IN ('Infinity', '-Infinity') THEN
+        RAISE EXCEPTION 'thresholds of health check "%" must be finite, not %', name_q,
+                        CASE WHEN NEW.warning IN ('Infinity', '-Infinity')
+                             THEN NEW.warning ELSE NEW.critical END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use NULL for "no threshold" at that level.';
+    END IF;
+    -- dbops.health() grades in double precision: a threshold it cannot
+    -- convert would make every report fail
+    IF (NEW.warning <> 0 AND (abs(NEW.warning) > 1e300 OR abs(NEW.warning) < 1e-300))
+       OR (NEW.critical <> 0 AND (abs(NEW.critical) > 1e300 OR abs(NEW.critical) < 1e-300)) THEN
+        RAISE EXCEPTION 'threshold % of health check "%" is out of range',
+                        CASE WHEN NEW.warning <> 0 AND (abs(NEW.warning) > 1e300 OR abs(NEW.warning) < 1e-300)
+                             THEN warning_q ELSE critical_q END, name_q
+            USING ERRCODE = 'numeric_value_out_of_range',
+                  HINT = 'Give a threshold of magnitude between 1e-300 and 1e300, or 0; NULL for "no threshold".';
+    END IF;
     IF dir = 'higher_is_worse' AND NEW.warning > NEW.critical THEN
         RAISE EXCEPTION 'warning threshold % of health check "%" is above its critical threshold %',
-                        NEW.warning, NEW.check_name, NEW.critical
+                        warning_q, name_q, critical_q
             USING ERRCODE = 'check_violation',
                   DETAIL = 'Higher values are worse for this check, so warning must be at most critical.',
                   HINT = 'Lower the warning threshold or raise the critical one; NULL disables a level.';
     END IF;
     IF dir = 'lower_is_worse' AND NEW.warning < NEW.critical THEN
         RAISE EXCEPTION 'warning threshold % of health check "%" is below its critical threshold %',
-                        NEW.warning, NEW.check_name, NEW.critical
+                        warning_q, name_q, critical_q
             USING ERRCODE = 'check_violation',
                   DETAIL = 'Lower values are worse for this check, so warning must be at least critical.',
                   HINT = 'Raise the warning threshold or lower the critical one; NULL disables a level.';
@@ -122,17 +152,34 @@ COMMENT ON FUNCTION dbops.health() IS
 
 -- The overall status of a set of check statuses: critical, then warning;
 -- then unknown if any check was unknown or skipped (a check that could not
--- look is not a clean bill of health); ok otherwise.
+-- look is not a clean bill of health); ok otherwise.  A NULL element is a
+-- status nobody knows: it counts as unknown.  Anything that is not one of
+-- the statuses dbops.health() reports (ok, skipped, unknown, warning,
+-- critical, in lower case) is refused, never read as ok.
 CREATE FUNCTION dbops.health_overall(statuses text[]) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT
+LANGUAGE plpgsql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE
+DECLARE
+    bad text;
+BEGIN
+    SELECT s INTO bad FROM unnest(statuses) AS u(s)
+     WHERE s IS NOT NULL AND s NOT IN ('ok', 'skipped', 'unknown', 'warning', 'critical')
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'unknown health status "%"',
+                        CASE WHEN length(bad) > 64 THEN left(bad, 64) || '...' ELSE bad END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Statuses are ok, skipped, unknown, warning and critical (lower case), as dbops.health() reports them; NULL counts as unknown.';
+    END IF;
+    RETURN CASE
         WHEN 'critical' = ANY (statuses) THEN 'critical'
         WHEN 'warning' = ANY (statuses) THEN 'warning'
-        WHEN 'unknown' = ANY (statuses) OR 'skipped' = ANY (statuses) THEN 'unknown'
+        WHEN 'unknown' = ANY (statuses) OR 'skipped' = ANY (statuses)
+             OR array_position(statuses, NULL) IS NOT NULL THEN 'unknown'
         ELSE 'ok'
-    END
+    END;
+END
 $$;
 COMMENT ON FUNCTION dbops.health_overall(text[]) IS
     'Overall status of a list of check statuses (skipped counts as unknown)';

@@ -1276,13 +1276,6 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
  * ----------------------------------------------------------------
  */
 
-static int64
-lt_interval_usecs(const Interval *iv)
-{
-	return iv->time + (int64) iv->day * USECS_PER_DAY +
-		(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
-}
-
 #define CB_NCOLS 9
 
 PG_FUNCTION_INFO_V1(dbops_cancel_blockers);
@@ -1310,7 +1303,11 @@ dbops_cancel_blockers(PG_FUNCTION_ARGS)
 	min_wait = PG_GETARG_INTERVAL_P(0);
 	terminate = PG_GETARG_BOOL(1);
 	dry_run = PG_GETARG_BOOL(2);
-	min_usecs = lt_interval_usecs(min_wait);
+	if (!dbops_interval_usecs(min_wait, &min_usecs))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("min_wait is out of range"),
+				 errhint("Give an interval of less than 290000 years, e.g. '30 seconds'.")));
 	if (min_usecs <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

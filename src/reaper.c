@@ -14,6 +14,7 @@
  */
 #include "postgres.h"
 
+#include <math.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -175,6 +177,7 @@ typedef struct ReaperPolicy
 	bool		has_db;
 	Oid			dbid;
 	text	   *app_pattern;	/* NULL: any application */
+	bool		app_invalid;	/* pattern LIKE refuses: matches nothing */
 	bool		has_cidr;
 	Datum		cidr;
 	int			state;			/* -1: any idle state */
@@ -506,6 +509,30 @@ record_event(const ReaperRequest *req, const ReaperSession *s)
  * a schema on the search_path (an exact-match public.*(numeric, integer)
  * would beat pg_catalog's *(numeric, numeric)).
  */
+/*
+ * Would LIKE accept this pattern?  Its one error is a pattern that ends in
+ * the escape character (a backslash not itself escaped).
+ */
+static bool
+like_pattern_valid(const text *pattern)
+{
+	const char *p = VARDATA_ANY(pattern);
+	int			len = VARSIZE_ANY_EXHDR(pattern);
+	int			i = 0;
+
+	while (i < len)
+	{
+		if (p[i] == '\\')
+		{
+			if (i + 1 >= len)
+				return false;
+			i++;
+		}
+		i += pg_mblen(p + i);
+	}
+	return true;
+}
+
 static ReaperPolicy *
 load_policies(int *npolicies)
 {
@@ -513,8 +540,7 @@ load_policies(int *npolicies)
 	int			ret;
 
 	ret = SPI_execute("SELECT id, role_name, database_name, application_name, client_addr, state,"
-					  " (pg_catalog.extract('epoch', idle_timeout)"
-					  "  OPERATOR(pg_catalog.*) 1000000::pg_catalog.numeric)::pg_catalog.int8,"
+					  " pg_catalog.extract('epoch', idle_timeout)::pg_catalog.float8,"
 					  " action, keep_min"
 					  " FROM dbops.reaper_policies WHERE enabled ORDER BY id",
 					  true, 0);
@@ -552,6 +578,9 @@ load_policies(int *npolicies)
 		{
 			p->app_pattern = DatumGetTextPCopy(d);
 			p->specificity++;
+			/* a row older than the validation trigger may hold a bad pattern */
+			if (!like_pattern_valid(p->app_pattern))
+				p->app_invalid = true;
 		}
 		d = SPI_getbinval(tup, desc, 5, &isnull);
 		if (!isnull)
@@ -570,7 +599,20 @@ load_policies(int *npolicies)
 			p->specificity++;
 		}
 		d = SPI_getbinval(tup, desc, 7, &isnull);
-		p->timeout = isnull ? -1 : DatumGetInt64(d);
+		if (isnull)
+			p->timeout = -1;
+		else
+		{
+			/*
+			 * Seconds, as microseconds; a timeout too long to count in
+			 * microseconds (a row older than the validation trigger) is
+			 * one no session ever reaches.
+			 */
+			double		usecs = DatumGetFloat8(d) * USECS_PER_SEC;
+
+			p->timeout = usecs >= (double) PG_INT64_MAX ? PG_INT64_MAX :
+				(int64) rint(Max(usecs, 0));
+		}
 		str = SPI_getvalue(tup, desc, 8);
 		if (str && strcmp(str, "cancel") == 0)
 			p->action = REAPER_CANCEL;
@@ -594,6 +636,8 @@ policy_matches(const ReaperPolicy *p, const ReaperSession *s, Datum *inet, bool 
 	if (p->has_role && p->roleid != s->roleid)
 		return false;
 	if (p->has_db && p->dbid != s->dbid)
+		return false;
+	if (p->app_invalid)
 		return false;
 	if (p->app_pattern &&
 		!DatumGetBool(DirectFunctionCall2Coll(textlike, C_COLLATION_OID,
@@ -1277,8 +1321,11 @@ dbops_reap_idle(PG_FUNCTION_ARGS)
 				 errmsg("idle_for must not be NULL"),
 				 errhint("Pass how long a session must have been idle, e.g. interval '10 minutes'.")));
 	iv = PG_GETARG_INTERVAL_P(0);
-	span = iv->time + (int64) iv->day * USECS_PER_DAY +
-		(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+	if (!dbops_interval_usecs(iv, &span))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("idle_for is out of range"),
+				 errhint("Pass an interval of less than 290000 years, e.g. interval '10 minutes'.")));
 	if (span <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -1314,7 +1361,7 @@ dbops_reap_idle(PG_FUNCTION_ARGS)
 		if (s == REAPER_NSTATES)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown session state \"%s\"", name),
+					 errmsg("unknown session state \"%s\"", dbops_bounded(name, DBOPS_ECHO_CHARS)),
 					 errhint("Valid states are 'idle', 'idle in transaction' and 'idle in transaction (aborted)'.")));
 		req.timeout[s] = span;
 	}
@@ -1339,7 +1386,7 @@ dbops_reap_idle(PG_FUNCTION_ARGS)
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown action \"%s\"", action),
+				 errmsg("unknown action \"%s\"", dbops_bounded(action, DBOPS_ECHO_CHARS)),
 				 errhint("Valid actions are 'terminate' and 'cancel'.")));
 
 	req.from_worker = false;

@@ -29,6 +29,90 @@ COMMENT ON COLUMN dbops.reaper_policies.keep_min IS
 GRANT SELECT ON dbops.reaper_policies TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('dbops.reaper_policies', '');
 
+-- Validates a policy when it is written, with an error that says what to
+-- fix (the CHECK constraints above stay as the last line): a policy the
+-- reaper could not apply (an idle_timeout too long to count, a LIKE pattern
+-- that LIKE refuses) is refused here rather than failing every sweep.
+CREATE FUNCTION dbops.reaper_policies_validate() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- what the messages quote of the row: at most 64 characters of each
+    state_q text := CASE WHEN length(NEW.state) > 64
+                         THEN left(NEW.state, 64) || '...' ELSE NEW.state END;
+    action_q text := CASE WHEN length(NEW.action) > 64
+                          THEN left(NEW.action, 64) || '...' ELSE NEW.action END;
+    app_q text := CASE WHEN length(NEW.application_name) > 64
+                       THEN left(NEW.application_name, 64) || '...' ELSE NEW.application_name END;
+BEGIN
+    IF NEW.action IS NULL THEN
+        RAISE EXCEPTION 'action of a reaper policy must not be NULL'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Use terminate, cancel or exempt.';
+    END IF;
+    IF NEW.action NOT IN ('terminate', 'cancel', 'exempt') THEN
+        RAISE EXCEPTION 'unknown reaper policy action "%"', action_q
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Use terminate, cancel or exempt.';
+    END IF;
+    IF NEW.state IS NOT NULL
+       AND NEW.state NOT IN ('idle', 'idle in transaction', 'idle in transaction (aborted)') THEN
+        RAISE EXCEPTION 'unknown session state "%" in a reaper policy', state_q
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Use idle, idle in transaction or idle in transaction (aborted); NULL matches all three.';
+    END IF;
+    IF NEW.action = 'exempt' AND NEW.idle_timeout IS NOT NULL THEN
+        RAISE EXCEPTION 'an exempt reaper policy has no idle_timeout'
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Set idle_timeout to NULL for an exempt policy, or use action terminate or cancel.';
+    END IF;
+    IF NEW.action <> 'exempt' AND NEW.idle_timeout IS NULL THEN
+        RAISE EXCEPTION 'a reaper policy that acts needs an idle_timeout'
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Give how long a session may stay idle, e.g. interval ''10 minutes'', or use action exempt.';
+    END IF;
+    IF NEW.idle_timeout <= interval '0' THEN
+        RAISE EXCEPTION 'idle_timeout of a reaper policy must be positive, not %', NEW.idle_timeout
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Give how long a session may stay idle, e.g. interval ''10 minutes''.';
+    END IF;
+    IF NEW.idle_timeout >= interval '290000 years' THEN
+        RAISE EXCEPTION 'idle_timeout of a reaper policy is out of range'
+            USING ERRCODE = 'datetime_field_overflow',
+                  HINT = 'Give an interval of less than 290000 years; to never reap these sessions, use action exempt.';
+    END IF;
+    IF NEW.keep_min IS NULL THEN
+        RAISE EXCEPTION 'keep_min of a reaper policy must not be NULL'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Use 0 to reap every matching session.';
+    END IF;
+    IF NEW.keep_min < 0 THEN
+        RAISE EXCEPTION 'keep_min of a reaper policy must be zero or more, not %', NEW.keep_min
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Give how many matching idle sessions to leave alone; 0 reaps them all.';
+    END IF;
+    IF NEW.enabled IS NULL THEN
+        RAISE EXCEPTION 'enabled of a reaper policy must not be NULL'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Set enabled to true or false.';
+    END IF;
+    -- LIKE refuses a pattern whose last backslash escapes nothing (the
+    -- run of backslashes it ends with is of odd length)
+    IF length(substring(NEW.application_name FROM '\\*$')) % 2 = 1 THEN
+        RAISE EXCEPTION 'application_name pattern "%" of a reaper policy ends with an escape character', app_q
+            USING ERRCODE = 'invalid_escape_sequence',
+                  HINT = 'application_name is a LIKE pattern: write \\ for a backslash, \% and \_ for a literal % or _.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION dbops.reaper_policies_validate() FROM PUBLIC;
+
+CREATE TRIGGER reaper_policies_validate
+    BEFORE INSERT OR UPDATE ON dbops.reaper_policies
+    FOR EACH ROW EXECUTE FUNCTION dbops.reaper_policies_validate();
+
 CREATE TABLE dbops.reaper_log (
     log_id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     seq              bigint NOT NULL,

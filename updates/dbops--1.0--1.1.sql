@@ -15,16 +15,146 @@ ALTER FUNCTION dbops._require_positive_interval(text, interval, text)
     SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION dbops._require_positive_interval(text, interval, text) FROM PUBLIC;
 
+-- Every error it raises has a hint (a general one when the caller gives none).
+CREATE OR REPLACE FUNCTION dbops._require_positive_interval(arg text, val interval, hint text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF val IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', arg
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = coalesce(hint, 'Give a positive interval, e.g. interval ''1 day''.');
+    END IF;
+    IF val <= interval '0' THEN
+        RAISE EXCEPTION '% must be a positive interval, not %', arg, val
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = coalesce(hint, 'Give a positive interval, e.g. interval ''1 day''.');
+    END IF;
+END;
+$$;
+
 -- --------------------------------------------------------------- health.sql
 
 -- Every function pins search_path (the C ones run queries); the trigger
 -- function is internal.
 ALTER FUNCTION dbops.health_checks() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION dbops.health() SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION dbops.health_overall(text[]) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION dbops.health_status() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION dbops.health_json() SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION dbops.health_thresholds_validate() FROM PUBLIC;
+
+-- Thresholds must be finite and within what dbops.health() grades with
+-- (double precision); the messages quote at most 64 characters of the row.
+-- Rows already stored are kept as they are.
+CREATE OR REPLACE FUNCTION dbops.health_thresholds_validate() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    dir text;
+    -- what the messages quote of the row: at most 64 characters of each
+    name_q text := CASE WHEN length(NEW.check_name) > 64
+                        THEN left(NEW.check_name, 64) || '...' ELSE NEW.check_name END;
+    warning_q text := CASE WHEN length(NEW.warning::text) > 64
+                           THEN left(NEW.warning::text, 64) || '...' ELSE NEW.warning::text END;
+    critical_q text := CASE WHEN length(NEW.critical::text) > 64
+                            THEN left(NEW.critical::text, 64) || '...' ELSE NEW.critical::text END;
+BEGIN
+    IF NEW.check_name IS NULL THEN
+        RAISE EXCEPTION 'check_name of a health threshold must not be NULL'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Name one of the checks listed by dbops.health_checks().';
+    END IF;
+    SELECT c.direction INTO dir FROM dbops.health_checks() c
+     WHERE c.check_name = NEW.check_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown health check "%"', name_q
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Known checks: ' ||
+                         (SELECT string_agg(c.check_name, ', ' ORDER BY c.check_name)
+                            FROM dbops.health_checks() c) || '.';
+    END IF;
+    IF NEW.enabled IS NULL THEN
+        RAISE EXCEPTION 'enabled of health check "%" must not be NULL', name_q
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Set enabled to true or false.';
+    END IF;
+    IF NEW.warning = 'NaN' OR NEW.critical = 'NaN' THEN
+        RAISE EXCEPTION 'thresholds of health check "%" must be numbers, not NaN', name_q
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use NULL for "no threshold".';
+    END IF;
+    IF NEW.warning IN ('Infinity', '-Infinity') OR NEW.critical IN ('Infinity', '-Infinity') THEN
+        RAISE EXCEPTION 'thresholds of health check "%" must be finite, not %', name_q,
+                        CASE WHEN NEW.warning IN ('Infinity', '-Infinity')
+                             THEN NEW.warning ELSE NEW.critical END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use NULL for "no threshold" at that level.';
+    END IF;
+    -- dbops.health() grades in double precision: a threshold it cannot
+    -- convert would make every report fail
+    IF (NEW.warning <> 0 AND (abs(NEW.warning) > 1e300 OR abs(NEW.warning) < 1e-300))
+       OR (NEW.critical <> 0 AND (abs(NEW.critical) > 1e300 OR abs(NEW.critical) < 1e-300)) THEN
+        RAISE EXCEPTION 'threshold % of health check "%" is out of range',
+                        CASE WHEN NEW.warning <> 0 AND (abs(NEW.warning) > 1e300 OR abs(NEW.warning) < 1e-300)
+                             THEN warning_q ELSE critical_q END, name_q
+            USING ERRCODE = 'numeric_value_out_of_range',
+                  HINT = 'Give a threshold of magnitude between 1e-300 and 1e300, or 0; NULL for "no threshold".';
+    END IF;
+    IF dir = 'higher_is_worse' AND NEW.warning > NEW.critical THEN
+        RAISE EXCEPTION 'warning threshold % of health check "%" is above its critical threshold %',
+                        warning_q, name_q, critical_q
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'Higher values are worse for this check, so warning must be at most critical.',
+                  HINT = 'Lower the warning threshold or raise the critical one; NULL disables a level.';
+    END IF;
+    IF dir = 'lower_is_worse' AND NEW.warning < NEW.critical THEN
+        RAISE EXCEPTION 'warning threshold % of health check "%" is below its critical threshold %',
+                        warning_q, name_q, critical_q
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'Lower values are worse for this check, so warning must be at least critical.',
+                  HINT = 'Raise the warning threshold or lower the critical one; NULL disables a level.';
+    END IF;
+    IF TG_OP = 'INSERT' AND EXISTS (SELECT FROM dbops.health_thresholds t
+                                     WHERE t.check_name = NEW.check_name) THEN
+        UPDATE dbops.health_thresholds t
+           SET warning = NEW.warning, critical = NEW.critical, enabled = NEW.enabled
+         WHERE t.check_name = NEW.check_name;
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+-- health_overall() refuses what is not a status (it read every unknown word
+-- as ok) and counts a NULL element as unknown.
+CREATE OR REPLACE FUNCTION dbops.health_overall(statuses text[]) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bad text;
+BEGIN
+    SELECT s INTO bad FROM unnest(statuses) AS u(s)
+     WHERE s IS NOT NULL AND s NOT IN ('ok', 'skipped', 'unknown', 'warning', 'critical')
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'unknown health status "%"',
+                        CASE WHEN length(bad) > 64 THEN left(bad, 64) || '...' ELSE bad END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Statuses are ok, skipped, unknown, warning and critical (lower case), as dbops.health() reports them; NULL counts as unknown.';
+    END IF;
+    RETURN CASE
+        WHEN 'critical' = ANY (statuses) THEN 'critical'
+        WHEN 'warning' = ANY (statuses) THEN 'warning'
+        WHEN 'unknown' = ANY (statuses) OR 'skipped' = ANY (statuses)
+             OR array_position(statuses, NULL) IS NOT NULL THEN 'unknown'
+        ELSE 'ok'
+    END;
+END
+$$;
 
 -- ------------------------------------------------------------- locktree.sql
 
@@ -58,6 +188,93 @@ REVOKE ALL ON FUNCTION dbops._bloat_stats(oid[]) FROM PUBLIC;
 ALTER FUNCTION dbops.reap_idle(interval, text[], boolean, text) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION dbops.reaper_status() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION dbops.reaper_events() SET search_path = pg_catalog, pg_temp;
+
+-- Validates a policy when it is written, with an error that says what to
+-- fix (the CHECK constraints above stay as the last line): a policy the
+-- reaper could not apply (an idle_timeout too long to count, a LIKE pattern
+-- that LIKE refuses) is refused here rather than failing every sweep.
+CREATE FUNCTION dbops.reaper_policies_validate() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- what the messages quote of the row: at most 64 characters of each
+    state_q text := CASE WHEN length(NEW.state) > 64
+                         THEN left(NEW.state, 64) || '...' ELSE NEW.state END;
+    action_q text := CASE WHEN length(NEW.action) > 64
+                          THEN left(NEW.action, 64) || '...' ELSE NEW.action END;
+    app_q text := CASE WHEN length(NEW.application_name) > 64
+                       THEN left(NEW.application_name, 64) || '...' ELSE NEW.application_name END;
+BEGIN
+    IF NEW.action IS NULL THEN
+        RAISE EXCEPTION 'action of a reaper policy must not be NULL'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Use terminate, cancel or exempt.';
+    END IF;
+    IF NEW.action NOT IN ('terminate', 'cancel', 'exempt') THEN
+        RAISE EXCEPTION 'unknown reaper policy action "%"', action_q
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Use terminate, cancel or exempt.';
+    END IF;
+    IF NEW.state IS NOT NULL
+       AND NEW.state NOT IN ('idle', 'idle in transaction', 'idle in transaction (aborted)') THEN
+        RAISE EXCEPTION 'unknown session state "%" in a reaper policy', state_q
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Use idle, idle in transaction or idle in transaction (aborted); NULL matches all three.';
+    END IF;
+    IF NEW.action = 'exempt' AND NEW.idle_timeout IS NOT NULL THEN
+        RAISE EXCEPTION 'an exempt reaper policy has no idle_timeout'
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Set idle_timeout to NULL for an exempt policy, or use action terminate or cancel.';
+    END IF;
+    IF NEW.action <> 'exempt' AND NEW.idle_timeout IS NULL THEN
+        RAISE EXCEPTION 'a reaper policy that acts needs an idle_timeout'
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Give how long a session may stay idle, e.g. interval ''10 minutes'', or use action exempt.';
+    END IF;
+    IF NEW.idle_timeout <= interval '0' THEN
+        RAISE EXCEPTION 'idle_timeout of a reaper policy must be positive, not %', NEW.idle_timeout
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Give how long a session may stay idle, e.g. interval ''10 minutes''.';
+    END IF;
+    IF NEW.idle_timeout >= interval '290000 years' THEN
+        RAISE EXCEPTION 'idle_timeout of a reaper policy is out of range'
+            USING ERRCODE = 'datetime_field_overflow',
+                  HINT = 'Give an interval of less than 290000 years; to never reap these sessions, use action exempt.';
+    END IF;
+    IF NEW.keep_min IS NULL THEN
+        RAISE EXCEPTION 'keep_min of a reaper policy must not be NULL'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Use 0 to reap every matching session.';
+    END IF;
+    IF NEW.keep_min < 0 THEN
+        RAISE EXCEPTION 'keep_min of a reaper policy must be zero or more, not %', NEW.keep_min
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Give how many matching idle sessions to leave alone; 0 reaps them all.';
+    END IF;
+    IF NEW.enabled IS NULL THEN
+        RAISE EXCEPTION 'enabled of a reaper policy must not be NULL'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Set enabled to true or false.';
+    END IF;
+    -- LIKE refuses a pattern whose last backslash escapes nothing (the
+    -- run of backslashes it ends with is of odd length)
+    IF length(substring(NEW.application_name FROM '\\*$')) % 2 = 1 THEN
+        RAISE EXCEPTION 'application_name pattern "%" of a reaper policy ends with an escape character', app_q
+            USING ERRCODE = 'invalid_escape_sequence',
+                  HINT = 'application_name is a LIKE pattern: write \\ for a backslash, \% and \_ for a literal % or _.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION dbops.reaper_policies_validate() FROM PUBLIC;
+
+CREATE TRIGGER reaper_policies_validate
+    BEFORE INSERT OR UPDATE ON dbops.reaper_policies
+    FOR EACH ROW EXECUTE FUNCTION dbops.reaper_policies_validate();
+-- Policies written under 1.0 are kept as they are; one the trigger would
+-- refuse cannot stop the reaper: an idle_timeout too long to count never
+-- fires, an application_name pattern LIKE refuses matches no session.
 
 -- --------------------------------------------------------------- ledger.sql
 
