@@ -2037,7 +2037,8 @@ read_sequence_page(RelInfo *ri, SeqInfo *s)
 	if (!valid)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("bad magic number in sequence \"%s\"", get_rel_name(ri->relid))));
+				 errmsg("bad magic number in sequence with OID %u", ri->relid),
+				 errhint("The sequence's first page is damaged: check the storage, and recreate the sequence (setval() to its last value) or restore it.")));
 	return true;
 }
 
@@ -2302,10 +2303,15 @@ check_sequences(DbopsCheckResult *res)
 						 relation_display_name(s->relid, s->relnamespace),
 						 s->pct, (long long) s->last_value, (long long) s->limit);
 		if (OidIsValid(s->owntype) && s->limit != s->seqmax && s->limit != s->seqmin)
+		{
+			/* the table (or its column) may have been dropped meanwhile */
+			char	   *colname = get_attname(s->ownrel, s->owncol, true);
+
 			appendStringInfo(&res->detail, ", limited by column %s.%s of type %s",
 							 relation_display_name(s->ownrel, get_rel_namespace(s->ownrel)),
-							 quote_identifier(get_attname(s->ownrel, s->owncol, false)),
+							 colname ? quote_identifier(colname) : "(dropped column)",
 							 format_type_be(s->owntype));
+		}
 		appendStringInfoChar(&res->detail, ')');
 	}
 	if (nunresolved > 0)

@@ -56,6 +56,12 @@ BEGIN
                          (SELECT string_agg(c.check_name, ', ' ORDER BY c.check_name)
                             FROM dbops.health_checks() c) || '.';
     END IF;
+    IF TG_OP = 'UPDATE' AND NEW.check_name <> OLD.check_name
+       AND EXISTS (SELECT FROM dbops.health_thresholds t WHERE t.check_name = NEW.check_name) THEN
+        RAISE EXCEPTION 'health check "%" already has a thresholds row', name_q
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'Update that row instead of renaming this one.';
+    END IF;
     IF NEW.enabled IS NULL THEN
         RAISE EXCEPTION 'enabled of health check "%" must not be NULL', name_q
             USING ERRCODE = 'not_null_violation',

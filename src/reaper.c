@@ -718,7 +718,9 @@ parse_list(const char *value, bool identifiers)
 	if (!ok)
 		ereport(WARNING,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid list syntax in \"%s\", ignored", value)));
+				 errmsg("invalid list syntax in \"%s\", ignored",
+						dbops_bounded(value, DBOPS_ECHO_CHARS)),
+				 errhint("dbops.reaper_exempt_roles and dbops.reaper_exempt_applications are comma-separated lists; double-quote a name that contains a comma or a quote.")));
 	return ok ? list : NIL;
 }
 

@@ -46,6 +46,17 @@ DECLARE
     app_q text := CASE WHEN length(NEW.application_name) > 64
                        THEN left(NEW.application_name, 64) || '...' ELSE NEW.application_name END;
 BEGIN
+    IF NEW.id IS NULL THEN
+        RAISE EXCEPTION 'id of a reaper policy must not be NULL'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Leave id out: it is assigned.';
+    END IF;
+    IF (TG_OP = 'INSERT' OR NEW.id <> OLD.id)
+       AND EXISTS (SELECT FROM dbops.reaper_policies p WHERE p.id = NEW.id) THEN
+        RAISE EXCEPTION 'a reaper policy with id % already exists', NEW.id
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'Leave id out (it is assigned), or update that policy.';
+    END IF;
     IF NEW.action IS NULL THEN
         RAISE EXCEPTION 'action of a reaper policy must not be NULL'
             USING ERRCODE = 'not_null_violation',

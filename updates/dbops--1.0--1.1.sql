@@ -76,6 +76,12 @@ BEGIN
                          (SELECT string_agg(c.check_name, ', ' ORDER BY c.check_name)
                             FROM dbops.health_checks() c) || '.';
     END IF;
+    IF TG_OP = 'UPDATE' AND NEW.check_name <> OLD.check_name
+       AND EXISTS (SELECT FROM dbops.health_thresholds t WHERE t.check_name = NEW.check_name) THEN
+        RAISE EXCEPTION 'health check "%" already has a thresholds row', name_q
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'Update that row instead of renaming this one.';
+    END IF;
     IF NEW.enabled IS NULL THEN
         RAISE EXCEPTION 'enabled of health check "%" must not be NULL', name_q
             USING ERRCODE = 'not_null_violation',
@@ -206,6 +212,17 @@ DECLARE
     app_q text := CASE WHEN length(NEW.application_name) > 64
                        THEN left(NEW.application_name, 64) || '...' ELSE NEW.application_name END;
 BEGIN
+    IF NEW.id IS NULL THEN
+        RAISE EXCEPTION 'id of a reaper policy must not be NULL'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Leave id out: it is assigned.';
+    END IF;
+    IF (TG_OP = 'INSERT' OR NEW.id <> OLD.id)
+       AND EXISTS (SELECT FROM dbops.reaper_policies p WHERE p.id = NEW.id) THEN
+        RAISE EXCEPTION 'a reaper policy with id % already exists', NEW.id
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'Leave id out (it is assigned), or update that policy.';
+    END IF;
     IF NEW.action IS NULL THEN
         RAISE EXCEPTION 'action of a reaper policy must not be NULL'
             USING ERRCODE = 'not_null_violation',
