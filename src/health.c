@@ -525,6 +525,7 @@ typedef struct RelScan
 	int			nlarge;			/* every relation of DBOPS_LARGE_REL_PAGES or more */
 	int			alloclarge;
 	DbopsLargeRel *large;
+	uint64		inval_count;	/* SharedInvalidMessageCounter at the scan */
 } RelScan;
 
 static MemoryContext report_context = NULL;
@@ -1563,6 +1564,7 @@ get_relscan(void)
 	scan->rels = palloc(sizeof(RelInfo) * alloc);
 
 	rel = table_open(RelationRelationId, AccessShareLock);
+	scan->inval_count = SharedInvalidMessageCounter;
 	/* about two thirds of pg_class are tables and sequences */
 	if (RelationGetForm(rel)->reltuples > alloc)
 	{
@@ -1978,7 +1980,7 @@ seq_used_pct(SeqInfo *s, int64 lo, int64 hi)
 
 /* Read last_value and is_called of a sequence from its page. */
 static bool
-read_sequence_page(RelInfo *ri, SeqInfo *s)
+read_sequence_page(RelScan *scan, RelInfo *ri, SeqInfo *s)
 {
 	RelFileNode rnode;
 	Buffer		buf;
@@ -1986,7 +1988,6 @@ read_sequence_page(RelInfo *ri, SeqInfo *s)
 	ItemId		lp;
 	HeapTupleHeader htup;
 	Form_pg_sequence_data seq;
-	uint64		inval_count = SharedInvalidMessageCounter;
 	bool		valid;
 	Oid			relfilenode = ri->relfilenode;
 	Oid			reltablespace = ri->reltablespace;
@@ -1996,14 +1997,18 @@ read_sequence_page(RelInfo *ri, SeqInfo *s)
 	/*
 	 * Someone may have dropped or rewritten the sequence (ALTER SEQUENCE
 	 * RESTART gives it a new relfilenode) since our pg_class scan: look its
-	 * storage up again if invalidations arrived meanwhile.
+	 * storage up again, now that it is locked, if invalidations arrived
+	 * since that scan.  A sequence dropped meanwhile is left out.
 	 */
-	if (SharedInvalidMessageCounter != inval_count)
+	if (SharedInvalidMessageCounter != scan->inval_count)
 	{
 		HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(ri->relid));
 
-		if (!HeapTupleIsValid(tup))
+		if (!HeapTupleIsValid(tup) ||
+			((Form_pg_class) GETSTRUCT(tup))->relkind != RELKIND_SEQUENCE)
 		{
+			if (HeapTupleIsValid(tup))
+				ReleaseSysCache(tup);
 			UnlockRelationOid(ri->relid, AccessShareLock);
 			return false;
 		}
@@ -2185,7 +2190,7 @@ check_sequences(DbopsCheckResult *res)
 		s->ownrel = InvalidOid;
 		s->owncol = 0;
 		s->owntype = InvalidOid;
-		if (!read_sequence_page(ri, s))
+		if (!read_sequence_page(scan, ri, s))
 			continue;
 		s->pct = seq_used_pct(s, s->seqmin, s->seqmax);
 		s->limit = s->seqincrement > 0 ? s->seqmax : s->seqmin;
