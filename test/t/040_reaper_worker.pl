@@ -282,6 +282,35 @@ my ($ret, $stdout, $stderr) = $node->psql('postgres',
 like($stderr, qr/permission denied/, 'reap_idle() is not open to PUBLIC');
 $_->[0]->quit for ($l, $su2);
 
+# --- policies written before the validation trigger (as 1.0 allowed) -------
+# An idle_timeout too long to count in microseconds and an application_name
+# pattern LIKE refuses: the trigger refuses both now; rows already stored
+# must not make every sweep fail.
+$node->safe_psql(
+	'postgres', q{
+ALTER TABLE dbops.reaper_policies DISABLE TRIGGER reaper_policies_validate;
+INSERT INTO dbops.reaper_policies (application_name, idle_timeout) VALUES ('legacy\', '1s');
+INSERT INTO dbops.reaper_policies (application_name, idle_timeout) VALUES ('forever%', '178000000 years');
+ALTER TABLE dbops.reaper_policies ENABLE TRIGGER reaper_policies_validate;
+});
+set_conf(reaper_idle_timeout => '1s');
+my $logpos = -s $node->logfile;
+my $forever = session(app => 'forever-1');
+my $legacy = session(app => 'legacy\\');
+marker_sweep();
+ok(alive($forever->[1]), 'a stored policy timeout too long to count never fires');
+ok(wait_gone($legacy->[1]),
+	'a stored pattern LIKE refuses matches nothing: the session falls back to dbops.reaper_idle_timeout');
+is( $node->safe_psql('postgres',
+		"SELECT count(*) >= 0 FROM dbops.reap_idle('1 h', dry_run => true)"),
+	't', 'reap_idle() reads those policies too');
+unlike(slurp_file($node->logfile, $logpos), qr/ERROR/, 'no sweep failed on them');
+$node->safe_psql('postgres',
+	q{DELETE FROM dbops.reaper_policies WHERE application_name IN ('legacy\', 'forever%')});
+$forever->[0]->quit;
+$legacy->[0]->quit;
+set_conf(reaper_idle_timeout => '1h');
+
 # --- the worker is restarted after SIGKILL (a crash-restart cycle) ---------
 $worker_pid =
   $node->safe_psql('postgres', 'SELECT worker_pid FROM dbops.reaper_status()');
