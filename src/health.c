@@ -234,67 +234,27 @@ check_timeout_handler(void)
 /*
  * Whose cancel is it?  The engine's own per-check timer cancels the check
  * it times by setting QueryCancelPending, which is also what a user's
- * cancel (pg_cancel_backend(), Ctrl-C) and statement_timeout do, through
- * SIGINT.  While a report runs, SIGINT goes through report_sigint_handler()
- * first, which notes that somebody other than the engine asked to cancel
- * (a lock_timeout, which also arrives as SIGINT, is a check's failure, not a
- * cancel of the report) and then runs the backend's own handler.  A cancel
- * noted so, or the statement's deadline passed, cancels the whole report,
- * even when the check's own timer fired at the same moment.
+ * cancel (pg_cancel_backend(), Ctrl-C) and statement_timeout do.  A cancel
+ * while our timer had not fired is the user's and cancels the whole report;
+ * so does any error once the statement's statement_timeout deadline has
+ * passed, even when the check's own timer fired at the same moment (a
+ * lock_timeout or our timer may hide it).  A pg_cancel_backend() that lands
+ * in the same instant as our timer is taken for the timer, as PostgreSQL
+ * takes one that lands with a lock_timeout for the lock timeout.
  */
-static volatile sig_atomic_t report_sigint = false;
-static struct sigaction report_prev_sigint;
-static bool report_sigint_installed = false;
 static TimestampTz report_deadline = 0;	/* statement_timeout's, or 0 */
 
 static void
-report_sigint_handler(int signo, siginfo_t *info, void *context)
-{
-	int			save_errno = errno;
-
-	if (!get_timeout_indicator(LOCK_TIMEOUT, false))
-		report_sigint = true;
-	errno = save_errno;
-	if (report_prev_sigint.sa_flags & SA_SIGINFO)
-		report_prev_sigint.sa_sigaction(signo, info, context);
-	else
-		report_prev_sigint.sa_handler(signo);
-}
-
-/* Route SIGINT through report_sigint_handler() for the report. */
-static void
 report_cancel_watch_begin(void)
 {
-	struct sigaction prev;
-	struct sigaction act;
-
-	report_sigint = false;
 	report_deadline = 0;
 	if (get_timeout_active(STATEMENT_TIMEOUT))
 		report_deadline = get_timeout_finish_time(STATEMENT_TIMEOUT);
-
-	if (report_sigint_installed || sigaction(SIGINT, NULL, &prev) != 0)
-		return;
-	/* a process that ignores SIGINT cannot be cancelled by it anyway */
-	if (!(prev.sa_flags & SA_SIGINFO) &&
-		(prev.sa_handler == SIG_IGN || prev.sa_handler == SIG_DFL))
-		return;
-	report_prev_sigint = prev;
-	act = prev;
-	act.sa_sigaction = report_sigint_handler;
-	act.sa_flags = prev.sa_flags | SA_SIGINFO;
-	if (sigaction(SIGINT, &act, NULL) == 0)
-		report_sigint_installed = true;
 }
 
 static void
 report_cancel_watch_end(void)
 {
-	if (report_sigint_installed)
-	{
-		(void) sigaction(SIGINT, &report_prev_sigint, NULL);
-		report_sigint_installed = false;
-	}
 	report_deadline = 0;
 }
 
@@ -379,7 +339,7 @@ run_check(const DbopsCheck *check, DbopsCheckResult *res)
 		 */
 		if (check_timed_out)
 		{
-			if (!report_sigint && !report_deadline_passed())
+			if (!report_deadline_passed())
 				QueryCancelPending = false;
 			check_timed_out = false;
 		}
@@ -415,8 +375,7 @@ run_check(const DbopsCheck *check, DbopsCheckResult *res)
 		 * error was (a lock_timeout that fired with it hides it).
 		 */
 		out_of_time = report_deadline_passed();
-		cancelled = edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
-			(!timed_out || report_sigint);
+		cancelled = edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !timed_out;
 		if (out_of_time && !cancelled)
 		{
 			FreeErrorData(edata);
@@ -428,7 +387,7 @@ run_check(const DbopsCheck *check, DbopsCheckResult *res)
 			ReThrowError(edata);
 
 		/* our timer's cancel that the error beat to it is ours to drop */
-		if (timed_out && !report_sigint)
+		if (timed_out)
 			QueryCancelPending = false;
 
 		/* start over: whatever the check had filled in is not to be trusted */
@@ -646,9 +605,9 @@ run_checks(int *nrows)
 }
 
 /*
- * run_checks(), watching for cancels (see report_sigint_handler()); whatever
- * ends the report, SIGINT gets its own handler back and nothing of the
- * report's is left for the next one.
+ * run_checks(), with the statement's deadline noted for telling cancels apart
+ * (see report_cancel_watch_begin()); whatever ends the report, nothing of
+ * the report's is left for the next one.
  */
 static CheckRow *
 dbops_health_collect(int *nrows)
