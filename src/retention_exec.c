@@ -992,7 +992,8 @@ dbops_retention_problem(PG_FUNCTION_ARGS)
  * as regclass prints it under the caller's search_path (unqualified when
  * visible there).  The purge runs with search_path pinned but names tables
  * in its messages and in dbops.purge_runs the way the caller sees them;
- * printing a name only looks schemas up, it runs nothing.
+ * printing a name only looks schemas up, it runs nothing.  A search_path
+ * the server would not accept is ignored (the name is then qualified).
  */
 PG_FUNCTION_INFO_V1(dbops_purge_relname);
 
@@ -1003,7 +1004,10 @@ dbops_purge_relname(PG_FUNCTION_ARGS)
 	int			nestlevel = NewGUCNestLevel();
 	char	   *name;
 
-	set_local("search_path", text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	/* a search_path that is not valid names the relation schema-qualified */
+	(void) set_config_option("search_path", text_to_cstring(PG_GETARG_TEXT_PP(1)),
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, DEBUG1, false);
 	name = DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(relid)));
 	AtEOXact_GUC(false, nestlevel);
 	PG_RETURN_TEXT_P(cstring_to_text(name));
