@@ -201,7 +201,7 @@ GRANT EXECUTE ON FUNCTION dbops._purge_begin(boolean), dbops._purge_lock(integer
     dbops._purge_old_partitions(regclass, name, timestamptz), dbops.purge_preview(regclass),
     dbops._purge_start(regclass, boolean, text), dbops._purge_step(dbops._purge_state),
     dbops._purge_exec(integer, regclass, text, timestamptz, text, text, bigint),
-    dbops._purge_relname(regclass, text), dbops._retention_problem(regclass, name, name) TO retention_ops;
+    dbops._purge_relname(regclass, text), dbops._retention_problem(regclass, name, name, interval, interval) TO retention_ops;
 GRANT SELECT ON dbops.retention_policies TO retention_ops;
 GRANT SELECT, INSERT, UPDATE, DELETE ON dbops.purge_runs TO retention_ops;
 SET ROLE retention_ops;

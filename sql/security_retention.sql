@@ -480,6 +480,35 @@ SELECT p.oid::regprocedure AS unpinned FROM pg_proc p
    AND NOT coalesce(p.proconfig @> '{"search_path=pg_catalog, pg_temp"}', false)
  ORDER BY 1;
 
+-- ---------------------------------------------------------------------------
+-- (g) a purge that fails, in a session whose first purge runs with the
+-- attacker's schema before pg_catalog: CALL dbops.purge() catches the
+-- error, records the run and raises it again; its variables' types are
+-- resolved when the procedure is compiled, under that search_path (a
+-- domain "text" of the attacker's must not be used for them)
+-- ---------------------------------------------------------------------------
+TRUNCATE public.sec_ret_log;
+CREATE TABLE public.sec_ret_noidx (id int, at timestamptz NOT NULL);
+INSERT INTO public.sec_ret_noidx VALUES (1, now() - interval '1 year');
+ALTER TABLE public.sec_ret_noidx OWNER TO sec_ret_owner;
+SET client_min_messages = warning;
+SELECT dbops.add_retention_policy('sec_ret_noidx', 'at', '30 days') > 0 AS added;
+RESET client_min_messages;
+-- a new session: nothing of dbops compiled yet
+\c -
+\set SHOW_CONTEXT never
+SET search_path = sec_ret_evil, pg_catalog, public;
+SET client_min_messages = error;
+CALL dbops.purge('sec_ret_noidx');
+RESET client_min_messages;
+RESET search_path;
+\echo :LAST_ERROR_SQLSTATE
+SELECT what, cur, super_after FROM public.sec_ret_log ORDER BY seq;
+SELECT r.rolname, r.rolsuper FROM pg_roles r WHERE r.rolname = 'sec_ret_shadow';
+SELECT status, sqlstate FROM dbops.purge_runs WHERE relation = 'sec_ret_noidx';
+SELECT dbops.remove_retention_policy('sec_ret_noidx');
+DROP TABLE public.sec_ret_noidx;
+
 -- clean up
 DELETE FROM dbops.retention_policies WHERE relation::text LIKE 'sec_ret%';
 DROP TABLE public.sec_ret_victim, public.sec_ret_mine, public.sec_ret_lost, public.sec_ret_trig,

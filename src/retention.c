@@ -18,14 +18,17 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "catalog/pg_type.h"
 #include "storage/lmgr.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "dbops.h"
@@ -233,7 +236,8 @@ dbops_purge_lock(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("this session already holds the purge lock of policy %d",
-						purge_locked_policy)));
+						purge_locked_policy),
+				 errhint("CALL dbops.purge() takes and releases these locks itself, one policy at a time; let it finish, or end the session.")));
 
 	got = DatumGetBool(DirectFunctionCall2(pg_try_advisory_lock_int4,
 										   Int32GetDatum(DBOPS_PURGE_LOCK_KEY),
@@ -260,16 +264,102 @@ dbops_purge_unlock(PG_FUNCTION_ARGS)
 }
 
 /*
+ * At most max bytes of s (whole characters), "..." after a cut: messages of
+ * past runs quoted in the check's detail.
+ */
+static char *
+clip_message(const char *s, int max)
+{
+	int			len = strlen(s);
+	int			keep = pg_mbcliplen(s, len, max);
+
+	if (keep >= len)
+		return pstrdup(s);
+	return psprintf("%.*s...", keep, s);
+}
+
+/*
+ * Whether policy's table has rows older than keep + slack, read as the
+ * table's owner in a subtransaction, so that whatever the owner's table
+ * does (an error in its row security policy, an index function) is that
+ * policy's note instead of failing the check for every policy.  Returns
+ * NULL (and *behind) when read, else why not.  A cancel is passed on, after
+ * the subtransaction is rolled back.
+ */
+static char *
+retention_read_behind(Oid relid, const char *column, Datum cutoff, bool *behind)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	char	   *why = NULL;
+
+	*behind = false;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		StringInfoData sql;
+		Oid			types[1] = {TIMESTAMPTZOID};
+		Datum		args[1] = {cutoff};
+		DbopsUserContext ctx;
+		bool		isnull;
+		int			ret;
+
+		initStringInfo(&sql);
+		appendStringInfo(&sql,
+						 "SELECT EXISTS (SELECT FROM %s WHERE %s OPERATOR(pg_catalog.<) $1)",
+						 dbops_retention_relname(relid), quote_identifier(column));
+		dbops_become_owner(dbops_retention_rel_owner(relid), &ctx);
+		ret = SPI_execute_with_args(sql.data, 1, types, args, NULL, true, 1);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not read %s: %s", dbops_retention_relname(relid),
+							SPI_result_code_string(ret))));
+		*behind = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull)) && !isnull;
+		dbops_restore_user(&ctx);
+
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+
+		/* a cancel (the user's, statement_timeout, the check's timeout) ends the check */
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		why = psprintf("not checked: %s", clip_message(edata->message, 200));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return why;
+}
+
+/*
  * retention: enabled policies that are behind (rows older than keep +
  * dbops.retention_slack), whose last run failed, was skipped or was
- * interrupted, that the purge would refuse now (the relation is no longer a
- * table, is temporary, the policy's creator lost the owner's privileges),
- * or that have never run although they exist for longer than the slack.
- * The value is the number of such policies.
+ * interrupted (also one still marked running whose session no longer holds
+ * the policy's purge lock: it was cancelled, failed or crashed), that the
+ * purge would refuse now (keep or max_run_time out of range, the relation
+ * is no longer a table, is temporary, the policy's creator lost the owner's
+ * privileges), or that have never run although they exist for longer than
+ * the slack.  The value is the number of such policies.
  *
  * Whether a policy is behind is read from its table as the table's owner in
  * a security-restricted operation, after locking it and checking again what
- * it is: a table turned into a view is never read.  Relations are named
+ * it is: a table turned into a view is never read.  The lock is not waited
+ * for: a table another session holds locked (ALTER TABLE, VACUUM FULL...)
+ * is not read and is counted in the detail.  Relations are named
  * schema-qualified, whatever the caller's search_path.
  */
 void
@@ -279,15 +369,19 @@ dbops_check_retention(DbopsCheckResult *res)
 	uint64		npolicies;
 	int			problems = 0;
 	int			unreadable = 0;
+	int			locked = 0;
 	char		slack[32];
-	Oid			argtypes[1] = {INTERVALOID};
-	Datum		args[1];
+	Oid			argtypes[2] = {INTERVALOID, OIDOID};
+	Datum		args[2];
 	Datum		now;
+	Datum		slack_iv;
 	SPITupleTable *policies;
 
 	snprintf(slack, sizeof(slack), "%d seconds", dbops_retention_slack);
-	args[0] = DirectFunctionCall3(interval_in, CStringGetDatum(slack),
-								  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	slack_iv = DirectFunctionCall3(interval_in, CStringGetDatum(slack),
+								   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	args[0] = slack_iv;
+	args[1] = ObjectIdGetDatum((Oid) DBOPS_PURGE_LOCK_KEY);
 	now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 
 	ret = SPI_execute_with_args(
@@ -296,15 +390,24 @@ dbops_check_retention(DbopsCheckResult *res)
 								"       c.oid IS NOT NULL AND pg_catalog.has_table_privilege(c.oid, 'SELECT') AS readable,"
 								"       r.status, r.sqlstate, r.message,"
 								"       r.status IS NULL"
-								"         AND p.created OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1) AS never_run"
+								"         AND p.created OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1) AS never_run,"
+								"       p.max_run_time, r.run_id, r.pid,"
+								"       EXISTS (SELECT FROM pg_catalog.pg_locks l"
+								"                WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'"
+								"                  AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d"
+								"                                                          WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
+								"                  AND l.classid OPERATOR(pg_catalog.=) $2"
+								"                  AND l.objid OPERATOR(pg_catalog.=) p.policy_id::pg_catalog.oid"
+								"                  AND l.objsubid OPERATOR(pg_catalog.=) 2::pg_catalog.int2"
+								"                  AND l.granted) AS purging"
 								"  FROM dbops.retention_policies p"
 								"  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relation"
-								"  LEFT JOIN LATERAL (SELECT r.status, r.sqlstate, r.message FROM dbops.purge_runs r"
+								"  LEFT JOIN LATERAL (SELECT r.run_id, r.status, r.sqlstate, r.message, r.pid FROM dbops.purge_runs r"
 								"                      WHERE r.policy_id OPERATOR(pg_catalog.=) p.policy_id"
 								"                      ORDER BY r.started DESC, r.run_id DESC LIMIT 1) r ON true"
 								" WHERE p.enabled"
 								" ORDER BY p.policy_id",
-								1, argtypes, args, NULL, true, 0);
+								2, argtypes, args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read dbops.retention_policies: %s",
 			 SPI_result_code_string(ret));
@@ -327,6 +430,11 @@ dbops_check_retention(DbopsCheckResult *res)
 		char	   *sqlstate = SPI_getvalue(tup, desc, 8);
 		char	   *message = SPI_getvalue(tup, desc, 9);
 		bool		never_run = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull)) && !isnull;
+		Datum		max_run_time = SPI_getbinval(tup, desc, 11, &isnull);
+		bool		no_cap = isnull;
+		Datum		run_id = SPI_getbinval(tup, desc, 12, &isnull);
+		char	   *run_pid = SPI_getvalue(tup, desc, 13);
+		bool		purging = DatumGetBool(SPI_getbinval(tup, desc, 14, &isnull));
 		char	   *relname = dbops_retention_relname(relid);
 		const char *problem = NULL;
 		RetentionProblem refusal;
@@ -335,7 +443,36 @@ dbops_check_retention(DbopsCheckResult *res)
 		CHECK_FOR_INTERRUPTS();
 		initStringInfo(&why);
 
-		if (!present)
+		/* a still running run whose session no longer holds the lock */
+		if (status && strcmp(status, "running") == 0 && !purging)
+		{
+			Oid			rtypes[1] = {INT8OID};
+			Datum		rargs[1] = {run_id};
+
+			/* it may just have finished: look again, with a new snapshot */
+			ret = SPI_execute_with_args("SELECT r.status, r.sqlstate, r.message FROM dbops.purge_runs r"
+										" WHERE r.run_id OPERATOR(pg_catalog.=) $1",
+										1, rtypes, rargs, NULL, false, 1);
+			if (ret == SPI_OK_SELECT && SPI_processed == 1)
+			{
+				status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+				sqlstate = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+				message = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+			}
+			if (status && strcmp(status, "running") == 0)
+			{
+				status = "interrupted";
+				sqlstate = NULL;
+				message = psprintf("backend %s no longer runs it (cancel, error or crash); the next purge marks it",
+								   run_pid ? run_pid : "?");
+			}
+		}
+
+		if (!dbops_retention_limits_problem(DatumGetIntervalP(keep),
+											no_cap ? NULL : DatumGetIntervalP(max_run_time),
+											&refusal))
+			problem = refusal.message;
+		else if (!present)
 			problem = "relation no longer exists";
 		else if (!dbops_retention_problem_of(relid, created_by, column, &refusal))
 			problem = refusal.message;
@@ -347,7 +484,7 @@ dbops_check_retention(DbopsCheckResult *res)
 			if (sqlstate)
 				appendStringInfo(&why, " (%s)", sqlstate);
 			if (message)
-				appendStringInfo(&why, ": %s", message);
+				appendStringInfo(&why, ": %s", clip_message(message, 200));
 			problem = why.data;
 		}
 		else if (never_run)
@@ -357,36 +494,28 @@ dbops_check_retention(DbopsCheckResult *res)
 		{
 			if (!readable)
 				unreadable++;
+			else if (!ConditionalLockRelationOid(relid, AccessShareLock))
+				locked++;
 			else
 			{
-				StringInfoData sql;
-				Oid			behind_types[1] = {TIMESTAMPTZOID};
-				Datum		behind_args[1];
-				DbopsUserContext ctx;
-
-				/* lock, then look again at what is locked */
-				LockRelationOid(relid, AccessShareLock);
-				if (!dbops_retention_problem_of(relid, created_by, column, &refusal))
+				/* locked: look again at what is locked */
+				if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+					problem = "relation no longer exists";
+				else if (!dbops_retention_problem_of(relid, created_by, column, &refusal))
 					problem = refusal.message;
 				else
 				{
-					behind_args[0] = DirectFunctionCall2(timestamptz_mi_interval,
-														 DirectFunctionCall2(timestamptz_mi_interval,
-																			 now, keep),
-														 args[0]);
-					initStringInfo(&sql);
-					appendStringInfo(&sql,
-									 "SELECT EXISTS (SELECT FROM %s WHERE %s OPERATOR(pg_catalog.<) $1)",
-									 dbops_retention_relname(relid), quote_identifier(column));
-					dbops_become_owner(dbops_retention_rel_owner(relid), &ctx);
-					ret = SPI_execute_with_args(sql.data, 1, behind_types, behind_args,
-												NULL, true, 1);
-					if (ret != SPI_OK_SELECT || SPI_processed != 1)
-						elog(ERROR, "could not read %s", relname);
-					if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-												   SPI_tuptable->tupdesc, 1, &isnull)))
+					bool		behind;
+					Datum		cutoff;
+
+					/* in range: keep and the slack are bounded */
+					cutoff = DirectFunctionCall2(timestamptz_mi_interval,
+												 DirectFunctionCall2(timestamptz_mi_interval,
+																	 now, keep),
+												 slack_iv);
+					problem = retention_read_behind(relid, column, cutoff, &behind);
+					if (problem == NULL && behind)
 						problem = "behind: rows older than keep + slack";
-					dbops_restore_user(&ctx);
 				}
 			}
 		}
@@ -410,10 +539,14 @@ dbops_check_retention(DbopsCheckResult *res)
 	dbops_check_value(res, problems, "policies");
 	if (problems == 0)
 		appendStringInfo(&res->detail, "%d enabled polic%s up to date",
-						 (int) npolicies, npolicies == 1 ? "y" : "ies");
+						 (int) (npolicies - unreadable - locked),
+						 npolicies - unreadable - locked == 1 ? "y" : "ies");
 	if (unreadable > 0)
 		appendStringInfo(&res->detail, "; %d polic%s not checked: no SELECT privilege on the table",
 						 unreadable, unreadable == 1 ? "y" : "ies");
+	if (locked > 0)
+		appendStringInfo(&res->detail, "; %d polic%s not checked: the table is locked by another session",
+						 locked, locked == 1 ? "y" : "ies");
 	appendStringInfoString(&res->hint,
 						   "Look at dbops.purge_runs for the policy's last runs, then CALL dbops.purge(relation); schedule it if it is not.");
 }

@@ -35,6 +35,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "storage/lmgr.h"
@@ -138,13 +139,120 @@ relkind_name(char relkind)
 	}
 }
 
+#define HINT_NOT_A_TABLE \
+	"The purge acts on plain and partitioned tables only, with the rights of the table's owner, and only while the role in created_by has them; remove the policy with dbops.remove_retention_policy()."
+#define HINT_CREATED_BY \
+	"The table's owner (or a member of the owning role) adopts the policy with dbops.alter_retention_policy(), or removes it with dbops.remove_retention_policy()."
+#define HINT_GONE \
+	"Remove the policy with dbops.remove_retention_policy()."
+#define HINT_COLUMN \
+	"Point the policy at a timestamptz, timestamp or date column with dbops.alter_retention_policy(relation, time_column => ...), or remove it."
+#define HINT_LIMITS \
+	"Give the policy limits in range with dbops.alter_retention_policy(): keep and max_run_time at most 1000 years, e.g. keep => interval '10 years'."
+
+/*
+ * At most the first 64 characters of s (whole characters), with "..." when
+ * there were more: what a message quotes of a caller's text.
+ */
+static char *
+clip(const char *s)
+{
+	int			len = strlen(s);
+	int			keep = pg_mbcliplen(s, len, 64);
+
+	if (keep >= len)
+		return pstrdup(s);
+	return psprintf("%.*s...", keep, s);
+}
+
 static void
 set_problem(RetentionProblem *problem, const char *status, int sqlerrcode,
-			char *message)
+			char *message, const char *hint)
 {
 	problem->status = status;
 	problem->sqlerrcode = sqlerrcode;
 	problem->message = message;
+	problem->hint = hint;
+}
+
+static char *
+interval_text(const Interval *iv)
+{
+	return DatumGetCString(DirectFunctionCall1(interval_out,
+											   IntervalPGetDatum((Interval *) iv)));
+}
+
+/*
+ * Whether a keep or max_run_time is at most DBOPS_RETENTION_MAX_YEARS long
+ * (counted as extract(epoch) does: a year is 365.25 days, a month beyond
+ * whole years 30 days), with neither its months nor its days longer than
+ * that on their own.  Says nothing about its sign.  The same rule is
+ * written in SQL in dbops._retention_validate() and the policy functions.
+ */
+bool
+dbops_retention_interval_ok(const Interval *iv)
+{
+	const int64 max_months = (int64) DBOPS_RETENTION_MAX_YEARS * MONTHS_PER_YEAR;
+	const int64 max_days = (int64) DBOPS_RETENTION_MAX_YEARS * 36525 / 100;
+	double		days;
+
+	if ((int64) iv->month > max_months || (int64) iv->month < -max_months)
+		return false;
+	if ((int64) iv->day > max_days || (int64) iv->day < -max_days)
+		return false;
+	days = (double) (iv->month / MONTHS_PER_YEAR) * DAYS_PER_YEAR +
+		(double) (iv->month % MONTHS_PER_YEAR) * DAYS_PER_MONTH +
+		(double) iv->day + (double) iv->time / (double) USECS_PER_DAY;
+	return days <= (double) max_days;
+}
+
+static bool
+interval_positive(const Interval *iv)
+{
+	Interval	zero = {0};
+
+	return DatumGetInt32(DirectFunctionCall2(interval_cmp,
+											 IntervalPGetDatum((Interval *) iv),
+											 IntervalPGetDatum(&zero))) > 0;
+}
+
+/*
+ * Whether a policy row's keep and max_run_time (NULL: not checked, no cap)
+ * can be used:
+ * false, with the reason in *problem (status "skipped", 22023), if keep is
+ * not positive or either is longer than DBOPS_RETENTION_MAX_YEARS.  Rows
+ * written before 1.1 checked this, or written into the table directly, may
+ * hold such values; the purge, the preview and the health check skip them.
+ */
+bool
+dbops_retention_limits_problem(const Interval *keep, const Interval *max_run_time,
+							   RetentionProblem *problem)
+{
+	if (keep != NULL && !interval_positive(keep))
+	{
+		set_problem(problem, "skipped", ERRCODE_INVALID_PARAMETER_VALUE,
+					psprintf("keep (%s) is not a positive interval", interval_text(keep)),
+					HINT_LIMITS);
+		return false;
+	}
+	if (keep != NULL && !dbops_retention_interval_ok(keep))
+	{
+		set_problem(problem, "skipped", ERRCODE_INVALID_PARAMETER_VALUE,
+					psprintf("keep (%s) is longer than %d years", interval_text(keep),
+							 DBOPS_RETENTION_MAX_YEARS),
+					HINT_LIMITS);
+		return false;
+	}
+	if (max_run_time != NULL &&
+		(!interval_positive(max_run_time) || !dbops_retention_interval_ok(max_run_time)))
+	{
+		set_problem(problem, "skipped", ERRCODE_INVALID_PARAMETER_VALUE,
+					psprintf("max_run_time (%s) is not a positive interval of at most %d years",
+							 interval_text(max_run_time), DBOPS_RETENTION_MAX_YEARS),
+					HINT_LIMITS);
+		return false;
+	}
+	return true;
 }
 
 /*
@@ -170,7 +278,8 @@ dbops_retention_problem_of(Oid relid, const char *created_by,
 	if (!HeapTupleIsValid(tup))
 	{
 		set_problem(problem, "failed", ERRCODE_UNDEFINED_TABLE,
-					psprintf("relation with OID %u no longer exists", relid));
+					psprintf("relation with OID %u no longer exists", relid),
+					HINT_GONE);
 		return false;
 	}
 	cls = (Form_pg_class) GETSTRUCT(tup);
@@ -184,13 +293,15 @@ dbops_retention_problem_of(Oid relid, const char *created_by,
 	{
 		set_problem(problem, "skipped", ERRCODE_WRONG_OBJECT_TYPE,
 					psprintf("%s is a %s, not a table: it is not read",
-							 name, relkind_name(relkind)));
+							 name, relkind_name(relkind)),
+					HINT_NOT_A_TABLE);
 		return false;
 	}
 	if (persistence == RELPERSISTENCE_TEMP)
 	{
 		set_problem(problem, "skipped", ERRCODE_WRONG_OBJECT_TYPE,
-					psprintf("%s is a temporary table: it is not read", name));
+					psprintf("%s is a temporary table: it is not read", name),
+					HINT_NOT_A_TABLE);
 		return false;
 	}
 	if (created_by != NULL)
@@ -201,14 +312,16 @@ dbops_retention_problem_of(Oid relid, const char *created_by,
 		{
 			set_problem(problem, "skipped", ERRCODE_INSUFFICIENT_PRIVILEGE,
 						psprintf("created_by role \"%s\" no longer exists",
-								 created_by));
+								 created_by),
+						HINT_CREATED_BY);
 			return false;
 		}
 		if (!has_privs_of_role(creator, owner))
 		{
 			set_problem(problem, "skipped", ERRCODE_INSUFFICIENT_PRIVILEGE,
 						psprintf("created_by role \"%s\" does not have the privileges of role \"%s\", the owner of %s",
-								 created_by, GetUserNameFromId(owner, false), name));
+								 created_by, GetUserNameFromId(owner, false), name),
+						HINT_CREATED_BY);
 			return false;
 		}
 	}
@@ -221,7 +334,8 @@ dbops_retention_problem_of(Oid relid, const char *created_by,
 		{
 			set_problem(problem, "failed", ERRCODE_UNDEFINED_COLUMN,
 						psprintf("column \"%s\" of %s no longer exists",
-								 time_column, name));
+								 time_column, name),
+						HINT_COLUMN);
 			return false;
 		}
 		typid = get_atttype(relid, attnum);
@@ -229,7 +343,8 @@ dbops_retention_problem_of(Oid relid, const char *created_by,
 		{
 			set_problem(problem, "failed", ERRCODE_DATATYPE_MISMATCH,
 						psprintf("column \"%s\" of %s is of type %s, not timestamptz, timestamp or date",
-								 time_column, name, format_type_be(typid)));
+								 time_column, name, format_type_be(typid)),
+						HINT_COLUMN);
 			return false;
 		}
 	}
@@ -242,8 +357,7 @@ raise_problem(const RetentionProblem *problem)
 	ereport(ERROR,
 			(errcode(problem->sqlerrcode),
 			 errmsg("%s", problem->message),
-			 strcmp(problem->status, "skipped") == 0 ?
-			 errhint("The purge acts on plain and partitioned tables only, with the rights of the table's owner, and only while the role in created_by has them.") : 0));
+			 errhint("%s", problem->hint)));
 }
 
 /* Read a policy row (as the caller, who must be able to read the table). */
@@ -269,7 +383,8 @@ load_policy(int32 policy_id, RetentionPolicy *pol, MemoryContext outer)
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("retention policy %d does not exist", policy_id)));
+				 errmsg("retention policy %d does not exist", policy_id),
+				 errhint("The policies are in dbops.retention_policies; it may have been removed meanwhile.")));
 
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
@@ -293,7 +408,8 @@ dbops_retention_rel_owner(Oid relid)
 	if (!HeapTupleIsValid(tup))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation with OID %u no longer exists", relid)));
+				 errmsg("relation with OID %u no longer exists", relid),
+				 errhint(HINT_GONE)));
 	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
 	return owner;
@@ -321,6 +437,41 @@ target_belongs(Oid relid, Oid target, PurgeAction action)
 	return list_member_oid(get_partition_ancestors(target), relid);
 }
 
+/*
+ * A lower or upper bound passed as text must be a value of the time column's
+ * type: said so here, quoting at most the start of it, rather than by the
+ * type's input function inside the statement (which quotes all of it).
+ */
+static void
+check_bound_value(const char *what, text *value, Oid typid)
+{
+	char	   *str = text_to_cstring(value);
+	Oid			typinput;
+	Oid			typioparam;
+	MemoryContext cxt = CurrentMemoryContext;
+	bool		ok = true;
+
+	getTypeInputInfo(typid, &typinput, &typioparam);
+	PG_TRY();
+	{
+		(void) OidInputFunctionCall(typinput, str, typioparam, -1);
+	}
+	PG_CATCH();
+	{
+		/* a date/time input function takes no resources: raise ours */
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		ok = false;
+	}
+	PG_END_TRY();
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_DATETIME_FORMAT),
+				 errmsg("%s \"%s\" is not a value of type %s", what, clip(str),
+						format_type_be(typid)),
+				 errhint("lower_value and upper_value are time values of the policy's column, as an earlier purge step returned them.")));
+}
+
 static void
 set_local(const char *name, const char *value)
 {
@@ -334,7 +485,13 @@ require_table_privilege(Oid relid, AclMode mode)
 	AclResult	acl = pg_class_aclcheck(relid, GetUserId(), mode);
 
 	if (acl != ACLCHECK_OK)
-		aclcheck_error(acl, OBJECT_TABLE, get_rel_name(relid));
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", get_rel_name(relid)),
+				 errdetail("The purge needs SELECT and DELETE on the policy's table, the preview SELECT."),
+				 errhint("GRANT %s ON %s TO the role that runs it (the rows it deletes are still only those the policy allows).",
+						 mode == ACL_SELECT ? "SELECT" : "SELECT, DELETE",
+						 dbops_retention_relname(relid))));
 }
 
 static void
@@ -347,7 +504,8 @@ require_owner_privileges(Oid role, const char *who, Oid relid, const char *what)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("%s does not have the privileges of role \"%s\", the owner of %s, to %s it",
 						who, GetUserNameFromId(owner, false),
-						dbops_retention_relname(relid), what)));
+						dbops_retention_relname(relid), what),
+				 errhint("Detaching and dropping partitions needs the owner's privileges: run the purge as the owner, a member of the owning role or a superuser, or set drop_partitions => false.")));
 }
 
 /*
@@ -399,6 +557,8 @@ dbops_purge_exec(PG_FUNCTION_ARGS)
 	bool		read_only;
 	int			nestlevel;
 	char	   *sql = NULL;
+	char	   *target_name;
+	char	   *table_name;
 	Oid			argtypes[3];
 	Datum		args[3];
 	char		argnulls[3] = {' ', ' ', ' '};
@@ -412,7 +572,8 @@ dbops_purge_exec(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("policy_id, target, action and cutoff must not be NULL")));
+				 errmsg("policy_id, target, action and cutoff must not be NULL"),
+				 errhint("dbops._purge_exec() is called by CALL dbops.purge() and dbops.purge_preview(); use those.")));
 	policy_id = PG_GETARG_INT32(0);
 	target = PG_GETARG_OID(1);
 	action_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
@@ -430,14 +591,15 @@ dbops_purge_exec(PG_FUNCTION_ARGS)
 	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown purge action \"%s\"", action_name),
+				 errmsg("unknown purge action \"%s\"", clip(action_name)),
 				 errhint("The actions are bound, range, skip_locked, exists, preview and detach.")));
 	if ((action == PURGE_BOUND || action == PURGE_SKIP_LOCKED) &&
 		(!have_rows || n_rows < (action == PURGE_BOUND ? 0 : 1)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("action \"%s\" needs a %s n_rows", action_name,
-						action == PURGE_BOUND ? "non-negative" : "positive")));
+						action == PURGE_BOUND ? "non-negative" : "positive"),
+				 errhint("n_rows is the offset (bound) or the row limit (skip_locked) of one batch.")));
 
 	writes = (action == PURGE_RANGE || action == PURGE_SKIP_LOCKED ||
 			  action == PURGE_DETACH);
@@ -445,6 +607,8 @@ dbops_purge_exec(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	load_policy(policy_id, &pol, outer);
+	if (!dbops_retention_limits_problem(pol.keep, NULL, &problem))
+		raise_problem(&problem);
 
 	/* never later than the policy allows now */
 	latest = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
@@ -458,12 +622,14 @@ dbops_purge_exec(PG_FUNCTION_ARGS)
 				 errdetail("The cutoff is %s; the policy keeps rows for %s.",
 						   timestamptz_to_str(cutoff),
 						   DatumGetCString(DirectFunctionCall1(interval_out,
-															   IntervalPGetDatum(pol.keep))))));
+															   IntervalPGetDatum(pol.keep)))),
+				 errhint("No caller may delete more than the policy allows; pass a cutoff at or before now() - keep.")));
 
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(target)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation with OID %u does not exist", target)));
+				 errmsg("relation with OID %u does not exist", target),
+				 errhint("It was dropped meanwhile; CALL dbops.purge() goes on without it.")));
 	if (!target_belongs(pol.relid, target, action))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -471,7 +637,12 @@ dbops_purge_exec(PG_FUNCTION_ARGS)
 						dbops_retention_relname(target),
 						action == PURGE_DETACH ? "a partition" :
 						action == PURGE_PREVIEW ? "the table" :
-						"the table or a leaf partition", policy_id)));
+						"the table or a leaf partition", policy_id),
+				 errhint("A purge step acts only on the policy's own table and its partitions.")));
+
+	/* named as they were before waiting for the lock, should they go */
+	target_name = dbops_retention_relname(target);
+	table_name = dbops_retention_relname(pol.relid);
 
 	/*
 	 * Settings of this step only: a purge step does not wait for locks longer
@@ -503,6 +674,22 @@ dbops_purge_exec(PG_FUNCTION_ARGS)
 	else
 		LockRelationOid(target, writes ? RowExclusiveLock : AccessShareLock);
 
+	/*
+	 * What was dropped while this waited for the lock is said so (the lock
+	 * was granted on an OID that no longer names a relation).
+	 */
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(pol.relid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation %s was dropped while waiting for its lock",
+						table_name),
+				 errhint(HINT_GONE)));
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(target)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("partition %s was dropped while waiting for its lock",
+						target_name),
+				 errhint("CALL dbops.purge() goes on without it.")));
 	if (!dbops_retention_problem_of(pol.relid, pol.created_by, NULL, &problem))
 		raise_problem(&problem);
 	if (target != pol.relid &&
@@ -511,20 +698,32 @@ dbops_purge_exec(PG_FUNCTION_ARGS)
 	if (!target_belongs(pol.relid, target, action))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s is no longer part of the table of retention policy %d",
-						dbops_retention_relname(target), policy_id)));
+				 errmsg("%s is no longer a partition of %s",
+						target_name, table_name),
+				 errhint("It was detached while waiting for its lock; CALL dbops.purge() goes on without it.")));
 	if (action != PURGE_DETACH && target != pol.relid &&
 		get_rel_relkind(target) != RELKIND_RELATION)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("%s is not a leaf partition", dbops_retention_relname(target))));
+				 errmsg("%s is not a leaf partition", target_name),
+				 errhint("Rows are deleted from the leaf partitions; their partitioned parents hold none.")));
 	if (action == PURGE_DETACH && get_rel_relkind(pol.relid) != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("%s is not a partitioned table", dbops_retention_relname(pol.relid))));
+				 errmsg("%s is not a partitioned table", table_name),
+				 errhint("Only partitions of a partitioned table are detached.")));
 	if (action != PURGE_DETACH &&
 		!dbops_retention_problem_of(target, NULL, pol.time_column, &problem))
 		raise_problem(&problem);
+	if (action == PURGE_BOUND || action == PURGE_RANGE || action == PURGE_SKIP_LOCKED)
+	{
+		Oid			typid = get_atttype(target, get_attnum(target, pol.time_column));
+
+		if (lower)
+			check_bound_value("lower_value", lower, typid);
+		if (upper)
+			check_bound_value("upper_value", upper, typid);
+	}
 
 	/* what the caller may do */
 	if (action == PURGE_PREVIEW)
@@ -576,7 +775,8 @@ dbops_purge_exec(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("partition %s of %s is not wholly older than the cutoff, or is its last partition",
-							dbops_retention_relname(target), dbops_retention_relname(pol.relid))));
+							dbops_retention_relname(target), dbops_retention_relname(pol.relid)),
+					 errhint("Only range partitions whose upper bound is at or before the cutoff are detached, never the last one.")));
 
 		sql = psprintf("ALTER TABLE %s DETACH PARTITION %s",
 					   dbops_retention_relname(pol.relid), dbops_retention_relname(target));
@@ -738,11 +938,13 @@ dbops_purge_exec(PG_FUNCTION_ARGS)
 
 /*
  * dbops._retention_problem(relation regclass, created_by name, time_column
- * name, OUT status text, OUT sqlstate text, OUT message text): why a policy
- * on relation, made by created_by, would be skipped or fail now (NULLs if it
- * would not): the relation is gone, is not a plain or partitioned table, is
- * temporary, created_by lacks the privileges of its owner, the time column
- * is gone or not of a date/time type.  Reads the catalogs only.
+ * name, keep interval, max_run_time interval, OUT status text, OUT sqlstate
+ * text, OUT message text, OUT hint text): why a policy on relation, made by
+ * created_by, would be skipped or fail now (NULLs if it would not): its keep
+ * or max_run_time is out of range (when given), the relation is gone, is not
+ * a plain or partitioned table, is temporary, created_by lacks the
+ * privileges of its owner, the time column is gone or not of a date/time
+ * type.  Reads the catalogs only.
  */
 PG_FUNCTION_INFO_V1(dbops_retention_problem);
 
@@ -750,9 +952,10 @@ Datum
 dbops_retention_problem(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[3] = {0};
-	bool		nulls[3] = {true, true, true};
+	Datum		values[4] = {0};
+	bool		nulls[4] = {true, true, true, true};
 	RetentionProblem problem;
+	bool		ok = true;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -761,17 +964,25 @@ dbops_retention_problem(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("relation must not be NULL")));
+				 errmsg("relation must not be NULL"),
+				 errhint("Pass the relation of a retention policy.")));
 
-	if (!dbops_retention_problem_of(PG_GETARG_OID(0),
-									PG_ARGISNULL(1) ? NULL : NameStr(*PG_GETARG_NAME(1)),
-									PG_ARGISNULL(2) ? NULL : NameStr(*PG_GETARG_NAME(2)),
-									&problem))
+	/* the limits first: they are what a purge computes with before it reads */
+	ok = dbops_retention_limits_problem(PG_ARGISNULL(3) ? NULL : PG_GETARG_INTERVAL_P(3),
+											PG_ARGISNULL(4) ? NULL : PG_GETARG_INTERVAL_P(4),
+											&problem);
+	if (ok)
+		ok = dbops_retention_problem_of(PG_GETARG_OID(0),
+										PG_ARGISNULL(1) ? NULL : NameStr(*PG_GETARG_NAME(1)),
+										PG_ARGISNULL(2) ? NULL : NameStr(*PG_GETARG_NAME(2)),
+										&problem);
+	if (!ok)
 	{
 		values[0] = CStringGetTextDatum(problem.status);
 		values[1] = CStringGetTextDatum(unpack_sql_state(problem.sqlerrcode));
 		values[2] = CStringGetTextDatum(problem.message);
-		nulls[0] = nulls[1] = nulls[2] = false;
+		values[3] = CStringGetTextDatum(problem.hint);
+		nulls[0] = nulls[1] = nulls[2] = nulls[3] = false;
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
@@ -781,7 +992,8 @@ dbops_retention_problem(PG_FUNCTION_ARGS)
  * as regclass prints it under the caller's search_path (unqualified when
  * visible there).  The purge runs with search_path pinned but names tables
  * in its messages and in dbops.purge_runs the way the caller sees them;
- * printing a name only looks schemas up, it runs nothing.
+ * printing a name only looks schemas up, it runs nothing.  A search_path
+ * the server would not accept is ignored (the name is then qualified).
  */
 PG_FUNCTION_INFO_V1(dbops_purge_relname);
 
@@ -792,7 +1004,10 @@ dbops_purge_relname(PG_FUNCTION_ARGS)
 	int			nestlevel = NewGUCNestLevel();
 	char	   *name;
 
-	set_local("search_path", text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	/* a search_path that is not valid names the relation schema-qualified */
+	(void) set_config_option("search_path", text_to_cstring(PG_GETARG_TEXT_PP(1)),
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, DEBUG1, false);
 	name = DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(relid)));
 	AtEOXact_GUC(false, nestlevel);
 	PG_RETURN_TEXT_P(cstring_to_text(name));

@@ -971,13 +971,17 @@ LANGUAGE C VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp;
 
 -- Why a policy on relation made by created_by would be skipped or fail now
--- (NULLs when it would not): the relation is gone (failed), is not a plain
--- or partitioned table or is temporary (skipped), created_by no longer
--- exists or lacks the privileges of the table's owner (skipped), the time
--- column is gone or not of a date/time type (failed).  Catalogs only.
+-- (NULLs when it would not): its keep or max_run_time (when given) is not
+-- a positive interval of at most 1000 years (skipped: a row written before
+-- 1.1 or into the table directly), the relation is gone (failed), is not a
+-- plain or partitioned table or is temporary (skipped), created_by no
+-- longer exists or lacks the privileges of the table's owner (skipped), the
+-- time column is gone or not of a date/time type (failed); with a hint.
+-- Catalogs only.
 CREATE FUNCTION dbops._retention_problem(relation regclass, created_by name,
-    time_column name DEFAULT NULL,
-    OUT status text, OUT sqlstate text, OUT message text)
+    time_column name DEFAULT NULL, keep interval DEFAULT NULL,
+    max_run_time interval DEFAULT NULL,
+    OUT status text, OUT sqlstate text, OUT message text, OUT hint text)
 RETURNS record
 AS 'MODULE_PATHNAME', 'dbops_retention_problem'
 LANGUAGE C STABLE
@@ -1007,7 +1011,7 @@ AS 'MODULE_PATHNAME', 'dbops_purge_relname'
 LANGUAGE C STABLE STRICT
 SET search_path = pg_catalog, pg_temp;
 
-REVOKE ALL ON FUNCTION dbops._retention_problem(regclass, name, name),
+REVOKE ALL ON FUNCTION dbops._retention_problem(regclass, name, name, interval, interval),
     dbops._purge_exec(integer, regclass, text, timestamptz, text, text, bigint),
     dbops._purge_relname(regclass, text) FROM PUBLIC;
 
@@ -1098,7 +1102,8 @@ BEGIN
        AND a.attnum > 0 AND NOT a.attisdropped;
     IF typid IS NULL THEN
         RAISE EXCEPTION 'column "%" of relation % does not exist', time_column, target
-            USING ERRCODE = 'undefined_column';
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'time_column names the date/time column of the policy''s table.';
     END IF;
     typ := CASE typid WHEN 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 'pg_catalog.timestamptz'
                       WHEN 'pg_catalog.timestamp'::pg_catalog.regtype THEN 'pg_catalog.timestamp'
@@ -1106,7 +1111,8 @@ BEGIN
     IF typ IS NULL THEN
         RAISE EXCEPTION 'column "%" of relation % is of type %, not timestamptz, timestamp or date',
                 time_column, target, format_type(typid, NULL)
-            USING ERRCODE = 'datatype_mismatch';
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = 'time_column must be of type timestamptz, timestamp or date.';
     END IF;
     lower_cond := CASE WHEN from_value THEN format(' AND %I OPERATOR(pg_catalog.>=) $1::%s', time_column, typ) ELSE '' END;
     CASE mode
@@ -1134,8 +1140,181 @@ BEGIN
                       'FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $1',
                       target, time_column);
     ELSE
-        RAISE EXCEPTION 'unknown batch mode "%"', mode USING ERRCODE = 'invalid_parameter_value';
+        RAISE EXCEPTION 'unknown batch mode "%"',
+                CASE WHEN length(mode) > 64 THEN left(mode, 64) || '...' ELSE mode END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The modes are bound, range, skip_locked, exists and preview.';
     END CASE;
+END
+$$;
+
+-- 1.1: refuses temporary tables, system catalogs, overlapping policies
+-- (partitions and inheritance children), keep over 1000 years and
+-- batch_size over 10000000, with hints.
+-- Checks shared by add and alter; raises on what cannot work, NOTICEs on
+-- what will work badly.  The relation: a plain or partitioned table, not
+-- temporary (it would vanish with its session, and another session's cannot
+-- be read), not a system catalog, not a partition or inheritance child of a
+-- table with a policy nor the parent of one (their purges would overlap).
+-- keep: positive, at most 1000 years (as extract(epoch) counts them), and
+-- neither its years-and-months nor its days more than that on their own, so
+-- that now() - keep (and the health check's slack on top) stays a valid
+-- timestamp (retention_exec.c has the same rule for rows already stored).
+-- batch_size: 1 to 10000000 (the largest dbops.purge_batch_max).
+CREATE OR REPLACE FUNCTION dbops._retention_validate(relation regclass, time_column name,
+    keep interval, batch_size integer)
+RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind "char";
+    persistence "char";
+    nsp name;
+    typ oid;
+    attnum smallint;
+    fk record;
+    other record;
+BEGIN
+    IF relation IS NULL OR time_column IS NULL OR keep IS NULL OR batch_size IS NULL THEN
+        RAISE EXCEPTION 'relation, time_column, keep and batch_size must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Give the table, its date/time column and how long rows are kept, e.g. (''events'', ''created_at'', interval ''90 days''); batch_size defaults to 5000.';
+    END IF;
+    SELECT c.relkind, c.relpersistence, n.nspname INTO kind, persistence, nsp
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = relation;
+    IF kind IS NULL THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', relation::oid
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'It was dropped; name an existing table.';
+    END IF;
+    IF kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', relation
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'Retention policies apply to tables and partitioned tables (not views, materialized views, foreign tables or indexes).';
+    END IF;
+    IF persistence = 't' THEN
+        RAISE EXCEPTION '% is a temporary table', relation
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = CASE WHEN (SELECT c.relnamespace FROM pg_class c WHERE c.oid = relation) = pg_my_temp_schema()
+                                THEN 'It disappears at the end of this session; its policy would outlive it.'
+                                ELSE 'It belongs to another session: only that session can read it, and it disappears with it.' END,
+                  HINT = 'Retention policies apply to regular and unlogged tables; delete old rows of a temporary table directly.';
+    END IF;
+    IF nsp IN ('pg_catalog', 'information_schema') THEN
+        RAISE EXCEPTION '% is a system catalog', relation
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'Retention policies apply to user tables; PostgreSQL maintains its catalogs itself.';
+    END IF;
+    IF keep <= interval '0' THEN
+        RAISE EXCEPTION 'keep must be a positive interval, not %', keep
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'keep is how long rows are kept, e.g. interval ''90 days''.';
+    END IF;
+    IF NOT coalesce(extract(epoch FROM keep) <= 31557600000
+                    AND abs(extract(year FROM keep) * 12 + extract(month FROM keep)) <= 12000
+                    AND abs(extract(day FROM keep)) <= 365250, false) THEN
+        RAISE EXCEPTION 'keep (%) is longer than 1000 years', keep
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'keep may be at most 1000 years (of 365.25 days), and neither its years and months nor its days more than that on their own, so that now() - keep is always a valid timestamp.',
+                  HINT = 'Give a keep of at most 1000 years, e.g. interval ''10 years''; without a policy rows are kept for ever.';
+    END IF;
+    IF batch_size <= 0 OR batch_size > 10000000 THEN
+        RAISE EXCEPTION 'batch_size must be between 1 and 10000000, not %', batch_size
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'batch_size is the number of rows of the first batch (later ones adapt to dbops.purge_batch_target, at most dbops.purge_batch_max rows); the default is 5000.';
+    END IF;
+    SELECT a.atttypid, a.attnum INTO typ, attnum
+      FROM pg_attribute a
+     WHERE a.attrelid = relation AND a.attname = time_column
+       AND a.attnum > 0 AND NOT a.attisdropped;
+    IF typ IS NULL THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', time_column, relation
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'time_column names the date/time column rows are aged by.';
+    END IF;
+    IF typ NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN
+        RAISE EXCEPTION 'column "%" of relation % is of type %, not a date/time type',
+                time_column, relation, format_type(typ, NULL)
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = 'time_column must be of type timestamptz, timestamp or date.';
+    END IF;
+
+    -- one policy per set of rows: the purge of a partitioned table (or of an
+    -- inheritance parent) deletes from its partitions (children) too
+    WITH RECURSIVE up(relid) AS (
+        SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = relation
+        UNION
+        SELECT i.inhparent FROM pg_inherits i JOIN up ON i.inhrelid = up.relid)
+    SELECT p.relation AS rel INTO other
+      FROM dbops.retention_policies p JOIN up ON p.relation = up.relid
+     ORDER BY p.policy_id LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '% is % %, which has a retention policy', relation,
+                CASE WHEN (SELECT c.relispartition FROM pg_class c WHERE c.oid = relation)
+                     THEN 'a partition of' ELSE 'an inheritance child of' END, other.rel
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = format('The purge of %s already deletes the old rows of %s.', other.rel, relation),
+                  HINT = format('Change that policy with dbops.alter_retention_policy(%L), or remove it with dbops.remove_retention_policy(%L) first.',
+                                other.rel::text, other.rel::text);
+    END IF;
+    WITH RECURSIVE down(relid) AS (
+        SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = relation
+        UNION
+        SELECT i.inhrelid FROM pg_inherits i JOIN down ON i.inhparent = down.relid)
+    SELECT p.relation AS rel INTO other
+      FROM dbops.retention_policies p JOIN down ON p.relation = down.relid
+     ORDER BY p.policy_id LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '% has % %, with a retention policy of its own', relation,
+                CASE WHEN (SELECT c.relispartition FROM pg_class c WHERE c.oid = other.rel)
+                     THEN 'a partition' ELSE 'an inheritance child' END, other.rel
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = format('The purge of %s would delete the old rows of %s too.', relation, other.rel),
+                  HINT = format('Remove that policy with dbops.remove_retention_policy(%L) first; the policy on %s then covers it.',
+                                other.rel::text, relation);
+    END IF;
+
+    -- a usable index: a valid btree index whose first column is time_column
+    IF NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                    JOIN pg_am am ON am.oid = ic.relam
+                   WHERE i.indrelid = relation AND i.indkey[0] = attnum
+                     AND am.amname = 'btree' AND i.indpred IS NULL
+                     AND (i.indisvalid OR ic.relkind = 'I')) THEN
+        RAISE NOTICE 'no index on %(%): every purge batch would scan the whole table', relation, time_column
+            USING HINT = format('CREATE INDEX CONCURRENTLY ON %s (%I); dbops.purge() refuses to purge without it.',
+                                relation, time_column);
+    END IF;
+
+    -- foreign keys that point at the table
+    FOR fk IN
+        SELECT con.conname, con.conrelid::regclass AS referencing, con.confdeltype,
+               (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)
+                  FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+                  JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum) AS cols,
+               EXISTS (SELECT 1 FROM pg_index i
+                        WHERE i.indrelid = con.conrelid AND i.indpred IS NULL
+                          AND (i.indkey::int2[])[0:cardinality(con.conkey) - 1] @> con.conkey
+                          AND (i.indkey::int2[])[0:cardinality(con.conkey) - 1] <@ con.conkey) AS indexed
+          FROM pg_constraint con
+         WHERE con.contype = 'f'
+           AND (con.confrelid = relation
+                OR con.confrelid IN (SELECT t.relid FROM pg_partition_tree(relation) t))
+    LOOP
+        IF NOT fk.indexed THEN
+            RAISE NOTICE 'foreign key % on % references % and has no index on (%)',
+                    fk.conname, fk.referencing, relation, fk.cols
+                USING HINT = format('Each purged row makes PostgreSQL look for referencing rows: CREATE INDEX CONCURRENTLY ON %s (%s);',
+                                    fk.referencing, fk.cols);
+        END IF;
+        IF fk.confdeltype IN ('c', 'n', 'd') THEN
+            RAISE NOTICE 'foreign key % on % references % with ON DELETE %: purging % also changes %',
+                    fk.conname, fk.referencing, relation,
+                    CASE fk.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' ELSE 'SET DEFAULT' END,
+                    relation, fk.referencing
+                USING HINT = 'Those changes run inside each purge batch and are not counted in rows_deleted; give the referencing table its own policy or lower batch_size.';
+        END IF;
+    END LOOP;
 END
 $$;
 
@@ -1167,11 +1346,21 @@ BEGIN
     PERFORM dbops._retention_validate(relation, time_column, keep, batch_size);
     IF max_rows_per_run IS NOT NULL AND max_rows_per_run <= 0 THEN
         RAISE EXCEPTION 'max_rows_per_run must be positive (NULL for no cap)'
-            USING ERRCODE = 'invalid_parameter_value';
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'max_rows_per_run caps the rows one CALL dbops.purge() deletes from the table, e.g. 1000000; leave it NULL for no cap.';
     END IF;
     IF max_run_time IS NOT NULL AND max_run_time <= interval '0' THEN
         RAISE EXCEPTION 'max_run_time must be a positive interval (NULL for no cap)'
-            USING ERRCODE = 'invalid_parameter_value';
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'max_run_time caps how long one CALL dbops.purge() works on the table, e.g. interval ''1 hour''; NULL for no cap.';
+    END IF;
+    IF max_run_time IS NOT NULL AND NOT coalesce(extract(epoch FROM max_run_time) <= 31557600000
+                           AND abs(extract(year FROM max_run_time) * 12 + extract(month FROM max_run_time)) <= 12000
+                           AND abs(extract(day FROM max_run_time)) <= 365250, false) THEN
+        RAISE EXCEPTION 'max_run_time (%) is longer than 1000 years', max_run_time
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'max_run_time may be at most 1000 years (of 365.25 days), and neither its years and months nor its days more than that on their own.',
+                  HINT = 'Give a max_run_time such as interval ''1 hour'', or NULL for no cap.';
     END IF;
     IF EXISTS (SELECT 1 FROM dbops.retention_policies p WHERE p.relation = add_retention_policy.relation) THEN
         RAISE EXCEPTION 'relation % already has a retention policy', relation
@@ -1208,7 +1397,9 @@ DECLARE
     owner oid;
 BEGIN
     IF relation IS NULL THEN
-        RAISE EXCEPTION 'relation must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'relation must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Name the table whose policy to change; the policies are in dbops.retention_policies.';
     END IF;
     -- the purge deletes the table's rows with its owner's rights: only a
     -- role with the owner's privileges may alter its policy (the creator's,
@@ -1241,11 +1432,21 @@ BEGIN
     END IF;
     IF max_rows_per_run < 0 THEN
         RAISE EXCEPTION 'max_rows_per_run must be positive (0 removes the cap)'
-            USING ERRCODE = 'invalid_parameter_value';
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'max_rows_per_run caps the rows one CALL dbops.purge() deletes from the table; 0 removes the cap, NULL leaves it as it is.';
     END IF;
     IF max_run_time < interval '0' THEN
         RAISE EXCEPTION 'max_run_time must be a positive interval (0 removes the cap)'
-            USING ERRCODE = 'invalid_parameter_value';
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'max_run_time caps how long one CALL dbops.purge() works on the table; interval ''0'' removes the cap, NULL leaves it as it is.';
+    END IF;
+    IF max_run_time IS NOT NULL AND NOT coalesce(extract(epoch FROM max_run_time) <= 31557600000
+                           AND abs(extract(year FROM max_run_time) * 12 + extract(month FROM max_run_time)) <= 12000
+                           AND abs(extract(day FROM max_run_time)) <= 365250, false) THEN
+        RAISE EXCEPTION 'max_run_time (%) is longer than 1000 years', max_run_time
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'max_run_time may be at most 1000 years (of 365.25 days), and neither its years and months nor its days more than that on their own.',
+                  HINT = 'Give a max_run_time such as interval ''1 hour''; interval ''0'' removes the cap.';
     END IF;
     UPDATE dbops.retention_policies r
        SET time_column = coalesce(alter_retention_policy.time_column, r.time_column),
@@ -1273,7 +1474,9 @@ DECLARE
     owner oid;
 BEGIN
     IF relation IS NULL THEN
-        RAISE EXCEPTION 'relation must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'relation must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Name the table whose policy to remove; the policies are in dbops.retention_policies.';
     END IF;
     -- the purge deletes the table's rows with its owner's rights: only a
     -- role with the owner's privileges may remove its policy (the creator's,
@@ -1297,7 +1500,8 @@ BEGIN
     DELETE FROM dbops.retention_policies r WHERE r.relation = remove_retention_policy.relation;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'relation % has no retention policy', relation
-            USING ERRCODE = 'undefined_object';
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT relation FROM dbops.retention_policies lists the tables that have one.';
     END IF;
 END
 $$;
@@ -1345,9 +1549,12 @@ BEGIN
         IF left(upper, 1) = '''' THEN
             upper := replace(substr(upper, 2, length(upper) - 2), '''''', '''');
         END IF;
-        EXECUTE format('SELECT %L::%s OPERATOR(pg_catalog.<=) $1, %L::%s::pg_catalog.timestamptz', upper, typ, upper, typ)
-           INTO old, upper_bound USING cutoff;
+        -- compared in the column's type first: a bound beyond the range
+        -- of timestamptz (a date far in the future) is never old
+        EXECUTE format('SELECT %L::%s OPERATOR(pg_catalog.<=) $1', upper, typ)
+           INTO old USING cutoff;
         IF old THEN
+            EXECUTE format('SELECT %L::%s::pg_catalog.timestamptz', upper, typ) INTO upper_bound;
             partition := r.part;
             RETURN NEXT;
         END IF;
@@ -1366,6 +1573,9 @@ DECLARE
     chk record;
     x record;
     nparts integer;
+    e_state text;
+    e_msg text;
+    relname text;
 BEGIN
     IF purge_preview.relation IS NOT NULL AND NOT EXISTS
         (SELECT 1 FROM dbops.retention_policies r WHERE r.relation = purge_preview.relation) THEN
@@ -1374,23 +1584,35 @@ BEGIN
                   HINT = 'Add one with dbops.add_retention_policy().';
     END IF;
     FOR p IN SELECT r.* FROM dbops.retention_policies r
-              WHERE ((purge_preview.relation IS NULL AND r.enabled) OR r.relation = purge_preview.relation)
-                AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = r.relation)
+              WHERE (purge_preview.relation IS NULL AND r.enabled) OR r.relation = purge_preview.relation
               ORDER BY r.policy_id
     LOOP
-        -- what the purge would refuse is not read
-        chk := dbops._retention_problem(p.relation, p.created_by, p.time_column);
+        -- what the purge would refuse (limits out of range, a relation that
+        -- is gone or no longer a table...) is not read
+        chk := dbops._retention_problem(p.relation, p.created_by, p.time_column, p.keep, p.max_run_time);
         IF chk.status IS NOT NULL THEN
             RAISE NOTICE 'retention policy on % not previewed: %', p.relation, chk.message
-                USING HINT = CASE chk.status WHEN 'skipped' THEN 'CALL dbops.purge() skips it too.'
-                                             ELSE 'CALL dbops.purge() fails on it too.' END;
+                USING DETAIL = CASE chk.status WHEN 'skipped' THEN 'CALL dbops.purge() skips it too.'
+                                               ELSE 'CALL dbops.purge() fails on it too.' END,
+                      HINT = chk.hint;
             CONTINUE;
         END IF;
+        relname := p.relation::text;     -- named before it may go
         target := p.relation;
         time_column := p.time_column;
         cutoff := now() - p.keep;
-        -- read as the table's owner
-        x := dbops._purge_exec(p.policy_id, p.relation, 'preview', cutoff);
+        -- read as the table's owner, after its lock; what changed while
+        -- waiting for the lock (dropped, no longer a table...) is said so
+        BEGIN
+            x := dbops._purge_exec(p.policy_id, p.relation, 'preview', cutoff);
+        EXCEPTION WHEN undefined_table OR wrong_object_type OR undefined_column
+                       OR datatype_mismatch OR object_not_in_prerequisite_state THEN
+            GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_msg = MESSAGE_TEXT;
+            RAISE NOTICE 'retention policy on % not previewed: %', relname, e_msg
+                USING DETAIL = format('SQLSTATE %s', e_state),
+                      HINT = 'CALL dbops.purge() skips or fails on it too; see dbops.purge_runs after it.';
+            CONTINUE;
+        END;
         rows_to_delete := x.n;
         oldest := x.value::timestamptz;
         newest := x.value2::timestamptz;
@@ -1418,6 +1640,12 @@ DECLARE
     s record;
     pv record;
 BEGIN
+    IF dry_run IS NULL THEN
+        RAISE EXCEPTION 'dry_run must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'CALL dbops.purge(dry_run => true) only reports what would be deleted; false (the default) purges.';
+    END IF;
+    caller_path := coalesce(caller_path, 'pg_catalog');
     -- refuses on a standby and in a transaction block; loads the settings
     s := dbops._purge_begin(dry_run);
 
@@ -1449,7 +1677,9 @@ BEGIN
     -- runs whose backend is gone did not finish: say so
     UPDATE dbops.purge_runs r
        SET status = 'interrupted', finished = coalesce(r.finished, st.run_start),
-           message = format('backend %s ended during the run (crash, kill or disconnect)', r.pid)
+           message = CASE WHEN r.pid = pg_backend_pid()
+                          THEN 'an earlier purge in this session stopped during the run (error or cancel)'
+                          ELSE format('backend %s ended during the run (crash, kill or disconnect)', r.pid) END
      WHERE r.status = 'running'
        AND (r.pid = pg_backend_pid()
             OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a
@@ -1516,6 +1746,23 @@ DECLARE
     e_state text;
     e_msg text;
 BEGIN
+    IF st.phase IS NULL OR st.phase NOT IN ('next_policy', 'partitions', 'rows', 'next_target',
+            'lag_look', 'lag_wait', 'batch', 'end_policy', 'after_policy', 'finish', 'abort') THEN
+        RAISE EXCEPTION 'not a state of CALL dbops.purge()'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'dbops._purge_step() is called by CALL dbops.purge() only; use that.';
+    END IF;
+    IF st.phase = 'abort' THEN
+        UPDATE dbops.purge_runs r
+           SET status = CASE WHEN st.sqlstate = '57014' THEN 'interrupted' ELSE 'failed' END,
+               finished = clock_timestamp(), sqlstate = st.sqlstate,
+               message = CASE WHEN length(st.message) > 500 THEN left(st.message, 500) || '...'
+                              ELSE st.message END
+         WHERE r.run_id = st.run AND r.status = 'running';
+        st.done := true;
+        RETURN st;
+    END IF;
+
     -- what the previous step asked for after its COMMIT
     IF st.sleep_s > 0 THEN
         PERFORM pg_sleep(st.sleep_s);
@@ -1559,6 +1806,12 @@ BEGIN
                    message = coalesce(r.message, format('backend %s stopped during the run (error, cancel or crash)', r.pid))
              WHERE r.policy_id = p.policy_id AND r.status = 'running';
 
+            -- why the purge must not or cannot act on it: limits out of
+            -- range (checked first, status skipped, 22023: then no cutoff
+            -- is computed), the table is gone, no longer a table,
+            -- temporary, its policy's creator lost the owner's rights
+            chk := dbops._retention_problem(p.relation, p.created_by, p.time_column, p.keep, p.max_run_time);
+
             policy_start := clock_timestamp();
             st.policy_id := p.policy_id;
             st.policy_rel := p.relation;
@@ -1567,8 +1820,12 @@ BEGIN
             st.max_rows_per_run := p.max_rows_per_run;
             st.max_run_time := p.max_run_time;
             st.drop_partitions := p.drop_partitions;
-            st.cutoff := st.run_start - p.keep;
-            st.deadline := CASE WHEN p.max_run_time IS NOT NULL THEN policy_start + p.max_run_time END;
+            st.cutoff := NULL;
+            st.deadline := NULL;
+            IF chk.sqlstate IS DISTINCT FROM '22023' THEN
+                st.cutoff := st.run_start - p.keep;
+                st.deadline := CASE WHEN p.max_run_time IS NOT NULL THEN policy_start + p.max_run_time END;
+            END IF;
             st.total := 0;
             st.retries := 0;
             st.status := NULL;
@@ -1584,10 +1841,8 @@ BEGIN
             RETURNING run_id INTO st.run;
 
             -- what must not be done is skipped, what cannot work fails, with
-            -- the reason: the table is gone, no longer a table, temporary,
-            -- its policy's creator lost the owner's rights, it has no index
+            -- the reason (chk above), or: it has no index
             SELECT c.relkind INTO st.kind FROM pg_class c WHERE c.oid = p.relation;
-            chk := dbops._retention_problem(p.relation, p.created_by, p.time_column);
             IF chk.status IS NOT NULL THEN
                 st.status := chk.status;
                 st.sqlstate := chk.sqlstate;
@@ -1643,6 +1898,14 @@ BEGIN
                     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_msg = MESSAGE_TEXT;
                     failed := true;
             END;
+            IF failed AND e_state IN ('42P01', '55000')
+               AND EXISTS (SELECT FROM pg_class c WHERE c.oid = st.policy_rel)
+               AND NOT EXISTS (SELECT FROM pg_partition_tree(st.policy_rel) t WHERE t.relid = target) THEN
+                -- dropped or detached by someone else meanwhile: gone anyway
+                RAISE NOTICE '%: %; going on without it', st.relname, e_msg;
+                st.part_idx := st.part_idx + 1;
+                CONTINUE;
+            END IF;
             IF failed THEN
                 st.status := 'failed';
                 st.sqlstate := e_state;
@@ -1804,6 +2067,14 @@ BEGIN
                         failed := true;
                 END;
             END IF;
+            IF failed AND target <> st.policy_rel AND e_state IN ('42P01', '55000')
+               AND EXISTS (SELECT FROM pg_class c WHERE c.oid = st.policy_rel)
+               AND NOT EXISTS (SELECT FROM pg_partition_tree(st.policy_rel) t WHERE t.relid = target) THEN
+                -- a partition dropped or detached meanwhile: the next one
+                RAISE NOTICE '%: %; going on without it', st.relname, e_msg;
+                st.phase := 'next_target';
+                CONTINUE;
+            END IF;
             IF failed THEN
                 st.status := 'failed';
                 st.sqlstate := e_state;
@@ -1885,9 +2156,13 @@ BEGIN
             RETURN st;
 
         WHEN 'end_policy' THEN
+            -- a message quoted from an error (the table owner's trigger's,
+            -- say) is kept to 500 characters
             UPDATE dbops.purge_runs r
                SET status = coalesce(st.status, 'done'), finished = clock_timestamp(),
-                   sqlstate = st.sqlstate, message = st.message
+                   sqlstate = st.sqlstate,
+                   message = CASE WHEN length(st.message) > 500 THEN left(st.message, 500) || '...'
+                                  ELSE st.message END
              WHERE r.run_id = st.run;
             st.phase := 'after_policy';
             RETURN st;          -- committed before the lock goes
@@ -1905,9 +2180,14 @@ BEGIN
                     USING DETAIL = format('SQLSTATE %s; see dbops.purge_runs run_id %s', pv.sqlstate, st.run),
                           HINT = CASE WHEN pv.status = 'skipped' AND pv.sqlstate = '42501'
                                       THEN 'The table''s owner (or a member of the owning role) adopts the policy with dbops.alter_retention_policy(), or removes it with dbops.remove_retention_policy().'
+                                      WHEN pv.status = 'skipped' AND pv.sqlstate = '22023'
+                                      THEN 'Give the policy limits in range with dbops.alter_retention_policy(): keep and max_run_time at most 1000 years.'
                                       WHEN pv.status = 'skipped'
                                       THEN 'The policy no longer names a table the purge may touch: remove it with dbops.remove_retention_policy().'
                                       WHEN pv.sqlstate = '55000' THEN format('CREATE INDEX CONCURRENTLY ON %s (%I);', st.relname, st.time_column)
+                                      WHEN pv.sqlstate IN ('42703', '42804')
+                                      THEN 'Point the policy at a timestamptz, timestamp or date column with dbops.alter_retention_policy(relation, time_column => ...), or remove it.'
+
                                       WHEN pv.sqlstate = '42P01' THEN 'Remove the policy with dbops.remove_retention_policy().'
                                       ELSE 'Fix the cause and CALL dbops.purge() again; committed batches stay deleted.' END;
             ELSE
@@ -1932,7 +2212,7 @@ BEGIN
                         cardinality(st.failures),
                         CASE WHEN cardinality(st.failures) = 1 THEN 'y' ELSE 'ies' END,
                         array_to_string(st.failures, '; ')
-                    USING ERRCODE = coalesce(st.first_state, 'XX000'),
+                    USING ERRCODE = coalesce(st.first_state, 'P0001'),
                           HINT = 'dbops.purge_runs has the details; batches committed before the failure stay deleted.';
             END IF;
             st.done := true;
@@ -1945,19 +2225,50 @@ $$;
 -- A procedure, because it commits between steps; for the same reason it
 -- cannot carry a SET search_path clause.  So its own statements depend on
 -- no search_path: schema-qualified calls of dbops functions (whose
--- search_path is pinned) with arguments of their exact types, and COMMIT.
--- dbops._purge_start() does what comes before the first commit, each
--- dbops._purge_step() one transaction's work.
+-- search_path is pinned) with arguments of their exact types, variables of
+-- schema-qualified types, schema-qualified operators, and COMMIT.  dbops._purge_start() does what comes
+-- before the first commit, each dbops._purge_step() one transaction's work.
+-- A step that fails or is cancelled (the user's cancel, statement_timeout)
+-- is caught, its run recorded as failed or interrupted and committed
+-- (dbops._purge_step() in phase 'abort'), and the error raised again: the
+-- CALL ends with it, purge_runs tells the truth, and the session lock on
+-- the policy goes with the transaction the error ends.
 CREATE OR REPLACE PROCEDURE dbops.purge(relation regclass DEFAULT NULL, dry_run boolean DEFAULT false)
 LANGUAGE plpgsql
 AS $$
 DECLARE
     st dbops._purge_state;
+    caught pg_catalog.bool := false;
+    e_state pg_catalog.text;
+    e_msg pg_catalog.text;
+    e_detail pg_catalog.text;
+    e_hint pg_catalog.text;
 BEGIN
     st := dbops._purge_start(purge.relation, purge.dry_run, pg_catalog.current_setting('search_path'));
     WHILE NOT st.done LOOP
         COMMIT;
-        st := dbops._purge_step(st);
+        BEGIN
+            st := dbops._purge_step(st);
+        EXCEPTION WHEN query_canceled OR OTHERS THEN
+            GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_msg = MESSAGE_TEXT,
+                                    e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+            caught := true;
+        END;
+        IF caught THEN
+            st.phase := 'abort';
+            st.sqlstate := e_state;
+            st.message := e_msg;
+            st := dbops._purge_step(st);
+            COMMIT;
+            e_hint := CASE WHEN e_state OPERATOR(pg_catalog.=) '57014'
+                           THEN 'The run is recorded as interrupted in dbops.purge_runs; its committed batches stay deleted. CALL dbops.purge() again to go on.'
+                           WHEN e_hint OPERATOR(pg_catalog.<>) '' THEN e_hint
+                           ELSE 'The run is recorded as failed in dbops.purge_runs; its committed batches stay deleted.' END;
+            IF e_detail IS NULL OR e_detail OPERATOR(pg_catalog.=) '' THEN
+                RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_msg, HINT = e_hint;
+            END IF;
+            RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_msg, DETAIL = e_detail, HINT = e_hint;
+        END IF;
     END LOOP;
 END
 $$;

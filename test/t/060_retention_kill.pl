@@ -1,6 +1,8 @@
 # A backend killed with SIGKILL in the middle of CALL dbops.purge() leaves
 # only whole committed batches behind, its run row tells the truth (then
-# "interrupted"), and the next run finishes the job.  dbops is not in
+# "interrupted"; the retention health check says so at once), and the next
+# run finishes the job.  A purge stopped by statement_timeout records its
+# run as interrupted itself.  dbops is not in
 # shared_preload_libraries here: the procedure loads what it needs itself.
 use strict;
 use warnings;
@@ -58,6 +60,10 @@ is($deleted % 100, 0, 'only whole batches of 100 rows were deleted');
 is($old_left, 5000 - $deleted, 'run row counts exactly the rows that are gone');
 is($node->safe_psql('postgres', 'SELECT min(id) FROM ev'), $deleted + 1,
 	'the oldest rows went first');
+like( $node->safe_psql('postgres',
+		"SELECT status || ': ' || detail FROM dbops.health() WHERE check_name = 'retention'"),
+	qr/^warning: public\.ev: last run interrupted: backend $pid no longer runs it/,
+	'the health check reports the killed run before the next purge marks it');
 
 # the next run marks the dead one and finishes the job
 $node->safe_psql('postgres', 'CALL dbops.purge()');
@@ -85,6 +91,12 @@ $node->psql('postgres',
 	"SET statement_timeout = '300ms'; CALL dbops.purge(); SELECT 'after';",
 	stdout => \$stdout, stderr => \$stderr, on_error_stop => 0);
 like($stderr, qr/canceling statement due to statement timeout/, 'purge cancelled');
+like($stderr, qr/HINT:  The run is recorded as interrupted in dbops\.purge_runs/,
+	'the cancel says where the run is recorded');
+is( $node->safe_psql('postgres',
+		"SELECT status || ' ' || sqlstate || ' ' || (finished IS NOT NULL) FROM dbops.purge_runs ORDER BY run_id DESC LIMIT 1"),
+	'interrupted 57014 true',
+	'the cancelled run is recorded as interrupted at once, not left running');
 $node->psql('postgres',
 	"SET statement_timeout = '300ms'; CALL dbops.purge(); RESET statement_timeout; "
 	  . "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1684172914;",
