@@ -79,10 +79,15 @@ RETURNS numeric[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.string_to_array(
-               pg_catalog.translate(substring(version FROM '^[0-9]+(?:[._][0-9]+)*'), '_', '.'),
-               '.')::pg_catalog.numeric[]
+    SELECT CASE WHEN pg_catalog.length(k.run) OPERATOR(pg_catalog.<=) 1000
+                THEN pg_catalog.string_to_array(pg_catalog.translate(k.run, '_', '.'),
+                                                '.')::pg_catalog.numeric[]
+           END
+    FROM (SELECT substring(version FROM '^[0-9]+(?:[._][0-9]+)*') AS run) AS k
 $$;
+-- the key of a version with a run of more than 1000 characters is NULL now
+-- (it was a number, or an error): rebuild the index on it
+REINDEX INDEX dbops.migrations_order_idx;
 
 CREATE OR REPLACE FUNCTION dbops._migration_decide(
     p_version text, p_checksum text, p_requires text[],
@@ -96,19 +101,21 @@ DECLARE
     v_base    text;
     v_missing text[];
     v_later   text;
+    -- messages quote at most 64 characters of a version
+    v_shown   text := CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END;
 BEGIN
     SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
     IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
         IF r.checksum IS NOT NULL AND p_checksum IS NOT NULL
            AND r.checksum OPERATOR(pg_catalog.<>) p_checksum THEN
-            RAISE EXCEPTION 'checksum drift: migration % was applied from a different script', p_version
+            RAISE EXCEPTION 'checksum drift: migration % was applied from a different script', v_shown
                 USING ERRCODE = 'DB001',
                       DETAIL = pg_catalog.format('Recorded checksum %s (%s by %s); this script has %s.',
                                                  r.checksum, r.status, r.applied_by, p_checksum),
                       HINT = 'Restore the script as it was applied, or accept the edit deliberately with dbops.migration_repair(version, checksum).';
         END IF;
         IF p_caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
-            RAISE EXCEPTION 'migration % is already %', p_version, r.status
+            RAISE EXCEPTION 'migration % is already %', v_shown, r.status
                 USING ERRCODE = 'DB004',
                       HINT = 'Guard the script with \if on dbops.migration_pending(version) inside its transaction, as the README shows.';
         END IF;
@@ -126,8 +133,9 @@ BEGIN
         ORDER BY dbops.migration_version_key(b.version) DESC, b.version COLLATE pg_catalog."C" DESC
         LIMIT 1;
         IF v_base IS NOT NULL THEN
+            v_base := CASE WHEN pg_catalog.length(v_base) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_base, 64) OPERATOR(pg_catalog.||) '...' ELSE v_base END;
             IF p_caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
-                RAISE EXCEPTION 'migration % is covered by baseline %', p_version, v_base
+                RAISE EXCEPTION 'migration % is covered by baseline %', v_shown, v_base
                     USING ERRCODE = 'DB004',
                           HINT = 'Guard the script with \if on dbops.migration_pending(version) inside its transaction, as the README shows.';
             END IF;
@@ -148,7 +156,14 @@ BEGIN
                             OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(u.req), u.req COLLATE pg_catalog."C"));
     IF v_missing IS NOT NULL THEN
         RAISE EXCEPTION 'migration % requires versions that are not applied: %',
-                        p_version, pg_catalog.array_to_string(v_missing, ', ')
+            v_shown,
+            (SELECT pg_catalog.string_agg(CASE WHEN pg_catalog.length(t.x) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(t.x, 64) OPERATOR(pg_catalog.||) '...' ELSE t.x END, ', ' ORDER BY t.o)
+                   FROM pg_catalog.unnest(v_missing[1:10]) WITH ORDINALITY AS t (x, o))
+               OPERATOR(pg_catalog.||)
+               CASE WHEN pg_catalog.cardinality(v_missing) OPERATOR(pg_catalog.>) 10
+                    THEN pg_catalog.format(' and %s more',
+                                           pg_catalog.cardinality(v_missing) OPERATOR(pg_catalog.-) 10)
+                    ELSE '' END
             USING ERRCODE = 'DB002',
                   HINT = 'Apply the required versions first; dbops.migration_status() shows what is applied.';
     END IF;
@@ -166,7 +181,8 @@ BEGIN
         ORDER BY dbops.migration_version_key(m.version) DESC, m.version COLLATE pg_catalog."C" DESC
         LIMIT 1;
         IF FOUND THEN
-            RAISE EXCEPTION 'migration % is older than the applied migration %', p_version, v_later
+            RAISE EXCEPTION 'migration % is older than the applied migration %', v_shown,
+                CASE WHEN pg_catalog.length(v_later) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_later, 64) OPERATOR(pg_catalog.||) '...' ELSE v_later END
                 USING ERRCODE = 'DB003',
                       HINT = 'Apply versions in order, or allow this one with allow_out_of_order => true (or SET dbops.migration_allow_out_of_order = on).';
         END IF;
@@ -423,10 +439,12 @@ AS $$
 DECLARE
     r      dbops.migrations;
     v_deps text[];
+    -- messages quote at most 64 characters of a version
+    v_shown text := CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END;
 BEGIN
     SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
     IF NOT FOUND OR r.status OPERATOR(pg_catalog.<>) 'applied' THEN
-        RAISE EXCEPTION 'migration % is not applied', p_version
+        RAISE EXCEPTION 'migration % is not applied', v_shown
             USING ERRCODE = 'DB005',
                   DETAIL = CASE WHEN FOUND THEN pg_catalog.format('Its status is %s.', r.status)
                                 ELSE 'It is not in dbops.migrations.' END,
@@ -438,7 +456,14 @@ BEGIN
       AND p_version OPERATOR(pg_catalog.=) ANY (m.requires);
     IF v_deps IS NOT NULL THEN
         RAISE EXCEPTION 'migration % is required by applied migrations: %',
-                        p_version, pg_catalog.array_to_string(v_deps, ', ')
+            v_shown,
+            (SELECT pg_catalog.string_agg(CASE WHEN pg_catalog.length(t.x) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(t.x, 64) OPERATOR(pg_catalog.||) '...' ELSE t.x END, ', ' ORDER BY t.o)
+                   FROM pg_catalog.unnest(v_deps[1:10]) WITH ORDINALITY AS t (x, o))
+               OPERATOR(pg_catalog.||)
+               CASE WHEN pg_catalog.cardinality(v_deps) OPERATOR(pg_catalog.>) 10
+                    THEN pg_catalog.format(' and %s more',
+                                           pg_catalog.cardinality(v_deps) OPERATOR(pg_catalog.-) 10)
+                    ELSE '' END
             USING ERRCODE = 'DB006',
                   HINT = 'Roll back the dependent versions first.';
     END IF;
@@ -476,8 +501,9 @@ DECLARE
 BEGIN
     SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
     IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
-        RAISE EXCEPTION 'migration % is already %', p_version, r.status
-            USING ERRCODE = 'DB004';
+        RAISE EXCEPTION 'migration % is already %', CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END, r.status
+            USING ERRCODE = 'DB004',
+                  HINT = 'A baseline is recorded for a version not applied yet, normally newer than every applied one; see dbops.migration_status().';
     END IF;
     INSERT INTO dbops.migrations AS m
         (version, description, checksum, status, finished_at, duration_ms)
@@ -529,7 +555,7 @@ BEGIN
                 'failed attempts acknowledged');
         RETURN 'acknowledged';
     END IF;
-    RAISE EXCEPTION 'migration % is not in the ledger', p_version
+    RAISE EXCEPTION 'migration % is not in the ledger', CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END
         USING ERRCODE = 'DB005',
               HINT = 'See dbops.migration_status() for the recorded versions.';
 END;
@@ -554,6 +580,9 @@ DECLARE
     v_shape text;
     v_sql   text;
     v_rows  jsonb;
+    v_col   text;
+    v_type  pg_catalog.regtype;
+    v_base  pg_catalog.regtype;
 BEGIN
     SELECT pg_catalog.array_agg(a.attname::pg_catalog.text) INTO v_cols
     FROM pg_catalog.pg_attribute a
@@ -586,6 +615,25 @@ BEGIN
         RAISE EXCEPTION '"%" is not a migration ledger dbops can import', p_source
             USING ERRCODE = 'DB007',
                   HINT = 'dbops.migration_import() reads a table with a "version" column (schema_migrations), alembic_version (version_num), or flyway_schema_history.';
+    END IF;
+
+    v_col := CASE v_shape WHEN 'alembic' THEN 'version_num' ELSE 'version' END;
+    SELECT a.atttypid INTO v_type
+    FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid OPERATOR(pg_catalog.=) p_source
+      AND a.attname OPERATOR(pg_catalog.=) v_col::pg_catalog.name AND NOT a.attisdropped;
+    v_base := v_type;
+    WHILE (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) v_base)
+          OPERATOR(pg_catalog.=) 'd' LOOP
+        SELECT t.typbasetype INTO v_base FROM pg_catalog.pg_type t
+        WHERE t.oid OPERATOR(pg_catalog.=) v_base;
+    END LOOP;
+    IF NOT v_base OPERATOR(pg_catalog.=)
+           ANY ('{text,varchar,bpchar,name,int2,int4,int8}'::pg_catalog.regtype[]) THEN
+        RAISE EXCEPTION 'column "%" of % is of type %, not of a text or integer type', v_col, p_source, v_type
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = pg_catalog.format('Import from a view that casts it, such as CREATE VIEW v AS SELECT %I::text AS %I FROM %s.',
+                                           v_col, v_col, p_source);
     END IF;
 
     -- the rows in order, as JSON, so that nothing of the source's types
