@@ -366,7 +366,8 @@ dbops_ledger_event_worker(Datum main_arg)
 	if (seg == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("dbops ledger event writer could not map its dynamic shared memory segment")));
+				 errmsg("dbops ledger event writer could not map its dynamic shared memory segment"),
+				 errhint("The backend that started it was gone before it attached; its failed attempt is not recorded.")));
 	lf = (LedgerFailure *) dsm_segment_address(seg);
 	pinned = lf->pinned;
 
@@ -649,11 +650,19 @@ ledger_record_failure(const char *version, const char *operation,
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
-		ereport(WARNING,
-				(errmsg("failed attempt of migration %s not recorded in dbops.migration_events",
-						ledger_echo(version)),
-				 errdetail("Recording it failed: %s", ledger_echo(edata->message ? edata->message : "")),
-				 errhint("The error of the migration follows; see the server log for the rest.")));
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			/* a second cancel (or a timeout) while waiting for the worker */
+			ereport(WARNING,
+					(errmsg("stopped waiting for the failed attempt of migration %s to be recorded",
+							ledger_echo(version)),
+					 errdetail("%s", ledger_echo(edata->message ? edata->message : "")),
+					 errhint("The worker that records it may still write it to dbops.migration_events.")));
+		else
+			ereport(WARNING,
+					(errmsg("failed attempt of migration %s not recorded in dbops.migration_events",
+							ledger_echo(version)),
+					 errdetail("Recording it failed: %s", ledger_echo(edata->message ? edata->message : "")),
+					 errhint("The error of the migration follows; see the server log for the rest.")));
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
