@@ -1217,7 +1217,8 @@ metric_number(HeapTuple tup, TupleDesc desc, int col, bool *has)
 	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
 
 	*has = !isnull;
-	return isnull ? 0 : DatumGetFloat8(DirectFunctionCall1(numeric_float8, d));
+	/* a value beyond the range of float8 is +Inf or -Inf, not an error */
+	return isnull ? 0 : DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, d));
 }
 
 static char *
