@@ -98,6 +98,17 @@ SET ROLE rob_led_reader;
 SELECT count(*) AS versions FROM dbops.migration_status();
 SELECT status, value FROM dbops.health() WHERE check_name = 'migrations';
 RESET ROLE;
+-- a role without the grants gets one clear error, and nothing is attempted
+CREATE ROLE rob_led_nobody;
+GRANT EXECUTE ON FUNCTION dbops.migrate(text, text, text, text[], boolean) TO rob_led_nobody;
+SET ROLE rob_led_nobody;
+SELECT * FROM pg_temp.err($$SELECT * FROM dbops.migration_status()$$);
+SELECT * FROM pg_temp.err($$SELECT dbops.migration_pending('0001')$$);
+SELECT * FROM pg_temp.err($$SELECT dbops.migrate('0009', 'x', 'SELECT 1')$$);
+RESET ROLE;
+SELECT count(*) AS recorded FROM dbops.migration_events WHERE version = '0009';
+REVOKE ALL ON FUNCTION dbops.migrate(text, text, text, text[], boolean) FROM rob_led_nobody;
+DROP ROLE rob_led_nobody;
 -- importing the events as a ledger refuses the row that migrate() would refuse
 SELECT * FROM pg_temp.err($$SELECT dbops.migration_import('dbops.migration_events')$$);
 -- such a version can still be acknowledged, which clears the health check

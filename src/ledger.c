@@ -985,6 +985,53 @@ ledger_call(const char *name, int nargs, const Oid *argtypes,
 	return result;
 }
 
+/*
+ * May the current role use the ledger's tables as the entry point will
+ * (write: record a migration)?  Checked up front, so that a role without
+ * the documented grants gets one clear error instead of a permission error
+ * from inside the implementation (and a failed attempt it cannot record).
+ */
+static void
+ledger_check_access(const char *fn, bool write)
+{
+	static const struct
+	{
+		const char *rel;
+		AclMode		mode;
+		const char *what;
+		bool		write;
+	}			need[] =
+	{
+		{"migrations", ACL_SELECT, "SELECT", false},
+		{"migration_events", ACL_SELECT, "SELECT", false},
+		{"migrations", ACL_INSERT, "INSERT", true},
+		{"migrations", ACL_UPDATE, "UPDATE", true},
+		{"migration_events", ACL_INSERT, "INSERT", true},
+		{"migration_events_event_id_seq", ACL_USAGE, "USAGE", true},
+	};
+	Oid			nsp = get_namespace_oid("dbops", false);
+
+	for (int i = 0; i < lengthof(need); i++)
+	{
+		Oid			rel;
+
+		if (need[i].write && !write)
+			continue;
+		rel = get_relname_relid(need[i].rel, nsp);
+		if (OidIsValid(rel) &&
+			pg_class_aclcheck(rel, GetUserId(), need[i].mode) == ACLCHECK_OK)
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for the migration ledger"),
+				 errdetail("dbops.%s() needs %s on dbops.%s, which role \"%s\" does not have.",
+						   fn, need[i].what, need[i].rel, GetUserNameFromId(GetUserId(), false)),
+				 write ?
+				 errhint("Grant the deploying role SELECT, INSERT, UPDATE on dbops.migrations, SELECT, INSERT on dbops.migration_events and USAGE on dbops.migration_events_event_id_seq, as the README shows.") :
+				 errhint("Grant the role pg_monitor, or SELECT on dbops.migrations and dbops.migration_events.")));
+	}
+}
+
 static void
 ledger_check_writable(const char *what)
 {
@@ -1293,6 +1340,7 @@ dbops_migrate(PG_FUNCTION_ARGS)
 	Datum		result;
 
 	ledger_check_writable("apply a migration");
+	ledger_check_access("migrate", true);
 	version = ledger_check_version(fcinfo, 0, LEDGER_IN_MIGRATIONS);
 	ledger_check_description(fcinfo, 1);
 	if (PG_ARGISNULL(2))
@@ -1378,6 +1426,7 @@ dbops_migration_rollback(PG_FUNCTION_ARGS)
 
 	checksum = PG_ARGISNULL(1) ? NULL : ledger_checksum(PG_GETARG_TEXT_PP(1));
 	ledger_check_writable("roll back a migration");
+	ledger_check_access("migration_rollback", true);
 	version = ledger_check_version(fcinfo, 0, LEDGER_IN_MIGRATIONS);
 	ledger_lock();
 
@@ -1444,6 +1493,7 @@ dbops_migration_begin(PG_FUNCTION_ARGS)
 	text	   *fields[LF_NFIELDS];
 
 	ledger_check_writable("open a migration");
+	ledger_check_access("migration_begin", true);
 	version = ledger_check_version(fcinfo, 0, LEDGER_IN_MIGRATIONS);
 	ledger_check_description(fcinfo, 1);
 	ledger_check_checksum(fcinfo, 2);
@@ -1517,6 +1567,7 @@ dbops_migration_pending(PG_FUNCTION_ARGS)
 	bool		isnull;
 	char	   *drift;
 
+	ledger_check_access("migration_pending", false);
 	version = ledger_check_version(fcinfo, 0, LEDGER_IN_MIGRATIONS);
 	ledger_check_checksum(fcinfo, 1);
 	checksum = ledger_checksum_arg(fcinfo, 1);
@@ -1561,6 +1612,7 @@ dbops_migration_baseline(PG_FUNCTION_ARGS)
 	bool		nulls[2];
 
 	ledger_check_writable("record a baseline");
+	ledger_check_access("migration_baseline", true);
 	(void) ledger_check_version(fcinfo, 0, LEDGER_IN_MIGRATIONS);
 	ledger_check_description(fcinfo, 1);
 	ledger_lock();
@@ -1582,6 +1634,7 @@ dbops_migration_repair(PG_FUNCTION_ARGS)
 	text	   *checksum;
 
 	ledger_check_writable("repair the migration ledger");
+	ledger_check_access("migration_repair", true);
 	(void) ledger_check_version(fcinfo, 0, LEDGER_IN_LEDGER);
 	ledger_check_checksum(fcinfo, 1);
 	checksum = ledger_checksum_arg(fcinfo, 1);
@@ -1678,6 +1731,7 @@ dbops_migration_import(PG_FUNCTION_ARGS)
 	DbopsUserContext ctx;
 
 	ledger_check_writable("import a migration ledger");
+	ledger_check_access("migration_import", true);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -383,6 +383,13 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF NOT pg_catalog.has_table_privilege('dbops.migrations', 'SELECT')
+       OR NOT pg_catalog.has_table_privilege('dbops.migration_events', 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for the migration ledger'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'dbops.migration_status() reads dbops.migrations and dbops.migration_events.',
+                  HINT = 'Grant the role pg_monitor, or SELECT on dbops.migrations and dbops.migration_events.';
+    END IF;
     IF checksums IS NOT NULL
        AND pg_catalog.jsonb_typeof(checksums) OPERATOR(pg_catalog.<>) 'object' THEN
         RAISE EXCEPTION 'checksums must be a JSON object mapping versions to checksums'
