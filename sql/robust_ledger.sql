@@ -248,6 +248,18 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON dbops.scheduled_jobs TO rob_led_nologin,
 SET ROLE rob_led_nologin;
 SELECT * FROM pg_temp.err($$SELECT dbops.schedule()$$);
 RESET ROLE;
+-- and one without the grants the README lists
+CREATE ROLE rob_led_nogrant LOGIN;
+GRANT EXECUTE ON FUNCTION dbops.schedule(text, text, text, text, interval, text, interval, interval, interval),
+    dbops.unschedule(text) TO rob_led_nogrant;
+SET ROLE rob_led_nogrant;
+SELECT * FROM pg_temp.err($$SELECT dbops.schedule()$$);
+SELECT * FROM pg_temp.err($$SELECT dbops.unschedule()$$);
+RESET ROLE;
+GRANT USAGE ON SCHEMA cron TO rob_led_nogrant;
+SET ROLE rob_led_nogrant;
+SELECT * FROM pg_temp.err($$SELECT dbops.schedule()$$);
+RESET ROLE;
 REVOKE CONNECT ON DATABASE template1 FROM PUBLIC;
 SET ROLE rob_led_noconnect;
 SELECT * FROM pg_temp.err($$SELECT dbops.schedule(database => 'template1')$$);
@@ -271,6 +283,7 @@ DROP DOMAIN rob_led_ver;
 DROP ROLE rob_led_reader;
 DROP ROLE IF EXISTS rob_led_nologin;
 DROP ROLE IF EXISTS rob_led_noconnect;
+DROP ROLE IF EXISTS rob_led_nogrant;
 SET session_replication_role = replica;
 DELETE FROM dbops.migration_events;
 RESET session_replication_role;

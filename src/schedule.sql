@@ -463,6 +463,20 @@ BEGIN
                   HINT = 'Run ALTER EXTENSION pg_cron UPDATE.';
     END IF;
     crondb := (dbops.cron_status()).cron_database;
+    -- the grants the README lists, checked before anything changes
+    IF NOT pg_catalog.has_schema_privilege('cron', 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied for schema cron'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'dbops.schedule() reads and writes the jobs of pg_cron.',
+                  HINT = 'GRANT USAGE ON SCHEMA cron to the scheduling role, with the other grants the README lists.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{SELECT,INSERT,UPDATE,DELETE}'::pg_catalog.text[]) AS p
+               WHERE NOT pg_catalog.has_table_privilege('dbops.scheduled_jobs', p)) THEN
+        RAISE EXCEPTION 'permission denied for table dbops.scheduled_jobs'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'dbops.schedule() records when it set each job there.',
+                  HINT = 'GRANT SELECT, INSERT, UPDATE, DELETE ON dbops.scheduled_jobs to the scheduling role, with the other grants the README lists.';
+    END IF;
 
     -- pg_cron runs every job in a session of the role that schedules it,
     -- in the job's database: both must let it in
@@ -676,6 +690,13 @@ BEGIN
                   HINT = 'Run dbops.unschedule() on the primary.';
     END IF;
     PERFORM dbops.require_pg_cron();
+    IF NOT pg_catalog.has_schema_privilege('cron', 'USAGE')
+       OR NOT pg_catalog.has_table_privilege('dbops.scheduled_jobs', 'DELETE') THEN
+        RAISE EXCEPTION 'permission denied for the dbops jobs'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'dbops.unschedule() needs USAGE on schema cron and DELETE on dbops.scheduled_jobs.',
+                  HINT = 'Grant the scheduling role what the README lists for dbops.schedule().';
+    END IF;
     IF unschedule.database OPERATOR(pg_catalog.=) '' THEN
         RAISE EXCEPTION 'database must not be empty'
             USING ERRCODE = 'invalid_parameter_value',
