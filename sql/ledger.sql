@@ -266,8 +266,8 @@ SET ROLE regress_ledger_deployer;
 SELECT dbops.migrate('0300', 'by the deployer', 'CREATE TABLE ledger_300 ()');
 SELECT dbops.migrate('0301', 'fails', 'CREATE TABLE ledger_301 (x no_such_type)');
 RESET ROLE;
--- may run migrate() but not write the ledger: the error stands, and the
--- failed attempt cannot be recorded for it (WARNING)
+-- may run migrate() but not write the ledger: refused before anything is
+-- attempted, with the grants it lacks
 CREATE ROLE regress_ledger_half;
 GRANT CREATE ON SCHEMA public TO regress_ledger_half;
 GRANT EXECUTE ON FUNCTION dbops.migrate(text, text, text, text[], boolean) TO regress_ledger_half;

@@ -27,9 +27,30 @@ SELECT s AS schedule,
        dbops.cron_prev_run(s, '2026-01-01 10:07:30+00', 'UTC') AS prev_run
 FROM (VALUES ('*/15 * * * *'), ('30 3 * * *'), ('7 10 * * *'), ('0 12 13 * fri'),
              ('0 12 13 * *'), ('0 12 * * 5'), ('0 0 29 2 *'), ('0 0 30 2 *'),
-             ('5-10/2 1 * jan-mar mon-fri'), ('0 0 * * 7'), ('0 0 $ * *'),
+             ('5-10/2 1 * jan-mar mon-fri'), ('0 0 * * 7'),
              ('@hourly'), ('@daily'), ('@weekly'), ('@monthly'), ('@yearly'),
-             ('@reboot'), ('30 seconds')) AS v(s);
+             ('@reboot')) AS v(s);
+-- "$" (the last day of the month, pg_cron 1.6) and "N seconds" (pg_cron 1.5)
+-- are accepted as the pg_cron loaded here reads them: its library defines
+-- cron.launch_active_jobs from 1.6 on and cron.timezone from 1.5 on (all
+-- of them without pg_cron loaded); no pg_cron takes 60 seconds, nor blanks
+-- after a singular "second"
+SELECT s AS schedule,
+       (e.state = 'ok') = (need IS NOT NULL
+                           AND (current_setting('cron.database_name', true) IS NULL
+                                OR current_setting(need, true) IS NOT NULL)) AS as_pg_cron_reads_it,
+       e.state IN ('ok', '22023') AS state_ok, e.hint IS NOT NULL OR e.state = 'ok' AS hint
+FROM (VALUES ('0 0 $ * *', 'cron.launch_active_jobs'), ('30 seconds', 'cron.timezone'),
+             ('1 second', 'cron.timezone'), ('59 SECONDS ', 'cron.timezone'),
+             ('60 seconds', NULL), ('0 seconds', NULL), ('5 second ', NULL),
+             ('5 seconds x', NULL)) AS v(s, need),
+     pg_temp.err(format('SELECT dbops.cron_next_run(%L)', s)) AS e;
+-- what those evaluate to (as the readers of pg_cron's jobs do, which accept
+-- every form pg_cron has)
+SELECT s AS schedule,
+       dbops._cron_run(s, '2026-01-01 10:07:30+00', true) AS next_run,
+       dbops._cron_run(s, '2026-01-01 10:07:30+00', false) AS prev_run
+FROM (VALUES ('0 0 $ * *'), ('30 seconds'), ('* * * * * trailing text')) AS v(s);
 -- a run exactly at "after" is not next; one exactly at "before" is prev
 SELECT dbops.cron_next_run('0 * * * *', '2026-01-01 10:00:00+00', 'UTC'),
        dbops.cron_prev_run('0 * * * *', '2026-01-01 10:00:00+00', 'UTC');
@@ -48,7 +69,7 @@ SELECT s AS schedule, e.*
 FROM (VALUES ('61 * * * *'), ('* 24 * * *'), ('* * 0 * *'), ('* * * 13 *'), ('* * * * 8'),
              ('* * * *'), ('* * * * * *'), ('*/0 * * * *'), ('1/5 * * * *'),
              ('5-1 * * * *'), ('* * * foo *'), ('x * * * *'), ('@often'), (''), ('   '),
-             ('60 seconds')) AS v(s),
+             ('*/60 * * * *')) AS v(s),
      pg_temp.err(format('SELECT dbops.cron_next_run(%L)', s)) AS e;
 SELECT * FROM pg_temp.err($$SELECT dbops.cron_next_run(NULL)$$);
 SELECT * FROM pg_temp.err($$SELECT dbops.cron_next_run('* * * * *', NULL)$$);
@@ -218,8 +239,7 @@ RESET ROLE;
 
 -- jobs for another database are named after it and run there
 SELECT job_name, action, dbname, command
-FROM dbops.schedule(database => 'template1', purge => NULL, bloat_snapshot => NULL,
-                    cron_history_keep => NULL);
+FROM dbops.schedule(database => 'template1', purge => NULL, bloat_snapshot => NULL);
 SELECT jobname, database FROM cron.job WHERE jobname LIKE '%@%';
 SELECT job_name, action FROM dbops.unschedule(database => 'template1');
 SELECT job_name, action FROM dbops.unschedule(database => 'template1');

@@ -302,14 +302,25 @@ RESET search_path;
 SELECT * FROM sec_led_scratch.verdict;
 -- A ledger table of the attacker's own, whose version column has the
 -- attacker's type with the attacker's cast to text (casts do not depend on
--- search_path): importing it as a superuser reads it with its owner's rights.
+-- search_path): the import refuses a version column that is not of a text
+-- or integer type before it reads a row, so the cast never runs (42804).
 SET ROLE sec_led_attacker;
 CREATE TYPE sec_led_evil.ver AS (v pg_catalog.text);
 CREATE FUNCTION sec_led_evil.ver_text(x sec_led_evil.ver) RETURNS pg_catalog.text
 LANGUAGE sql VOLATILE AS $$ SELECT CASE WHEN sec_led_evil.trap('cast ver AS text') THEN x.v END $$;
 CREATE CAST (sec_led_evil.ver AS pg_catalog.text) WITH FUNCTION sec_led_evil.ver_text(sec_led_evil.ver);
-CREATE TABLE sec_led_evil.schema_migrations (version sec_led_evil.ver);
-INSERT INTO sec_led_evil.schema_migrations VALUES (ROW('sl-evil-1'));
+CREATE TABLE sec_led_evil.schema_migrations_typed (version sec_led_evil.ver);
+INSERT INTO sec_led_evil.schema_migrations_typed VALUES (ROW('sl-evil-0'));
+RESET ROLE;
+SELECT dbops.migration_import('sec_led_evil.schema_migrations_typed');
+SELECT run_as, is_super FROM sec_led_evil.trap_log WHERE trap = 'cast ver AS text';
+-- The same trap in a view of text versions: importing it as a superuser
+-- reads it with its owner's rights.
+SET ROLE sec_led_attacker;
+CREATE TABLE sec_led_evil.versions (v sec_led_evil.ver);
+INSERT INTO sec_led_evil.versions VALUES (ROW('sl-evil-1'));
+CREATE VIEW sec_led_evil.schema_migrations AS
+    SELECT v::pg_catalog.text AS version FROM sec_led_evil.versions;
 RESET ROLE;
 SELECT dbops.migration_import('sec_led_evil.schema_migrations');
 SELECT run_as, is_super FROM sec_led_evil.trap_log WHERE trap = 'cast ver AS text';

@@ -171,6 +171,103 @@ dbops_migration_checksum(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(ledger_checksum(PG_GETARG_TEXT_PP(0)));
 }
 
+/* ------------------------------------------------------------------------
+ * What the ledger records, and how much of an input a message quotes
+ *
+ * Every field the ledger writes is checked before anything is written, so
+ * that no row can later break a reader: a version is 1 to
+ * LEDGER_VERSION_MAX bytes without control characters and without white
+ * space at either end (so migration_version_key() can always order it, and
+ * the events, the health check and migration_status() can always print it);
+ * a description has at most LEDGER_DESCRIPTION_MAX characters; requires is
+ * a one-dimensional array of at most LEDGER_REQUIRES_MAX such versions; a
+ * message recorded with a failed attempt is cut to LEDGER_MESSAGE_MAX - 1
+ * bytes.  Messages quote at most LEDGER_ECHO_MAX characters of an input.
+ * ------------------------------------------------------------------------
+ */
+#define LEDGER_VERSION_MAX		256
+#define LEDGER_DESCRIPTION_MAX	1000
+#define LEDGER_REQUIRES_MAX		1000
+#define LEDGER_MESSAGE_MAX		1024
+#define LEDGER_ECHO_MAX			64
+
+#define LEDGER_VERSION_HINT \
+	"A version is 1 to 256 bytes without control characters and without white space at either end, such as '0015' or '2.1'."
+
+/*
+ * The first max characters of s (len bytes), control characters written
+ * as \n, \t, \r or \xNN, "..." when cut: for messages.
+ */
+static char *
+ledger_clip(const char *s, int len, int max)
+{
+	StringInfoData buf;
+	int			cut = pg_mbcharcliplen(s, len, max);
+
+	initStringInfo(&buf);
+	for (int i = 0; i < cut; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c == '\n')
+			appendStringInfoString(&buf, "\\n");
+		else if (c == '\r')
+			appendStringInfoString(&buf, "\\r");
+		else if (c == '\t')
+			appendStringInfoString(&buf, "\\t");
+		else if (c < 0x20 || c == 0x7f)
+			appendStringInfo(&buf, "\\x%02x", c);
+		else
+			appendStringInfoChar(&buf, (char) c);
+	}
+	if (cut < len)
+		appendStringInfoString(&buf, "...");
+	return buf.data;
+}
+
+/* the first LEDGER_ECHO_MAX characters of an input, for messages */
+static char *
+ledger_echo_len(const char *s, int len)
+{
+	return ledger_clip(s, len, LEDGER_ECHO_MAX);
+}
+
+static char *
+ledger_echo(const char *s)
+{
+	return ledger_clip(s, strlen(s), LEDGER_ECHO_MAX);
+}
+
+static inline bool
+ledger_is_space(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/*
+ * Why v (len bytes) is not a version the ledger records, or NULL when it
+ * is one.
+ */
+static char *
+ledger_version_problem(const char *v, int len)
+{
+	if (len == 0)
+		return pstrdup("It is empty.");
+	if (len > LEDGER_VERSION_MAX)
+		return psprintf("It is %d bytes long; a version has at most %d.",
+						len, LEDGER_VERSION_MAX);
+	if (ledger_is_space((unsigned char) v[0]) || ledger_is_space((unsigned char) v[len - 1]))
+		return pstrdup("It starts or ends with white space.");
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) v[i];
+
+		if (c < 0x20 || c == 0x7f)
+			return psprintf("It contains the control character \\x%02x at byte %d.", c, i + 1);
+	}
+	return NULL;
+}
+
 /* dbops._ledger_in_transaction_block() of dbops 1.0 */
 PG_FUNCTION_INFO_V1(dbops_ledger_in_transaction_block);
 
@@ -218,8 +315,6 @@ enum
 	LF_CLIENT_ADDR,
 	LF_NFIELDS
 };
-
-#define LEDGER_MESSAGE_MAX 1024
 
 typedef struct LedgerFailure
 {
@@ -271,7 +366,8 @@ dbops_ledger_event_worker(Datum main_arg)
 	if (seg == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("dbops ledger event writer could not map its dynamic shared memory segment")));
+				 errmsg("dbops ledger event writer could not map its dynamic shared memory segment"),
+				 errhint("The backend that started it was gone before it attached; its failed attempt is not recorded.")));
 	lf = (LedgerFailure *) dsm_segment_address(seg);
 	pinned = lf->pinned;
 
@@ -349,10 +445,23 @@ ledger_failure_segment(text **fields, int backend_pid, Size extra)
 	dsm_segment *seg;
 	LedgerFailure *lf;
 	int			pos = 0;
+	int			flen[LF_NFIELDS];
 
+	/*
+	 * The version was checked by the caller; every other field is cut to
+	 * LEDGER_MESSAGE_MAX - 1 bytes (the 1.0 functions pass what they are
+	 * given).
+	 */
 	for (int i = 0; i < LF_NFIELDS; i++)
-		if (fields[i])
-			size += VARSIZE_ANY_EXHDR(fields[i]);
+	{
+		flen[i] = -1;
+		if (fields[i] == NULL)
+			continue;
+		flen[i] = VARSIZE_ANY_EXHDR(fields[i]);
+		if (i != LF_VERSION && flen[i] >= LEDGER_MESSAGE_MAX)
+			flen[i] = pg_mbcliplen(VARDATA_ANY(fields[i]), flen[i], LEDGER_MESSAGE_MAX - 1);
+		size += flen[i];
+	}
 
 	seg = dsm_create(size, DSM_CREATE_NULL_IF_MAXSEGMENTS);
 	if (seg == NULL)
@@ -365,13 +474,11 @@ ledger_failure_segment(text **fields, int backend_pid, Size extra)
 	for (int i = 0; i < LF_NFIELDS; i++)
 	{
 		lf->off[i] = pos;
-		if (fields[i] == NULL)
-			lf->len[i] = -1;
-		else
+		lf->len[i] = flen[i];
+		if (flen[i] > 0)
 		{
-			lf->len[i] = VARSIZE_ANY_EXHDR(fields[i]);
-			memcpy(lf->data + pos, VARDATA_ANY(fields[i]), lf->len[i]);
-			pos += lf->len[i];
+			memcpy(lf->data + pos, VARDATA_ANY(fields[i]), flen[i]);
+			pos += flen[i];
 		}
 	}
 	return seg;
@@ -404,9 +511,11 @@ ledger_may_record(const char *version)
 		return true;
 	ereport(WARNING,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("failed attempt of migration %s not recorded in dbops.migration_events", version),
+			 errmsg("failed attempt of migration %s not recorded in dbops.migration_events",
+					ledger_echo(version)),
 			 errdetail("Role \"%s\" may not insert into dbops.migration_events.",
-					   GetUserNameFromId(GetUserId(), false))));
+					   GetUserNameFromId(GetUserId(), false)),
+			 errhint("Grant the deploying role INSERT on dbops.migration_events and USAGE on its sequence, as the README shows.")));
 	return false;
 }
 
@@ -460,8 +569,10 @@ ledger_record(text **fields, int backend_pid)
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("failed attempt of migration %s not recorded in dbops.migration_events", version),
-				 errdetail("Too many dynamic shared memory segments are in use.")));
+				 errmsg("failed attempt of migration %s not recorded in dbops.migration_events",
+						ledger_echo(version)),
+				 errdetail("Too many dynamic shared memory segments are in use."),
+				 errhint("Try again when fewer sessions are running parallel queries, or raise max_connections.")));
 		return false;
 	}
 	lf = (LedgerFailure *) dsm_segment_address(seg);
@@ -472,7 +583,8 @@ ledger_record(text **fields, int backend_pid)
 		dsm_detach(seg);
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("failed attempt of migration %s not recorded in dbops.migration_events", version),
+				 errmsg("failed attempt of migration %s not recorded in dbops.migration_events",
+						ledger_echo(version)),
 				 errdetail("No background worker slot was free to record it."),
 				 errhint("Raise max_worker_processes.")));
 		return false;
@@ -485,10 +597,13 @@ ledger_record(text **fields, int backend_pid)
 
 	if (!recorded)
 		ereport(WARNING,
-				(errmsg("failed attempt of migration %s not recorded in dbops.migration_events", version),
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("failed attempt of migration %s not recorded in dbops.migration_events",
+						ledger_echo(version)),
 				 errdetail(status == BGWH_POSTMASTER_DIED ?
 						   "The postmaster died." :
-						   "The background worker that writes it did not finish; see the server log.")));
+						   "The background worker that writes it did not finish."),
+				 errhint("See the server log for the error of the \"dbops ledger event writer\".")));
 	return recorded;
 }
 
@@ -511,8 +626,8 @@ ledger_record_failure(const char *version, const char *operation,
 		char		state[6];
 		int			msglen = strlen(message);
 
-		if (msglen >= LEDGER_MESSAGE_MAX * 8)
-			msglen = pg_mbcliplen(message, msglen, LEDGER_MESSAGE_MAX * 8 - 1);
+		if (msglen >= LEDGER_MESSAGE_MAX)
+			msglen = pg_mbcliplen(message, msglen, LEDGER_MESSAGE_MAX - 1);
 		memcpy(state, unpack_sql_state(sqlerrcode), sizeof(state));
 		fields[LF_VERSION] = cstring_to_text(version);
 		fields[LF_OPERATION] = cstring_to_text(operation);
@@ -535,12 +650,42 @@ ledger_record_failure(const char *version, const char *operation,
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
-		ereport(WARNING,
-				(errmsg("failed attempt of migration %s not recorded in dbops.migration_events: %s",
-						version, edata->message)));
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			/* a second cancel (or a timeout) while waiting for the worker */
+			ereport(WARNING,
+					(errmsg("stopped waiting for the failed attempt of migration %s to be recorded",
+							ledger_echo(version)),
+					 errdetail("%s", ledger_echo(edata->message ? edata->message : "")),
+					 errhint("The worker that records it may still write it to dbops.migration_events.")));
+		else
+			ereport(WARNING,
+					(errmsg("failed attempt of migration %s not recorded in dbops.migration_events",
+							ledger_echo(version)),
+					 errdetail("Recording it failed: %s", ledger_echo(edata->message ? edata->message : "")),
+					 errhint("The error of the migration follows; see the server log for the rest.")));
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
+}
+
+/*
+ * A version passed to a function of dbops 1.0 that records it: only one
+ * that 1.1 would record (warns when not).
+ */
+static bool
+ledger_arg_version_ok(text *version)
+{
+	char	   *problem = ledger_version_problem(VARDATA_ANY(version), VARSIZE_ANY_EXHDR(version));
+
+	if (problem == NULL)
+		return true;
+	ereport(WARNING,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("failed attempt of migration \"%s\" not recorded in dbops.migration_events",
+					ledger_echo_len(VARDATA_ANY(version), VARSIZE_ANY_EXHDR(version))),
+			 errdetail("%s", problem),
+			 errhint(LEDGER_VERSION_HINT)));
+	return false;
 }
 
 static void
@@ -563,7 +708,7 @@ dbops_migration_record_failure(PG_FUNCTION_ARGS)
 {
 	text	   *fields[LF_NFIELDS];
 
-	if (PG_ARGISNULL(0))
+	if (PG_ARGISNULL(0) || !ledger_arg_version_ok(PG_GETARG_TEXT_PP(0)))
 		PG_RETURN_BOOL(false);
 	ledger_collect_args(fcinfo, fields);
 	PG_RETURN_BOOL(ledger_record(fields,
@@ -744,8 +889,9 @@ ledger_arm(text **fields, int backend_pid)
 		ereport(WARNING,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 				 errmsg("a failure of migration %s will not be recorded in dbops.migration_events",
-						text_to_cstring(fields[LF_VERSION])),
-				 errdetail("Too many dynamic shared memory segments are in use.")));
+						ledger_echo(text_to_cstring(fields[LF_VERSION]))),
+				 errdetail("Too many dynamic shared memory segments are in use."),
+				 errhint("Try again when fewer sessions are running parallel queries, or raise max_connections.")));
 		return false;
 	}
 
@@ -776,7 +922,8 @@ dbops_migration_arm(PG_FUNCTION_ARGS)
 	text	   *fields[LF_NFIELDS];
 	bool		ok;
 
-	if (PG_ARGISNULL(0) || RecoveryInProgress() || !IsTransactionBlock())
+	if (PG_ARGISNULL(0) || RecoveryInProgress() || !IsTransactionBlock() ||
+		!ledger_arg_version_ok(PG_GETARG_TEXT_PP(0)))
 		PG_RETURN_BOOL(false);
 	ledger_collect_args(fcinfo, fields);
 	ok = ledger_arm(fields, PG_ARGISNULL(LF_NFIELDS) ? MyProcPid : PG_GETARG_INT32(LF_NFIELDS));
@@ -838,6 +985,53 @@ ledger_call(const char *name, int nargs, const Oid *argtypes,
 	return result;
 }
 
+/*
+ * May the current role use the ledger's tables as the entry point will
+ * (write: record a migration)?  Checked up front, so that a role without
+ * the documented grants gets one clear error instead of a permission error
+ * from inside the implementation (and a failed attempt it cannot record).
+ */
+static void
+ledger_check_access(const char *fn, bool write)
+{
+	static const struct
+	{
+		const char *rel;
+		AclMode		mode;
+		const char *what;
+		bool		write;
+	}			need[] =
+	{
+		{"migrations", ACL_SELECT, "SELECT", false},
+		{"migration_events", ACL_SELECT, "SELECT", false},
+		{"migrations", ACL_INSERT, "INSERT", true},
+		{"migrations", ACL_UPDATE, "UPDATE", true},
+		{"migration_events", ACL_INSERT, "INSERT", true},
+		{"migration_events_event_id_seq", ACL_USAGE, "USAGE", true},
+	};
+	Oid			nsp = get_namespace_oid("dbops", false);
+
+	for (int i = 0; i < lengthof(need); i++)
+	{
+		Oid			rel;
+
+		if (need[i].write && !write)
+			continue;
+		rel = get_relname_relid(need[i].rel, nsp);
+		if (OidIsValid(rel) &&
+			pg_class_aclcheck(rel, GetUserId(), need[i].mode) == ACLCHECK_OK)
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for the migration ledger"),
+				 errdetail("dbops.%s() needs %s on dbops.%s, which role \"%s\" does not have.",
+						   fn, need[i].what, need[i].rel, GetUserNameFromId(GetUserId(), false)),
+				 write ?
+				 errhint("Grant the deploying role SELECT, INSERT, UPDATE on dbops.migrations, SELECT, INSERT on dbops.migration_events and USAGE on dbops.migration_events_event_id_seq, as the README shows.") :
+				 errhint("Grant the role pg_monitor, or SELECT on dbops.migrations and dbops.migration_events.")));
+	}
+}
+
 static void
 ledger_check_writable(const char *what)
 {
@@ -848,46 +1042,122 @@ ledger_check_writable(const char *what)
 				 errhint("The migration ledger is written on the primary; dbops.migration_status() and dbops.migration_pending() work here.")));
 }
 
-/* The version argument: not NULL, not empty, no leading or trailing space. */
-static char *
-ledger_check_version(FunctionCallInfo fcinfo, int argno)
+/* Which tables ledger_version_recorded() looks in. */
+typedef enum LedgerRecorded
 {
-	char	   *v;
-	size_t		len;
+	LEDGER_NEW_ONLY,			/* none: only versions the rules allow */
+	LEDGER_IN_MIGRATIONS,		/* dbops.migrations */
+	LEDGER_IN_LEDGER			/* dbops.migrations or dbops.migration_events */
+} LedgerRecorded;
+
+/*
+ * Is v already in the ledger (where says which tables)?  Rows written by
+ * dbops 1.0, or by a role that inserted them directly, may hold versions
+ * the rules refuse; the entry points still accept those, so that such a
+ * version can be skipped, rolled back, repaired or acknowledged.  A role
+ * that may not read the table finds nothing there.
+ */
+static bool
+ledger_version_recorded(const char *v, LedgerRecorded where)
+{
+	Oid			nsp = get_namespace_oid("dbops", true);
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	bool		found = false;
+	const char *const tables[] = {"migrations", "migration_events"};
+
+	if (where == LEDGER_NEW_ONLY || !OidIsValid(nsp))
+		return false;
+	values[0] = CStringGetTextDatum(v);
+	SPI_connect();
+	for (int t = 0; t < (where == LEDGER_IN_LEDGER ? 2 : 1) && !found; t++)
+	{
+		Oid			rel = get_relname_relid(tables[t], nsp);
+		char	   *q;
+
+		if (!OidIsValid(rel) ||
+			pg_class_aclcheck(rel, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+			continue;
+		q = psprintf("SELECT 1 FROM dbops.%s x WHERE x.version OPERATOR(pg_catalog.=) $1 LIMIT 1",
+					 tables[t]);
+		if (SPI_execute_with_args(q, 1, argtypes, values, NULL, true, 1) == SPI_OK_SELECT &&
+			SPI_processed > 0)
+			found = true;
+	}
+	SPI_finish();
+	return found;
+}
+
+/*
+ * The version argument: not NULL, and a version the ledger records (see
+ * ledger_version_problem()) or one already in the ledger (where).
+ */
+static char *
+ledger_check_version(FunctionCallInfo fcinfo, int argno, LedgerRecorded where)
+{
+	text	   *t;
+	char	   *problem;
 
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("migration version must not be NULL")));
-	v = text_to_cstring(PG_GETARG_TEXT_PP(argno));
-	len = strlen(v);
-	if (len == 0 || v[0] == ' ' || v[len - 1] == ' ')
+				 errmsg("migration version must not be NULL"),
+				 errhint("Pass the version of the migration, such as '0015'.")));
+	t = PG_GETARG_TEXT_PP(argno);
+	problem = ledger_version_problem(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+	if (problem != NULL &&
+		!(VARSIZE_ANY_EXHDR(t) > 0 && ledger_version_recorded(text_to_cstring(t), where)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid migration version \"%s\"", v),
-				 errhint("A version is a non-empty string without leading or trailing white space, such as '0015' or '2.1'.")));
-	return v;
+				 errmsg("invalid migration version \"%s\"",
+						ledger_echo_len(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t))),
+				 errdetail("%s", problem),
+				 errhint(LEDGER_VERSION_HINT)));
+	return text_to_cstring(t);
+}
+
+/* A description argument: NULL, or at most LEDGER_DESCRIPTION_MAX characters. */
+static void
+ledger_check_description(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *t;
+	int			len;
+
+	if (PG_ARGISNULL(argno))
+		return;
+	t = PG_GETARG_TEXT_PP(argno);
+	len = VARSIZE_ANY_EXHDR(t);
+	if (len > LEDGER_DESCRIPTION_MAX &&
+		pg_mbcharcliplen(VARDATA_ANY(t), len, LEDGER_DESCRIPTION_MAX) < len)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("migration description is too long"),
+				 errdetail("It starts \"%s\" and has more than %d characters.",
+						   ledger_echo_len(VARDATA_ANY(t), len), LEDGER_DESCRIPTION_MAX),
+				 errhint("A description has at most 1000 characters; the script itself goes in body.")));
 }
 
 /* A checksum argument: NULL, '' or 64 lower-case hex digits. */
 static void
 ledger_check_checksum(FunctionCallInfo fcinfo, int argno)
 {
-	char	   *c;
-	size_t		len;
+	text	   *t;
+	const char *c;
+	int			len;
 	bool		ok;
 
 	if (PG_ARGISNULL(argno))
 		return;
-	c = text_to_cstring(PG_GETARG_TEXT_PP(argno));
-	len = strlen(c);
+	t = PG_GETARG_TEXT_PP(argno);
+	c = VARDATA_ANY(t);
+	len = VARSIZE_ANY_EXHDR(t);
 	ok = (len == 0 || len == 64);
-	for (size_t i = 0; ok && i < len; i++)
+	for (int i = 0; ok && i < len; i++)
 		ok = (c[i] >= '0' && c[i] <= '9') || (c[i] >= 'a' && c[i] <= 'f');
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid migration checksum \"%s\"", c),
+				 errmsg("invalid migration checksum \"%s\"", ledger_echo_len(c, len)),
 				 errhint("Pass the value of dbops.migration_checksum(script): 64 lower-case hexadecimal digits.")));
 }
 
@@ -903,13 +1173,64 @@ ledger_checksum_arg(FunctionCallInfo fcinfo, int argno)
 	return VARSIZE_ANY_EXHDR(c) == 0 ? NULL : c;
 }
 
+#define LEDGER_REQUIRES_HINT \
+	"Pass the versions this one needs as a one-dimensional array, such as '{0013,0014}', or '{}' for none."
+
+/*
+ * The requires argument: a one-dimensional array of at most
+ * LEDGER_REQUIRES_MAX versions (each a version the ledger records, or one
+ * already in dbops.migrations), no NULLs.
+ */
 static void
 ledger_check_requires(FunctionCallInfo fcinfo, int argno)
 {
-	if (PG_ARGISNULL(argno) || array_contains_nulls(PG_GETARG_ARRAYTYPE_P(argno)))
+	ArrayType  *a;
+	Datum	   *elems;
+	bool	   *elemnulls;
+	int			n;
+
+	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("requires must be an array of versions without NULLs")));
+				 errmsg("requires must not be NULL"),
+				 errhint(LEDGER_REQUIRES_HINT)));
+	a = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(a) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("requires must be a one-dimensional array of versions"),
+				 errdetail("It has %d dimensions.", ARR_NDIM(a)),
+				 errhint(LEDGER_REQUIRES_HINT)));
+	n = ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
+	if (n > LEDGER_REQUIRES_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("requires names %d versions; at most %d are allowed", n, LEDGER_REQUIRES_MAX),
+				 errhint("Require the latest versions this one depends on; they require the older ones.")));
+	deconstruct_array(a, TEXTOID, -1, false, TYPALIGN_INT, &elems, &elemnulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		text	   *t;
+		char	   *problem;
+
+		if (elemnulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("requires must not contain NULL"),
+					 errdetail("Element %d is NULL.", i + 1),
+					 errhint(LEDGER_REQUIRES_HINT)));
+		t = DatumGetTextPP(elems[i]);
+		problem = ledger_version_problem(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+		if (problem != NULL &&
+			!(VARSIZE_ANY_EXHDR(t) > 0 &&
+			  ledger_version_recorded(text_to_cstring(t), LEDGER_IN_MIGRATIONS)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid version \"%s\" in requires",
+							ledger_echo_len(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t))),
+					 errdetail("Element %d: %s", i + 1, problem),
+					 errhint(LEDGER_VERSION_HINT)));
+	}
 }
 
 static void
@@ -1019,11 +1340,14 @@ dbops_migrate(PG_FUNCTION_ARGS)
 	Datum		result;
 
 	ledger_check_writable("apply a migration");
-	version = ledger_check_version(fcinfo, 0);
+	ledger_check_access("migrate", true);
+	version = ledger_check_version(fcinfo, 0, LEDGER_IN_MIGRATIONS);
+	ledger_check_description(fcinfo, 1);
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("migration body must not be NULL")));
+				 errmsg("migration body must not be NULL"),
+				 errhint("Pass the SQL of the migration; use '' for a version that only needs recording.")));
 	ledger_check_requires(fcinfo, 3);
 	checksum = ledger_checksum(PG_GETARG_TEXT_PP(2));
 	ledger_lock();
@@ -1102,7 +1426,8 @@ dbops_migration_rollback(PG_FUNCTION_ARGS)
 
 	checksum = PG_ARGISNULL(1) ? NULL : ledger_checksum(PG_GETARG_TEXT_PP(1));
 	ledger_check_writable("roll back a migration");
-	version = ledger_check_version(fcinfo, 0);
+	ledger_check_access("migration_rollback", true);
+	version = ledger_check_version(fcinfo, 0, LEDGER_IN_MIGRATIONS);
 	ledger_lock();
 
 	a.values[0] = PG_GETARG_DATUM(0);
@@ -1168,7 +1493,9 @@ dbops_migration_begin(PG_FUNCTION_ARGS)
 	text	   *fields[LF_NFIELDS];
 
 	ledger_check_writable("open a migration");
-	version = ledger_check_version(fcinfo, 0);
+	ledger_check_access("migration_begin", true);
+	version = ledger_check_version(fcinfo, 0, LEDGER_IN_MIGRATIONS);
+	ledger_check_description(fcinfo, 1);
 	ledger_check_checksum(fcinfo, 2);
 	checksum = ledger_checksum_arg(fcinfo, 2);
 	ledger_check_requires(fcinfo, 3);
@@ -1180,7 +1507,7 @@ dbops_migration_begin(PG_FUNCTION_ARGS)
 	if (capture_version != NULL)
 		ereport(ERROR,
 				(errcode(MAKE_SQLSTATE('D', 'B', '0', '0', '4')),
-				 errmsg("migration %s is already open in this transaction", capture_version),
+				 errmsg("migration %s is already open in this transaction", ledger_echo(capture_version)),
 				 errhint("Run one migration per transaction.")));
 	ledger_lock();
 
@@ -1240,7 +1567,8 @@ dbops_migration_pending(PG_FUNCTION_ARGS)
 	bool		isnull;
 	char	   *drift;
 
-	version = ledger_check_version(fcinfo, 0);
+	ledger_check_access("migration_pending", false);
+	version = ledger_check_version(fcinfo, 0, LEDGER_IN_MIGRATIONS);
 	ledger_check_checksum(fcinfo, 1);
 	checksum = ledger_checksum_arg(fcinfo, 1);
 	if (IsTransactionBlock())
@@ -1284,7 +1612,9 @@ dbops_migration_baseline(PG_FUNCTION_ARGS)
 	bool		nulls[2];
 
 	ledger_check_writable("record a baseline");
-	(void) ledger_check_version(fcinfo, 0);
+	ledger_check_access("migration_baseline", true);
+	(void) ledger_check_version(fcinfo, 0, LEDGER_IN_MIGRATIONS);
+	ledger_check_description(fcinfo, 1);
 	ledger_lock();
 	values[0] = PG_GETARG_DATUM(0);
 	nulls[0] = false;
@@ -1304,7 +1634,8 @@ dbops_migration_repair(PG_FUNCTION_ARGS)
 	text	   *checksum;
 
 	ledger_check_writable("repair the migration ledger");
-	(void) ledger_check_version(fcinfo, 0);
+	ledger_check_access("migration_repair", true);
+	(void) ledger_check_version(fcinfo, 0, LEDGER_IN_LEDGER);
 	ledger_check_checksum(fcinfo, 1);
 	checksum = ledger_checksum_arg(fcinfo, 1);
 	ledger_lock();
@@ -1316,6 +1647,62 @@ dbops_migration_repair(PG_FUNCTION_ARGS)
 }
 
 /* ---- dbops.migration_import() ---- */
+
+/*
+ * The rows read from an import source get the checks of migrate(): each
+ * version (with the blanks at either end removed, as the import does) must
+ * be one the ledger records, each description at most
+ * LEDGER_DESCRIPTION_MAX characters.  The first row that fails is refused,
+ * named by its position among the rows read.
+ */
+static void
+ledger_check_import_rows(Datum rows, const char *relname)
+{
+	Oid			argtypes[1] = {JSONBOID};
+	Datum		values[1] = {rows};
+	int			ret;
+
+	SPI_connect();
+	ret = SPI_execute_with_args("SELECT r.ord, pg_catalog.btrim(r.value OPERATOR(pg_catalog.->>) 0),"
+								" r.value OPERATOR(pg_catalog.->>) 1"
+								" FROM pg_catalog.jsonb_array_elements($1 OPERATOR(pg_catalog.->) 'rows'::pg_catalog.text)"
+								"      WITH ORDINALITY AS r (value, ord)"
+								" ORDER BY r.ord",
+								1, argtypes, values, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read the rows to import: %s", SPI_result_code_string(ret));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *version = SPI_getvalue(tup, desc, 2);
+		char	   *description = SPI_getvalue(tup, desc, 3);
+		char	   *problem;
+
+		CHECK_FOR_INTERRUPTS();
+		if (version == NULL)
+			continue;			/* the reader leaves NULL versions out */
+		problem = ledger_version_problem(version, strlen(version));
+		if (problem != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid migration version \"%s\" in row %s of %s",
+							ledger_echo(version), SPI_getvalue(tup, desc, 1), relname),
+					 errdetail("%s Nothing was imported.", problem),
+					 errhint("Fix or leave out that row (import from a view that does), then import again. "
+							 LEDGER_VERSION_HINT)));
+		if (description != NULL &&
+			pg_mbcharcliplen(description, strlen(description), LEDGER_DESCRIPTION_MAX) < (int) strlen(description))
+			ereport(ERROR,
+					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+					 errmsg("description of migration \"%s\" in row %s of %s is too long",
+							ledger_echo(version), SPI_getvalue(tup, desc, 1), relname),
+					 errdetail("It has more than %d characters. Nothing was imported.",
+							   LEDGER_DESCRIPTION_MAX),
+					 errhint("Import from a view that shortens the description.")));
+	}
+	SPI_finish();
+}
 PG_FUNCTION_INFO_V1(dbops_migration_import);
 
 /*
@@ -1344,10 +1731,12 @@ dbops_migration_import(PG_FUNCTION_ARGS)
 	DbopsUserContext ctx;
 
 	ledger_check_writable("import a migration ledger");
+	ledger_check_access("migration_import", true);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("source must not be NULL")));
+				 errmsg("source must not be NULL"),
+				 errhint("Name the table of the existing ledger, such as 'public.schema_migrations'.")));
 	source = PG_GETARG_OID(0);
 
 	/* lock it, then look at what it is now */
@@ -1356,7 +1745,8 @@ dbops_migration_import(PG_FUNCTION_ARGS)
 	if (!HeapTupleIsValid(tup))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation with OID %u does not exist", source)));
+				 errmsg("relation with OID %u does not exist", source),
+				 errhint("Name the table of the existing ledger, such as 'public.schema_migrations'; it may have been dropped.")));
 	form = (Form_pg_class) GETSTRUCT(tup);
 	relkind = form->relkind;
 	owner = form->relowner;
@@ -1369,7 +1759,8 @@ dbops_migration_import(PG_FUNCTION_ARGS)
 		relkind != RELKIND_FOREIGN_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a table or view", relname)));
+				 errmsg("\"%s\" is not a table or view", relname),
+				 errhint("dbops.migration_import() reads a table, view, materialized view or foreign table.")));
 	if (pg_class_aclcheck(source, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -1389,6 +1780,8 @@ dbops_migration_import(PG_FUNCTION_ARGS)
 	dbops_become_owner(owner, &ctx);
 	rows = ledger_call("_migration_import_read", 1, read_types, values, nulls, NULL);
 	dbops_restore_user(&ctx);
+
+	ledger_check_import_rows(rows, relname);
 
 	values[0] = CStringGetTextDatum(relname);
 	values[1] = rows;
@@ -1445,12 +1838,18 @@ dbops_check_migrations(DbopsCheckResult *res)
 			nrolled++;
 		else
 			nfailed++;
+		/* rows may hold anything a writer put there: print a bounded part */
 		if (shown++ < 10)
 		{
-			appendStringInfo(&res->detail, "%s%s %s", shown > 1 ? "; " : "", version, problem);
+			appendStringInfo(&res->detail, "%s%s %s", shown > 1 ? "; " : "",
+							 version ? ledger_echo(version) : "(null)", problem);
 			if (sqlstate)
-				appendStringInfo(&res->detail, " (%s: %s)", sqlstate,
-								 SPI_getvalue(tup, desc, 4));
+			{
+				char	   *msg = SPI_getvalue(tup, desc, 4);
+
+				appendStringInfo(&res->detail, " (%s: %s)", ledger_echo(sqlstate),
+								 msg ? ledger_clip(msg, strlen(msg), 120) : "no message");
+			}
 		}
 	}
 	if (shown > 10)

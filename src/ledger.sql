@@ -137,15 +137,20 @@ REVOKE ALL ON FUNCTION dbops._migration_capture_version() FROM PUBLIC;
 
 -- Order of versions: the leading run of digits separated by '.' or '_'
 -- ('1.10' > '1.9', '0015_add_users' = 15); NULL for versions that do not
--- start with a digit (such versions are never out of order).
+-- start with a digit (such versions are never out of order), and for a run
+-- longer than 1000 characters, so that any version a row holds gets a key
+-- (the ledger refuses versions longer than 256 bytes, but rows written by
+-- dbops 1.0 or inserted directly may be longer).
 CREATE FUNCTION dbops.migration_version_key(version text)
 RETURNS numeric[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.string_to_array(
-               pg_catalog.translate(substring(version FROM '^[0-9]+(?:[._][0-9]+)*'), '_', '.'),
-               '.')::pg_catalog.numeric[]
+    SELECT CASE WHEN pg_catalog.length(k.run) OPERATOR(pg_catalog.<=) 1000
+                THEN pg_catalog.string_to_array(pg_catalog.translate(k.run, '_', '.'),
+                                                '.')::pg_catalog.numeric[]
+           END
+    FROM (SELECT substring(version FROM '^[0-9]+(?:[._][0-9]+)*') AS run) AS k
 $$;
 COMMENT ON FUNCTION dbops.migration_version_key(text) IS
     'Ordering key of a migration version: its leading numbers, NULL when it does not start with a digit';
@@ -169,19 +174,21 @@ DECLARE
     v_base    text;
     v_missing text[];
     v_later   text;
+    -- messages quote at most 64 characters of a version
+    v_shown   text := CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END;
 BEGIN
     SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
     IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
         IF r.checksum IS NOT NULL AND p_checksum IS NOT NULL
            AND r.checksum OPERATOR(pg_catalog.<>) p_checksum THEN
-            RAISE EXCEPTION 'checksum drift: migration % was applied from a different script', p_version
+            RAISE EXCEPTION 'checksum drift: migration % was applied from a different script', v_shown
                 USING ERRCODE = 'DB001',
                       DETAIL = pg_catalog.format('Recorded checksum %s (%s by %s); this script has %s.',
                                                  r.checksum, r.status, r.applied_by, p_checksum),
                       HINT = 'Restore the script as it was applied, or accept the edit deliberately with dbops.migration_repair(version, checksum).';
         END IF;
         IF p_caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
-            RAISE EXCEPTION 'migration % is already %', p_version, r.status
+            RAISE EXCEPTION 'migration % is already %', v_shown, r.status
                 USING ERRCODE = 'DB004',
                       HINT = 'Guard the script with \if on dbops.migration_pending(version) inside its transaction, as the README shows.';
         END IF;
@@ -199,8 +206,9 @@ BEGIN
         ORDER BY dbops.migration_version_key(b.version) DESC, b.version COLLATE pg_catalog."C" DESC
         LIMIT 1;
         IF v_base IS NOT NULL THEN
+            v_base := CASE WHEN pg_catalog.length(v_base) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_base, 64) OPERATOR(pg_catalog.||) '...' ELSE v_base END;
             IF p_caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
-                RAISE EXCEPTION 'migration % is covered by baseline %', p_version, v_base
+                RAISE EXCEPTION 'migration % is covered by baseline %', v_shown, v_base
                     USING ERRCODE = 'DB004',
                           HINT = 'Guard the script with \if on dbops.migration_pending(version) inside its transaction, as the README shows.';
             END IF;
@@ -221,7 +229,14 @@ BEGIN
                             OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(u.req), u.req COLLATE pg_catalog."C"));
     IF v_missing IS NOT NULL THEN
         RAISE EXCEPTION 'migration % requires versions that are not applied: %',
-                        p_version, pg_catalog.array_to_string(v_missing, ', ')
+            v_shown,
+            (SELECT pg_catalog.string_agg(CASE WHEN pg_catalog.length(t.x) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(t.x, 64) OPERATOR(pg_catalog.||) '...' ELSE t.x END, ', ' ORDER BY t.o)
+                   FROM pg_catalog.unnest(v_missing[1:10]) WITH ORDINALITY AS t (x, o))
+               OPERATOR(pg_catalog.||)
+               CASE WHEN pg_catalog.cardinality(v_missing) OPERATOR(pg_catalog.>) 10
+                    THEN pg_catalog.format(' and %s more',
+                                           pg_catalog.cardinality(v_missing) OPERATOR(pg_catalog.-) 10)
+                    ELSE '' END
             USING ERRCODE = 'DB002',
                   HINT = 'Apply the required versions first; dbops.migration_status() shows what is applied.';
     END IF;
@@ -239,7 +254,8 @@ BEGIN
         ORDER BY dbops.migration_version_key(m.version) DESC, m.version COLLATE pg_catalog."C" DESC
         LIMIT 1;
         IF FOUND THEN
-            RAISE EXCEPTION 'migration % is older than the applied migration %', p_version, v_later
+            RAISE EXCEPTION 'migration % is older than the applied migration %', v_shown,
+                CASE WHEN pg_catalog.length(v_later) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_later, 64) OPERATOR(pg_catalog.||) '...' ELSE v_later END
                 USING ERRCODE = 'DB003',
                       HINT = 'Apply versions in order, or allow this one with allow_out_of_order => true (or SET dbops.migration_allow_out_of_order = on).';
         END IF;
@@ -482,6 +498,13 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF NOT pg_catalog.has_table_privilege('dbops.migrations', 'SELECT')
+       OR NOT pg_catalog.has_table_privilege('dbops.migration_events', 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for the migration ledger'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'dbops.migration_status() reads dbops.migrations and dbops.migration_events.',
+                  HINT = 'Grant the role pg_monitor, or SELECT on dbops.migrations and dbops.migration_events.';
+    END IF;
     IF checksums IS NOT NULL
        AND pg_catalog.jsonb_typeof(checksums) OPERATOR(pg_catalog.<>) 'object' THEN
         RAISE EXCEPTION 'checksums must be a JSON object mapping versions to checksums'
@@ -543,10 +566,12 @@ AS $$
 DECLARE
     r      dbops.migrations;
     v_deps text[];
+    -- messages quote at most 64 characters of a version
+    v_shown text := CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END;
 BEGIN
     SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
     IF NOT FOUND OR r.status OPERATOR(pg_catalog.<>) 'applied' THEN
-        RAISE EXCEPTION 'migration % is not applied', p_version
+        RAISE EXCEPTION 'migration % is not applied', v_shown
             USING ERRCODE = 'DB005',
                   DETAIL = CASE WHEN FOUND THEN pg_catalog.format('Its status is %s.', r.status)
                                 ELSE 'It is not in dbops.migrations.' END,
@@ -558,7 +583,14 @@ BEGIN
       AND p_version OPERATOR(pg_catalog.=) ANY (m.requires);
     IF v_deps IS NOT NULL THEN
         RAISE EXCEPTION 'migration % is required by applied migrations: %',
-                        p_version, pg_catalog.array_to_string(v_deps, ', ')
+            v_shown,
+            (SELECT pg_catalog.string_agg(CASE WHEN pg_catalog.length(t.x) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(t.x, 64) OPERATOR(pg_catalog.||) '...' ELSE t.x END, ', ' ORDER BY t.o)
+                   FROM pg_catalog.unnest(v_deps[1:10]) WITH ORDINALITY AS t (x, o))
+               OPERATOR(pg_catalog.||)
+               CASE WHEN pg_catalog.cardinality(v_deps) OPERATOR(pg_catalog.>) 10
+                    THEN pg_catalog.format(' and %s more',
+                                           pg_catalog.cardinality(v_deps) OPERATOR(pg_catalog.-) 10)
+                    ELSE '' END
             USING ERRCODE = 'DB006',
                   HINT = 'Roll back the dependent versions first.';
     END IF;
@@ -599,8 +631,9 @@ DECLARE
 BEGIN
     SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
     IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
-        RAISE EXCEPTION 'migration % is already %', p_version, r.status
-            USING ERRCODE = 'DB004';
+        RAISE EXCEPTION 'migration % is already %', CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END, r.status
+            USING ERRCODE = 'DB004',
+                  HINT = 'A baseline is recorded for a version not applied yet, normally newer than every applied one; see dbops.migration_status().';
     END IF;
     INSERT INTO dbops.migrations AS m
         (version, description, checksum, status, finished_at, duration_ms)
@@ -654,7 +687,7 @@ BEGIN
                 'failed attempts acknowledged');
         RETURN 'acknowledged';
     END IF;
-    RAISE EXCEPTION 'migration % is not in the ledger', p_version
+    RAISE EXCEPTION 'migration % is not in the ledger', CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END
         USING ERRCODE = 'DB005',
               HINT = 'See dbops.migration_status() for the recorded versions.';
 END;
@@ -673,6 +706,8 @@ COMMENT ON FUNCTION dbops.migration_repair(text, text) IS
 
 -- Reads the source's versions; run by ledger.c as the source's owner in a
 -- security-restricted operation.  Returns {"shape": ..., "rows": [...]}.
+-- The version column must be of a text or integer type (or a domain over
+-- one), whose text form does not depend on settings.
 CREATE FUNCTION dbops._migration_import_read(p_source regclass)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -683,6 +718,9 @@ DECLARE
     v_shape text;
     v_sql   text;
     v_rows  jsonb;
+    v_col   text;
+    v_type  pg_catalog.regtype;
+    v_base  pg_catalog.regtype;
 BEGIN
     SELECT pg_catalog.array_agg(a.attname::pg_catalog.text) INTO v_cols
     FROM pg_catalog.pg_attribute a
@@ -715,6 +753,25 @@ BEGIN
         RAISE EXCEPTION '"%" is not a migration ledger dbops can import', p_source
             USING ERRCODE = 'DB007',
                   HINT = 'dbops.migration_import() reads a table with a "version" column (schema_migrations), alembic_version (version_num), or flyway_schema_history.';
+    END IF;
+
+    v_col := CASE v_shape WHEN 'alembic' THEN 'version_num' ELSE 'version' END;
+    SELECT a.atttypid INTO v_type
+    FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid OPERATOR(pg_catalog.=) p_source
+      AND a.attname OPERATOR(pg_catalog.=) v_col::pg_catalog.name AND NOT a.attisdropped;
+    v_base := v_type;
+    WHILE (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) v_base)
+          OPERATOR(pg_catalog.=) 'd' LOOP
+        SELECT t.typbasetype INTO v_base FROM pg_catalog.pg_type t
+        WHERE t.oid OPERATOR(pg_catalog.=) v_base;
+    END LOOP;
+    IF NOT v_base OPERATOR(pg_catalog.=)
+           ANY ('{text,varchar,bpchar,name,int2,int4,int8}'::pg_catalog.regtype[]) THEN
+        RAISE EXCEPTION 'column "%" of % is of type %, not of a text or integer type', v_col, p_source, v_type
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = pg_catalog.format('Import from a view that casts it, such as CREATE VIEW v AS SELECT %I::text AS %I FROM %s.',
+                                           v_col, v_col, p_source);
     END IF;
 
     -- the rows in order, as JSON, so that nothing of the source's types

@@ -97,6 +97,76 @@ static const char *const dow_names[] = {
 
 #define SKIP_BLANKS(p) 	while (*(p) == ' ' || *(p) == '\t') (p)++
 
+/* pg_cron refuses schedules of MAX_FILE_BUFFER_LENGTH (1000) bytes or more */
+#define CRON_SCHEDULE_MAX	999
+
+/* how many characters of an input a message quotes */
+#define CRON_ECHO_MAX		64
+
+/*
+ * What the schedule syntax allows: the pg_cron loaded on this server
+ * decides, as it parses the schedules of its jobs itself.  Its library
+ * defines cron.timezone from 1.5 on (which added "N seconds") and
+ * cron.launch_active_jobs from 1.6 on (which added "$", the last day of
+ * the month).  Without pg_cron loaded, the syntax of the newest pg_cron.
+ */
+typedef struct CronSyntax
+{
+	bool		seconds;		/* "N seconds" */
+	bool		last_day;		/* "$" in the day-of-month field */
+} CronSyntax;
+
+static const char *cron_setting(const char *name);
+
+static void
+cron_syntax_loaded(CronSyntax *syn)
+{
+	if (cron_setting("cron.database_name") == NULL)
+	{
+		syn->seconds = true;
+		syn->last_day = true;
+		return;
+	}
+	syn->seconds = cron_setting("cron.timezone") != NULL;
+	syn->last_day = cron_setting("cron.launch_active_jobs") != NULL;
+}
+
+static const CronSyntax cron_syntax_newest = {true, true};
+
+/*
+ * The first CRON_ECHO_MAX characters of s (len bytes, -1: up to its end),
+ * control characters written as \n, \t, \r or \xNN, "..." when cut.
+ */
+static char *
+cron_echo(const char *s, int len)
+{
+	StringInfoData buf;
+	int			cut;
+
+	if (len < 0)
+		len = strlen(s);
+	cut = pg_mbcharcliplen(s, len, CRON_ECHO_MAX);
+	initStringInfo(&buf);
+	for (int i = 0; i < cut; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c == '\n')
+			appendStringInfoString(&buf, "\\n");
+		else if (c == '\r')
+			appendStringInfoString(&buf, "\\r");
+		else if (c == '\t')
+			appendStringInfoString(&buf, "\\t");
+		else if (c < 0x20 || c == 0x7f)
+			appendStringInfo(&buf, "\\x%02x", c);
+		else
+			appendStringInfoChar(&buf, (char) c);
+	}
+	if (cut < len)
+		appendStringInfoString(&buf, "...");
+	return buf.data;
+}
+
 /*
  * Read a number or, where names are given, a name (names[i] stands for
  * i + name_base).  Returns NULL, or why the text is not one.
@@ -120,10 +190,10 @@ cron_parse_number(const char **pp, int *num, const char *const *names,
 		p++;
 	}
 	if (len == 0)
-		return *p ? psprintf("expected a number at \"%s\"", p)
+		return *p ? psprintf("expected a number at \"%s\"", cron_echo(p, -1))
 			: pstrdup("expected a number at the end");
 	if (len >= (int) sizeof(tok) - 1 || (digits && len > 9))
-		return psprintf("\"%.*s\" is too long", len, *pp);
+		return psprintf("\"%s\" is too long", cron_echo(*pp, len));
 	tok[len] = '\0';
 	*pp = p;
 
@@ -146,7 +216,8 @@ cron_parse_number(const char **pp, int *num, const char *const *names,
 
 /*
  * One field: a comma-separated list of "*", "n" or "n-m", the last two
- * optionally followed by "/step".  Sets the bits low..high in *bits.
+ * optionally followed by "/step".  Sets the bits low..high in *bits.  As in
+ * pg_cron, a step is at most high.
  */
 static char *
 cron_parse_field(const char **pp, uint64 *bits, int low, int high,
@@ -180,7 +251,7 @@ cron_parse_field(const char **pp, uint64 *bits, int low, int high,
 			}
 			else if (*p == '/')
 				return psprintf("%s field: a step needs a range or \"*\" before it (as in \"*/%s\")",
-								what, p + 1);
+								what, cron_echo(p + 1, -1));
 			else
 				last = first;
 		}
@@ -191,6 +262,8 @@ cron_parse_field(const char **pp, uint64 *bits, int low, int high,
 				return psprintf("%s field: step: %s", what, err);
 			if (step <= 0)
 				return psprintf("%s field: the step must be positive", what);
+			if (step > high)
+				return psprintf("%s field: the step %d is more than %d", what, step, high);
 		}
 		if (first < low || first > high || last < low || last > high)
 			return psprintf("%s field: %d is out of range %d-%d", what,
@@ -205,53 +278,75 @@ cron_parse_field(const char **pp, uint64 *bits, int low, int high,
 		p++;
 	}
 	if (*p != '\0' && *p != ' ' && *p != '\t')
-		return psprintf("%s field: unexpected \"%s\"", what, p);
+		return psprintf("%s field: unexpected \"%s\"", what, cron_echo(p, -1));
 	SKIP_BLANKS(p);
 	*pp = p;
 	return NULL;
 }
 
 /*
- * "N second(s)" as pg_cron 1.5 accepts it: true when the text has that form
- * (*secs is then N, or 0 when N is not within 1..59), else false.
+ * "N second" / "N seconds" as pg_cron 1.5+ reads it (sscanf " %u
+ * secon%c%c %c", case-insensitive): blanks, digits, blanks, "second", then
+ * either nothing, or "s" and blanks.  Returns 0 when the text is not of
+ * that form, 1 when it is one (*secs is N), -1 when it is one pg_cron
+ * refuses (*why says why).
  */
-static bool
-cron_parse_interval(const char *s, int *secs)
+static int
+cron_parse_interval(const char *s, int *secs, char **why)
 {
 	const char *p = s;
-	int			n = 0;
+	int64		n = 0;
 	int			ndigits = 0;
 
 	SKIP_BLANKS(p);
-	while (isdigit((unsigned char) *p) && ndigits < 3)
+	while (isdigit((unsigned char) *p))
 	{
-		n = n * 10 + (*p++ - '0');
+		if (ndigits < 12)
+			n = n * 10 + (*p - '0');
 		ndigits++;
+		p++;
 	}
-	if (ndigits == 0 || isdigit((unsigned char) *p))
-		return false;
+	if (ndigits == 0)
+		return 0;
 	SKIP_BLANKS(p);
 	if (pg_strncasecmp(p, "second", 6) != 0)
-		return false;
+		return 0;
 	p += 6;
 	if (*p == 's' || *p == 'S')
+	{
 		p++;
-	SKIP_BLANKS(p);
+		SKIP_BLANKS(p);
+	}
 	if (*p != '\0')
-		return false;
-	*secs = (n > 0 && n < 60) ? n : 0;
-	return true;
+	{
+		*why = psprintf("unexpected \"%s\" after \"second\"", cron_echo(p, -1));
+		return -1;
+	}
+	if (ndigits > 12 || n < 1 || n > 59)
+	{
+		*why = pstrdup("an interval schedule takes 1 to 59 seconds");
+		return -1;
+	}
+	*secs = (int) n;
+	return 1;
 }
 
-/* Parse a schedule; returns NULL, or what is wrong with it. */
+/*
+ * Parse a schedule as a pg_cron with syntax syn reads it; returns NULL, or
+ * what is wrong with it.
+ */
 static char *
-cron_parse(const char *schedule, CronSpec *spec)
+cron_parse(const char *schedule, CronSpec *spec, const CronSyntax *syn)
 {
 	const char *p = schedule;
 	uint64		bits;
 	char	   *err;
+	int			form;
 
 	memset(spec, 0, sizeof(CronSpec));
+	if (strlen(schedule) > CRON_SCHEDULE_MAX)
+		return psprintf("it is %d bytes long; pg_cron reads at most %d",
+						(int) strlen(schedule), CRON_SCHEDULE_MAX);
 	SKIP_BLANKS(p);
 	if (*p == '\0')
 		return pstrdup("the schedule is empty");
@@ -266,7 +361,7 @@ cron_parse(const char *schedule, CronSpec *spec)
 		len = p - word;
 		SKIP_BLANKS(p);
 		if (*p != '\0')
-			return psprintf("unexpected \"%s\" after @%.*s", p, len, word);
+			return psprintf("unexpected \"%s\" after @%s", cron_echo(p, -1), cron_echo(word, len));
 
 #define WORD_IS(w) (len == (int) strlen(w) && strncmp(word, w, len) == 0)
 		if (WORD_IS("reboot") || WORD_IS("restart"))
@@ -301,14 +396,18 @@ cron_parse(const char *schedule, CronSpec *spec)
 		else if (WORD_IS("daily") || WORD_IS("midnight"))
 			spec->hour = 1;
 		else if (!WORD_IS("hourly"))
-			return psprintf("unknown keyword \"@%.*s\"", len, word);
+			return psprintf("unknown keyword \"@%s\"", cron_echo(word, len));
 #undef WORD_IS
 		return NULL;
 	}
 
-	if (cron_parse_interval(schedule, &spec->interval_secs))
-		return spec->interval_secs > 0 ? NULL
-			: pstrdup("an interval schedule takes 1 to 59 seconds");
+	form = cron_parse_interval(schedule, &spec->interval_secs, &err);
+	if (form != 0 && !syn->seconds)
+		return pstrdup("\"N seconds\" schedules need pg_cron 1.5 or later, and the pg_cron loaded here is older");
+	if (form < 0)
+		return err;
+	if (form > 0)
+		return NULL;
 
 	if ((err = cron_parse_field(&p, &spec->minute, 0, 59, NULL, "minute")) != NULL)
 		return err;
@@ -321,6 +420,8 @@ cron_parse(const char *schedule, CronSpec *spec)
 		return pstrdup("expected 5 fields, found 2");
 	if (*p == '$' && (p[1] == ' ' || p[1] == '\t'))
 	{
+		if (!syn->last_day)
+			return pstrdup("day-of-month field: \"$\" (the last day of the month) needs pg_cron 1.6 or later, and the pg_cron loaded here is older");
 		spec->dom_last = true;
 		p++;
 		SKIP_BLANKS(p);
@@ -346,7 +447,7 @@ cron_parse(const char *schedule, CronSpec *spec)
 		bits |= 1;
 	spec->dow = (uint32) (bits & 0x7F);
 	if (*p != '\0')
-		return psprintf("unexpected \"%s\" after the 5 fields", p);
+		return psprintf("unexpected \"%s\" after the 5 fields", cron_echo(p, -1));
 	return NULL;
 }
 
@@ -427,8 +528,8 @@ clock_sub_minute(CronClock *c)
 	}
 }
 
-/* The wall-clock minute of t in tz (seconds dropped). */
-static void
+/* The wall-clock minute of t in tz (seconds dropped); false when out of range. */
+static bool
 clock_from_ts(TimestampTz t, pg_tz *tz, CronClock *c)
 {
 	struct pg_tm tm;
@@ -436,27 +537,33 @@ clock_from_ts(TimestampTz t, pg_tz *tz, CronClock *c)
 	int			tzoff;
 
 	if (timestamp2tm(t, &tzoff, &tm, &fsec, NULL, tz) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range")));
+		return false;
 	c->year = tm.tm_year;
 	c->mon = tm.tm_mon;
 	c->mday = tm.tm_mday;
 	c->hour = tm.tm_hour;
 	c->min = tm.tm_min;
+	return true;
 }
 
-/*
- * The instant of a wall-clock minute in tz; false when that minute does not
- * exist there (skipped by a daylight-saving change) or is out of range.
- */
-static bool
+/* what clock_to_ts() found */
+typedef enum ClockInstant
+{
+	CLOCK_OK,					/* *result is the instant */
+	CLOCK_SKIPPED,				/* a daylight-saving change skips it */
+	CLOCK_OUT_OF_RANGE			/* before or after the range of timestamps */
+} ClockInstant;
+
+/* The instant of a wall-clock minute in tz. */
+static ClockInstant
 clock_to_ts(const CronClock *c, pg_tz *tz, TimestampTz *result)
 {
 	struct pg_tm tm;
 	CronClock	back;
 	int			tzoff;
 
+	if (!IS_VALID_JULIAN(c->year, c->mon, c->mday))
+		return CLOCK_OUT_OF_RANGE;
 	memset(&tm, 0, sizeof(tm));
 	tm.tm_year = c->year;
 	tm.tm_mon = c->mon;
@@ -465,24 +572,31 @@ clock_to_ts(const CronClock *c, pg_tz *tz, TimestampTz *result)
 	tm.tm_min = c->min;
 	tzoff = DetermineTimeZoneOffset(&tm, tz);
 	if (tm2timestamp(&tm, 0, &tzoff, result) != 0 || !IS_VALID_TIMESTAMP(*result))
-		return false;
-	clock_from_ts(*result, tz, &back);
-	return back.year == c->year && back.mon == c->mon && back.mday == c->mday &&
-		back.hour == c->hour && back.min == c->min;
+		return CLOCK_OUT_OF_RANGE;
+	if (!clock_from_ts(*result, tz, &back))
+		return CLOCK_OUT_OF_RANGE;
+	if (back.year == c->year && back.mon == c->mon && back.mday == c->mday &&
+		back.hour == c->hour && back.min == c->min)
+		return CLOCK_OK;
+	return CLOCK_SKIPPED;
 }
 
 #define MINUTE_MATCHES(s, c)	(((s)->minute & (UINT64CONST(1) << (c).min)) != 0)
 #define HOUR_MATCHES(s, c)		(((s)->hour & (((uint32) 1) << (c).hour)) != 0)
 #define MONTH_MATCHES(s, c)		(((s)->month & (((uint32) 1) << (c).mon)) != 0)
 
-/* First minute strictly after "after" the schedule fires at. */
+/*
+ * First minute strictly after "after" the schedule fires at; false when
+ * none within CRON_SEARCH_YEARS, or before the end of the timestamps.
+ */
 static bool
 cron_next(const CronSpec *spec, TimestampTz after, pg_tz *tz, TimestampTz *result)
 {
 	CronClock	c;
 	int			limit;
 
-	clock_from_ts(after, tz, &c);
+	if (!clock_from_ts(after, tz, &c))
+		return false;
 	limit = c.year + CRON_SEARCH_YEARS;
 	clock_add_minute(&c);
 	while (c.year <= limit)
@@ -514,22 +628,35 @@ cron_next(const CronSpec *spec, TimestampTz after, pg_tz *tz, TimestampTz *resul
 			clock_add_minute(&c);
 		else
 		{
-			if (clock_to_ts(&c, tz, result) && *result > after)
-				return true;
+			switch (clock_to_ts(&c, tz, result))
+			{
+				case CLOCK_OK:
+					if (*result > after)
+						return true;
+					break;
+				case CLOCK_SKIPPED:
+					break;
+				case CLOCK_OUT_OF_RANGE:
+					return false;
+			}
 			clock_add_minute(&c);
 		}
 	}
 	return false;
 }
 
-/* Last minute at or before "before" the schedule fired at. */
+/*
+ * Last minute at or before "before" the schedule fired at; false when none
+ * within CRON_SEARCH_YEARS, or after the start of the timestamps.
+ */
 static bool
 cron_prev(const CronSpec *spec, TimestampTz before, pg_tz *tz, TimestampTz *result)
 {
 	CronClock	c;
 	int			limit;
 
-	clock_from_ts(before, tz, &c);
+	if (!clock_from_ts(before, tz, &c))
+		return false;
 	limit = c.year - CRON_SEARCH_YEARS;
 	while (c.year >= limit)
 	{
@@ -560,8 +687,17 @@ cron_prev(const CronSpec *spec, TimestampTz before, pg_tz *tz, TimestampTz *resu
 			clock_sub_minute(&c);
 		else
 		{
-			if (clock_to_ts(&c, tz, result) && *result <= before)
-				return true;
+			switch (clock_to_ts(&c, tz, result))
+			{
+				case CLOCK_OK:
+					if (*result <= before)
+						return true;
+					break;
+				case CLOCK_SKIPPED:
+					break;
+				case CLOCK_OUT_OF_RANGE:
+					return false;
+			}
 			clock_sub_minute(&c);
 		}
 	}
@@ -588,23 +724,45 @@ cron_timezone(void)
 	return tz ? tz : "GMT";
 }
 
+#define CRON_SCHEDULE_HINT \
+	"Write five fields \"minute hour day-of-month month day-of-week\" (for example \"30 3 * * *\"), " \
+	"or @hourly, @daily, @weekly, @monthly, @yearly, @reboot; \"N seconds\" (1 to 59) needs pg_cron 1.5, \"$\" pg_cron 1.6."
+
+/* Parse a schedule as the pg_cron loaded here reads it, or raise 22023. */
 static void
 cron_parse_or_error(const char *schedule, CronSpec *spec)
 {
-	char	   *err = cron_parse(schedule, spec);
+	CronSyntax	syn;
+	char	   *err;
 
+	cron_syntax_loaded(&syn);
+	err = cron_parse(schedule, spec, &syn);
 	if (err)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid cron schedule \"%s\"", schedule),
-				 errdetail("%s", err),
-				 errhint("Write five fields \"minute hour day-of-month month day-of-week\" "
-						 "(for example \"30 3 * * *\"), or @hourly, @daily, @weekly, @monthly, @yearly.")));
+				 errmsg("invalid cron schedule \"%s\"", cron_echo(schedule, -1)),
+				 errdetail("%s.", err),
+				 errhint(CRON_SCHEDULE_HINT)));
+}
+
+/* The time zone named tzname, or raise 22023. */
+static pg_tz *
+cron_tz_or_error(const char *tzname)
+{
+	pg_tz	   *tz = pg_tzset(tzname);
+
+	if (tz == NULL || !pg_tz_acceptable(tz))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("time zone \"%s\" not recognized", cron_echo(tzname, -1)),
+				 errhint("Name a time zone of pg_timezone_names, such as 'UTC' or 'Europe/Berlin', or pass NULL for pg_cron's (cron.timezone, or GMT).")));
+	return tz;
 }
 
 static Datum
 cron_run_common(FunctionCallInfo fcinfo, bool next)
 {
+	const char *argname = next ? "after" : "before";
 	char	   *schedule;
 	TimestampTz from;
 	const char *tzname;
@@ -616,31 +774,30 @@ cron_run_common(FunctionCallInfo fcinfo, bool next)
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("schedule must not be NULL")));
+				 errmsg("schedule must not be NULL"),
+				 errhint(CRON_SCHEDULE_HINT)));
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", next ? "after" : "before")));
+				 errmsg("%s must not be NULL", argname),
+				 errhint("Pass a time, such as now() (the default).")));
 	schedule = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	from = PG_GETARG_TIMESTAMPTZ(1);
 	tzname = PG_ARGISNULL(2) ? cron_timezone() : text_to_cstring(PG_GETARG_TEXT_PP(2));
 
 	cron_parse_or_error(schedule, &spec);
-
-	tz = pg_tzset(tzname);
-	if (tz == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("time zone \"%s\" not recognized", tzname)));
+	tz = cron_tz_or_error(tzname);
 	if (TIMESTAMP_NOT_FINITE(from))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("%s must be a finite timestamp", next ? "after" : "before")));
+				 errmsg("%s must be a finite timestamp", argname),
+				 errhint("Pass a time, such as now() (the default).")));
 
 	/* @reboot and "N seconds" jobs have no wall-clock run times */
 	if (spec.reboot || spec.interval_secs > 0)
 		PG_RETURN_NULL();
 
+	/* NULL also at the ends of the range of timestamps */
 	found = next ? cron_next(&spec, from, tz, &result) : cron_prev(&spec, from, tz, &result);
 	if (!found)
 		PG_RETURN_NULL();
@@ -667,6 +824,43 @@ Datum
 dbops_cron_prev_run(PG_FUNCTION_ARGS)
 {
 	return cron_run_common(fcinfo, false);
+}
+
+PG_FUNCTION_INFO_V1(dbops_cron_run);
+
+/*
+ * dbops._cron_run(schedule, at, next): for the readers of pg_cron's jobs
+ * (dbops.cron_jobs()): the next run after "at" (next) or the last at or
+ * before it, in pg_cron's time zone, as cron_next_run()/cron_prev_run()
+ * compute them, but NULL, never an error, for a schedule dbops does not
+ * read (pg_cron accepts a few forms dbops refuses, such as text after the
+ * fifth field), so that one job cannot break the view for everyone.
+ */
+Datum
+dbops_cron_run(PG_FUNCTION_ARGS)
+{
+	char	   *schedule;
+	TimestampTz at;
+	pg_tz	   *tz;
+	CronSpec	spec;
+	TimestampTz result;
+	bool		found;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	schedule = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	at = PG_GETARG_TIMESTAMPTZ(1);
+	if (TIMESTAMP_NOT_FINITE(at) || cron_parse(schedule, &spec, &cron_syntax_newest) != NULL)
+		PG_RETURN_NULL();
+	if (spec.reboot || spec.interval_secs > 0)
+		PG_RETURN_NULL();
+	tz = pg_tzset(cron_timezone());
+	if (tz == NULL)
+		PG_RETURN_NULL();
+	found = PG_GETARG_BOOL(2) ? cron_next(&spec, at, tz, &result) : cron_prev(&spec, at, tz, &result);
+	if (!found)
+		PG_RETURN_NULL();
+	PG_RETURN_TIMESTAMPTZ(result);
 }
 
 /*
@@ -840,7 +1034,8 @@ dbops_check_cron_failures(DbopsCheckResult *res)
 			continue;
 		appendStringInfoString(&res->detail, nbad == 1 ? ": " : "; ");
 		appendStringInfo(&res->detail, "%s (job %s, database %s)",
-						 name ? name : "(unnamed)", jobid, db ? db : "?");
+						 name ? cron_echo(name, -1) : "(unnamed)", jobid,
+						 db ? cron_echo(db, -1) : "?");
 		if (missed)
 			appendStringInfo(&res->detail, " did not run at %s", missed);
 		if (missed && failed)
@@ -1022,7 +1217,8 @@ metric_number(HeapTuple tup, TupleDesc desc, int col, bool *has)
 	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
 
 	*has = !isnull;
-	return isnull ? 0 : DatumGetFloat8(DirectFunctionCall1(numeric_float8, d));
+	/* a value beyond the range of float8 is +Inf or -Inf, not an error */
+	return isnull ? 0 : DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, d));
 }
 
 static char *

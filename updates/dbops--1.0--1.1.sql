@@ -313,10 +313,15 @@ RETURNS numeric[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.string_to_array(
-               pg_catalog.translate(substring(version FROM '^[0-9]+(?:[._][0-9]+)*'), '_', '.'),
-               '.')::pg_catalog.numeric[]
+    SELECT CASE WHEN pg_catalog.length(k.run) OPERATOR(pg_catalog.<=) 1000
+                THEN pg_catalog.string_to_array(pg_catalog.translate(k.run, '_', '.'),
+                                                '.')::pg_catalog.numeric[]
+           END
+    FROM (SELECT substring(version FROM '^[0-9]+(?:[._][0-9]+)*') AS run) AS k
 $$;
+-- the key of a version with a run of more than 1000 characters is NULL now
+-- (it was a number, or an error): rebuild the index on it
+REINDEX INDEX dbops.migrations_order_idx;
 
 CREATE OR REPLACE FUNCTION dbops._migration_decide(
     p_version text, p_checksum text, p_requires text[],
@@ -330,19 +335,21 @@ DECLARE
     v_base    text;
     v_missing text[];
     v_later   text;
+    -- messages quote at most 64 characters of a version
+    v_shown   text := CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END;
 BEGIN
     SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
     IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
         IF r.checksum IS NOT NULL AND p_checksum IS NOT NULL
            AND r.checksum OPERATOR(pg_catalog.<>) p_checksum THEN
-            RAISE EXCEPTION 'checksum drift: migration % was applied from a different script', p_version
+            RAISE EXCEPTION 'checksum drift: migration % was applied from a different script', v_shown
                 USING ERRCODE = 'DB001',
                       DETAIL = pg_catalog.format('Recorded checksum %s (%s by %s); this script has %s.',
                                                  r.checksum, r.status, r.applied_by, p_checksum),
                       HINT = 'Restore the script as it was applied, or accept the edit deliberately with dbops.migration_repair(version, checksum).';
         END IF;
         IF p_caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
-            RAISE EXCEPTION 'migration % is already %', p_version, r.status
+            RAISE EXCEPTION 'migration % is already %', v_shown, r.status
                 USING ERRCODE = 'DB004',
                       HINT = 'Guard the script with \if on dbops.migration_pending(version) inside its transaction, as the README shows.';
         END IF;
@@ -360,8 +367,9 @@ BEGIN
         ORDER BY dbops.migration_version_key(b.version) DESC, b.version COLLATE pg_catalog."C" DESC
         LIMIT 1;
         IF v_base IS NOT NULL THEN
+            v_base := CASE WHEN pg_catalog.length(v_base) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_base, 64) OPERATOR(pg_catalog.||) '...' ELSE v_base END;
             IF p_caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
-                RAISE EXCEPTION 'migration % is covered by baseline %', p_version, v_base
+                RAISE EXCEPTION 'migration % is covered by baseline %', v_shown, v_base
                     USING ERRCODE = 'DB004',
                           HINT = 'Guard the script with \if on dbops.migration_pending(version) inside its transaction, as the README shows.';
             END IF;
@@ -382,7 +390,14 @@ BEGIN
                             OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(u.req), u.req COLLATE pg_catalog."C"));
     IF v_missing IS NOT NULL THEN
         RAISE EXCEPTION 'migration % requires versions that are not applied: %',
-                        p_version, pg_catalog.array_to_string(v_missing, ', ')
+            v_shown,
+            (SELECT pg_catalog.string_agg(CASE WHEN pg_catalog.length(t.x) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(t.x, 64) OPERATOR(pg_catalog.||) '...' ELSE t.x END, ', ' ORDER BY t.o)
+                   FROM pg_catalog.unnest(v_missing[1:10]) WITH ORDINALITY AS t (x, o))
+               OPERATOR(pg_catalog.||)
+               CASE WHEN pg_catalog.cardinality(v_missing) OPERATOR(pg_catalog.>) 10
+                    THEN pg_catalog.format(' and %s more',
+                                           pg_catalog.cardinality(v_missing) OPERATOR(pg_catalog.-) 10)
+                    ELSE '' END
             USING ERRCODE = 'DB002',
                   HINT = 'Apply the required versions first; dbops.migration_status() shows what is applied.';
     END IF;
@@ -400,7 +415,8 @@ BEGIN
         ORDER BY dbops.migration_version_key(m.version) DESC, m.version COLLATE pg_catalog."C" DESC
         LIMIT 1;
         IF FOUND THEN
-            RAISE EXCEPTION 'migration % is older than the applied migration %', p_version, v_later
+            RAISE EXCEPTION 'migration % is older than the applied migration %', v_shown,
+                CASE WHEN pg_catalog.length(v_later) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_later, 64) OPERATOR(pg_catalog.||) '...' ELSE v_later END
                 USING ERRCODE = 'DB003',
                       HINT = 'Apply versions in order, or allow this one with allow_out_of_order => true (or SET dbops.migration_allow_out_of_order = on).';
         END IF;
@@ -601,6 +617,13 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF NOT pg_catalog.has_table_privilege('dbops.migrations', 'SELECT')
+       OR NOT pg_catalog.has_table_privilege('dbops.migration_events', 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for the migration ledger'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'dbops.migration_status() reads dbops.migrations and dbops.migration_events.',
+                  HINT = 'Grant the role pg_monitor, or SELECT on dbops.migrations and dbops.migration_events.';
+    END IF;
     IF checksums IS NOT NULL
        AND pg_catalog.jsonb_typeof(checksums) OPERATOR(pg_catalog.<>) 'object' THEN
         RAISE EXCEPTION 'checksums must be a JSON object mapping versions to checksums'
@@ -657,10 +680,12 @@ AS $$
 DECLARE
     r      dbops.migrations;
     v_deps text[];
+    -- messages quote at most 64 characters of a version
+    v_shown text := CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END;
 BEGIN
     SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
     IF NOT FOUND OR r.status OPERATOR(pg_catalog.<>) 'applied' THEN
-        RAISE EXCEPTION 'migration % is not applied', p_version
+        RAISE EXCEPTION 'migration % is not applied', v_shown
             USING ERRCODE = 'DB005',
                   DETAIL = CASE WHEN FOUND THEN pg_catalog.format('Its status is %s.', r.status)
                                 ELSE 'It is not in dbops.migrations.' END,
@@ -672,7 +697,14 @@ BEGIN
       AND p_version OPERATOR(pg_catalog.=) ANY (m.requires);
     IF v_deps IS NOT NULL THEN
         RAISE EXCEPTION 'migration % is required by applied migrations: %',
-                        p_version, pg_catalog.array_to_string(v_deps, ', ')
+            v_shown,
+            (SELECT pg_catalog.string_agg(CASE WHEN pg_catalog.length(t.x) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(t.x, 64) OPERATOR(pg_catalog.||) '...' ELSE t.x END, ', ' ORDER BY t.o)
+                   FROM pg_catalog.unnest(v_deps[1:10]) WITH ORDINALITY AS t (x, o))
+               OPERATOR(pg_catalog.||)
+               CASE WHEN pg_catalog.cardinality(v_deps) OPERATOR(pg_catalog.>) 10
+                    THEN pg_catalog.format(' and %s more',
+                                           pg_catalog.cardinality(v_deps) OPERATOR(pg_catalog.-) 10)
+                    ELSE '' END
             USING ERRCODE = 'DB006',
                   HINT = 'Roll back the dependent versions first.';
     END IF;
@@ -710,8 +742,9 @@ DECLARE
 BEGIN
     SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
     IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
-        RAISE EXCEPTION 'migration % is already %', p_version, r.status
-            USING ERRCODE = 'DB004';
+        RAISE EXCEPTION 'migration % is already %', CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END, r.status
+            USING ERRCODE = 'DB004',
+                  HINT = 'A baseline is recorded for a version not applied yet, normally newer than every applied one; see dbops.migration_status().';
     END IF;
     INSERT INTO dbops.migrations AS m
         (version, description, checksum, status, finished_at, duration_ms)
@@ -763,7 +796,7 @@ BEGIN
                 'failed attempts acknowledged');
         RETURN 'acknowledged';
     END IF;
-    RAISE EXCEPTION 'migration % is not in the ledger', p_version
+    RAISE EXCEPTION 'migration % is not in the ledger', CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END
         USING ERRCODE = 'DB005',
               HINT = 'See dbops.migration_status() for the recorded versions.';
 END;
@@ -788,6 +821,9 @@ DECLARE
     v_shape text;
     v_sql   text;
     v_rows  jsonb;
+    v_col   text;
+    v_type  pg_catalog.regtype;
+    v_base  pg_catalog.regtype;
 BEGIN
     SELECT pg_catalog.array_agg(a.attname::pg_catalog.text) INTO v_cols
     FROM pg_catalog.pg_attribute a
@@ -820,6 +856,25 @@ BEGIN
         RAISE EXCEPTION '"%" is not a migration ledger dbops can import', p_source
             USING ERRCODE = 'DB007',
                   HINT = 'dbops.migration_import() reads a table with a "version" column (schema_migrations), alembic_version (version_num), or flyway_schema_history.';
+    END IF;
+
+    v_col := CASE v_shape WHEN 'alembic' THEN 'version_num' ELSE 'version' END;
+    SELECT a.atttypid INTO v_type
+    FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid OPERATOR(pg_catalog.=) p_source
+      AND a.attname OPERATOR(pg_catalog.=) v_col::pg_catalog.name AND NOT a.attisdropped;
+    v_base := v_type;
+    WHILE (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) v_base)
+          OPERATOR(pg_catalog.=) 'd' LOOP
+        SELECT t.typbasetype INTO v_base FROM pg_catalog.pg_type t
+        WHERE t.oid OPERATOR(pg_catalog.=) v_base;
+    END LOOP;
+    IF NOT v_base OPERATOR(pg_catalog.=)
+           ANY ('{text,varchar,bpchar,name,int2,int4,int8}'::pg_catalog.regtype[]) THEN
+        RAISE EXCEPTION 'column "%" of % is of type %, not of a text or integer type', v_col, p_source, v_type
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = pg_catalog.format('Import from a view that casts it, such as CREATE VIEW v AS SELECT %I::text AS %I FROM %s.',
+                                           v_col, v_col, p_source);
     END IF;
 
     -- the rows in order, as JSON, so that nothing of the source's types
@@ -2351,6 +2406,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM dbops._require_positive_interval('keep', keep, 'History older than keep is deleted, e.g. keep => ''14 days''.');
+    -- subtracted from now(): no part negative, at most 1000 years
+    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
+               WHERE pg_catalog.date_part(f, keep) OPERATOR(pg_catalog.<) 0::pg_catalog.float8)
+       OR keep OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
+        RAISE EXCEPTION 'keep must be a positive interval of at most 1000 years, not %', keep
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'History older than keep is deleted, e.g. keep => ''14 days''; every part of it must be zero or more.';
+    END IF;
     IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot take a health snapshot on a standby'
             USING ERRCODE = 'read_only_sql_transaction',
@@ -2380,6 +2443,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM dbops._require_positive_interval('keep', keep, 'History older than keep is deleted, e.g. keep => ''90 days''.');
+    -- subtracted from now(): no part negative, at most 1000 years
+    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
+               WHERE pg_catalog.date_part(f, keep) OPERATOR(pg_catalog.<) 0::pg_catalog.float8)
+       OR keep OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
+        RAISE EXCEPTION 'keep must be a positive interval of at most 1000 years, not %', keep
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'History older than keep is deleted, e.g. keep => ''90 days''; every part of it must be zero or more.';
+    END IF;
     IF method IS NULL THEN
         RAISE EXCEPTION 'method must not be NULL'
             USING ERRCODE = 'null_value_not_allowed',
@@ -2387,7 +2458,8 @@ BEGIN
     END IF;
     IF min_size IS NULL OR min_size OPERATOR(pg_catalog.<) 0::pg_catalog.int8 THEN
         RAISE EXCEPTION 'min_size must be zero or more bytes, not %', coalesce(min_size::pg_catalog.text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
+            USING ERRCODE = CASE WHEN min_size IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
+                  HINT = 'Relations smaller than min_size bytes are left out, e.g. min_size => 1048576 (the default); 0 keeps every relation.';
     END IF;
     IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot take a bloat snapshot on a standby'
@@ -2437,9 +2509,17 @@ BEGIN
                    WHERE t.check_name OPERATOR(pg_catalog.=) health_trend.check_name)
        AND NOT EXISTS (SELECT 1 FROM dbops.health_history h
                        WHERE h.check_name OPERATOR(pg_catalog.=) health_trend.check_name) THEN
-        RAISE EXCEPTION 'unknown health check "%"', health_trend.check_name
+        RAISE EXCEPTION 'unknown health check "%"',
+                        CASE WHEN pg_catalog.length(health_trend.check_name) OPERATOR(pg_catalog.>) 64
+                             THEN pg_catalog."left"(health_trend.check_name, 64) OPERATOR(pg_catalog.||) '...'
+                             ELSE health_trend.check_name END
             USING ERRCODE = 'undefined_object',
                   HINT = 'The checks are listed in dbops.health_thresholds.';
+    END IF;
+    -- more than 1000 years back is all of the history (now() - since could
+    -- leave the range of timestamps)
+    IF since OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
+        since := '1000 years';
     END IF;
     RETURN QUERY
         SELECT h.taken_at, h.status, h.value,
@@ -2451,6 +2531,17 @@ BEGIN
         ORDER BY h.taken_at;
 END;
 $$;
+
+-- For the readers of pg_cron's jobs (dbops._cron_jobs()): the next run after
+-- "at" (next) or the last at or before it, in pg_cron's time zone; NULL,
+-- never an error, for a schedule dbops does not read (pg_cron accepts a few
+-- forms dbops refuses), so that no job breaks dbops.jobs for everyone.
+CREATE FUNCTION dbops._cron_run(schedule text, at timestamptz, next boolean)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'dbops_cron_run'
+LANGUAGE C STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops._cron_run(text, timestamptz, boolean) FROM PUBLIC;
 
 CREATE FUNCTION dbops._cron_jobs(
     viewer oid,
@@ -2506,7 +2597,7 @@ BEGIN
            END,
            coalesce(a.failures, 0::pg_catalog.int8),
            CASE WHEN j.active AND NOT j.every_seconds
-                THEN dbops.cron_next_run(j.schedule, pg_catalog.now()) END,
+                THEN dbops._cron_run(j.schedule, pg_catalog.now(), true) END,
            CASE WHEN due.due_at OPERATOR(pg_catalog.>) r.scheduled_at
                  AND (a.latest_start IS NULL OR a.latest_start OPERATOR(pg_catalog.<) due.due_at)
                  AND NOT coalesce(l.status, '') OPERATOR(pg_catalog.=)
@@ -2520,8 +2611,8 @@ BEGIN
            ON r.job_name OPERATOR(pg_catalog.=) j.name
           AND r.username OPERATOR(pg_catalog.=) j.username
     LEFT JOIN LATERAL (
-        SELECT dbops.cron_prev_run(j.schedule,
-                   pg_catalog.now() OPERATOR(pg_catalog.-) '5 minutes'::pg_catalog.interval) AS due_at
+        SELECT dbops._cron_run(j.schedule,
+                   pg_catalog.now() OPERATOR(pg_catalog.-) '5 minutes'::pg_catalog.interval, false) AS due_at
         WHERE j.dbops_job AND j.active AND log_run AND NOT j.every_seconds
           AND r.scheduled_at IS NOT NULL
     ) due ON true
@@ -2561,12 +2652,16 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     target text := coalesce($6, pg_catalog.current_database()::pg_catalog.text);
+    -- messages quote at most 64 characters of an argument
+    shown text := CASE WHEN pg_catalog.length(target) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(target, 64) OPERATOR(pg_catalog.||) '...' ELSE target END;
     suffix text;
     crondb text;
     v text;
     spec record;
     cur record;
     id bigint;
+    db record;
+    me record;
 BEGIN
     IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot schedule jobs on a standby'
@@ -2581,18 +2676,63 @@ BEGIN
                   HINT = 'Run ALTER EXTENSION pg_cron UPDATE.';
     END IF;
     crondb := (dbops.cron_status()).cron_database;
+    -- the grants the README lists, checked before anything changes
+    IF NOT pg_catalog.has_schema_privilege('cron', 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied for schema cron'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'dbops.schedule() reads and writes the jobs of pg_cron.',
+                  HINT = 'GRANT USAGE ON SCHEMA cron to the scheduling role, with the other grants the README lists.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{SELECT,INSERT,UPDATE,DELETE}'::pg_catalog.text[]) AS p
+               WHERE NOT pg_catalog.has_table_privilege('dbops.scheduled_jobs', p)) THEN
+        RAISE EXCEPTION 'permission denied for table dbops.scheduled_jobs'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'dbops.schedule() records when it set each job there.',
+                  HINT = 'GRANT SELECT, INSERT, UPDATE, DELETE ON dbops.scheduled_jobs to the scheduling role, with the other grants the README lists.';
+    END IF;
 
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database d
-                   WHERE d.datname OPERATOR(pg_catalog.=) target::pg_catalog.name) THEN
-        RAISE EXCEPTION 'database "%" does not exist', target
+    -- pg_cron runs every job in a session of the role that schedules it,
+    -- in the job's database: both must let it in
+    SELECT d.datname, d.datallowconn INTO db
+    FROM pg_catalog.pg_database d
+    WHERE pg_catalog.octet_length(target) OPERATOR(pg_catalog.<=) 63
+      AND d.datname OPERATOR(pg_catalog.=) target::pg_catalog.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'database "%" does not exist', shown
             USING ERRCODE = 'invalid_catalog_name',
                   HINT = 'database names the database the jobs run in; dbops must be installed there.';
+    END IF;
+    IF NOT db.datallowconn THEN
+        RAISE EXCEPTION 'database "%" does not allow connections', shown
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'pg_cron could never run the jobs there: schedule them for a database that allows connections.';
+    END IF;
+    SELECT r.rolname, r.rolsuper, r.rolcanlogin INTO me
+    FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER;
+    IF NOT me.rolcanlogin THEN
+        RAISE EXCEPTION 'role "%" cannot log in, so pg_cron cannot run its jobs', me.rolname
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = pg_catalog.format('pg_cron runs a job as the role that schedules it: ALTER ROLE %I LOGIN, '
+                                           'or schedule the jobs as a role that can log in.', me.rolname);
+    END IF;
+    IF NOT pg_catalog.has_database_privilege(target, 'CONNECT') THEN
+        RAISE EXCEPTION 'role "%" may not connect to database "%"', me.rolname, shown
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = pg_catalog.format('pg_cron runs a job as the role that schedules it: GRANT CONNECT ON DATABASE %I TO %I.',
+                                           target, me.rolname);
+    END IF;
+    IF me.rolsuper
+       AND NOT coalesce(pg_catalog.current_setting('cron.enable_superuser_jobs', true), 'on')::pg_catalog.bool THEN
+        RAISE EXCEPTION 'pg_cron does not run jobs of superusers here'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'cron.enable_superuser_jobs is off.',
+                  HINT = 'Schedule the jobs as a role that is not a superuser, with the grants the README lists.';
     END IF;
     suffix := CASE WHEN target OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text
                    THEN '' ELSE '@' OPERATOR(pg_catalog.||) target END;
     IF pg_catalog.octet_length('dbops-health-snapshot' OPERATOR(pg_catalog.||) suffix)
        OPERATOR(pg_catalog.>) 63 THEN
-        RAISE EXCEPTION 'database name "%" is too long for a pg_cron job name', target
+        RAISE EXCEPTION 'database name "%" is too long for a pg_cron job name', shown
             USING ERRCODE = 'name_too_long',
                   HINT = 'Job names are "dbops-<job>@<database>" and pg_cron keeps 63 bytes of them.';
     END IF;
@@ -2603,11 +2743,12 @@ BEGIN
                               ('bloat_snapshot', bloat_snapshot), ('reap', reap)) AS a(arg, sched)
         WHERE a.sched IS NOT NULL
     LOOP
+        -- as the pg_cron loaded here reads it
         BEGIN
             PERFORM dbops.cron_next_run(spec.sched, pg_catalog.now(), 'GMT');
         EXCEPTION WHEN invalid_parameter_value THEN
             GET STACKED DIAGNOSTICS v = PG_EXCEPTION_DETAIL;
-            RAISE EXCEPTION 'invalid schedule for %: "%"', spec.arg, spec.sched
+            RAISE EXCEPTION 'invalid schedule for %: "%"', spec.arg, CASE WHEN pg_catalog.length(spec.sched) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(spec.sched, 64) OPERATOR(pg_catalog.||) '...' ELSE spec.sched END
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = v,
                       HINT = 'Write five fields "minute hour day-of-month month day-of-week" '
@@ -2621,12 +2762,31 @@ BEGIN
                               ('reap_idle_for', reap_idle_for, reap IS NOT NULL)) AS a(arg, val, used)
         WHERE a.used
     LOOP
-        IF spec.val IS NULL AND spec.arg OPERATOR(pg_catalog.<>) 'cron_history_keep' THEN
-            RAISE EXCEPTION '% must not be NULL', spec.arg USING ERRCODE = 'null_value_not_allowed';
+        -- the jobs subtract these from now(): positive, no part negative
+        -- (''1 month -29 days'' would reach past now() in February), and at
+        -- most 1000 years
+        IF spec.val IS NULL THEN
+            RAISE EXCEPTION '% must not be NULL', spec.arg
+                USING ERRCODE = 'null_value_not_allowed',
+                      HINT = CASE spec.arg
+                                 WHEN 'cron_history_keep' THEN
+                                     'Pass how long cron.job_run_details keeps runs, e.g. ''7 days''; '
+                                     'dbops.unschedule() removes the jobs, dbops-cron-history included.'
+                                 WHEN 'reap_idle_for' THEN 'Pass how long a session may stay idle, e.g. ''1 hour''.'
+                                 ELSE 'Pass how long the history is kept, e.g. ''14 days''; a NULL schedule removes the job.'
+                             END;
         END IF;
-        IF spec.val OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
+        IF spec.val OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval
+           OR EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
+                      WHERE pg_catalog.date_part(f, spec.val) OPERATOR(pg_catalog.<) 0::pg_catalog.float8) THEN
             RAISE EXCEPTION '% must be a positive interval, not %', spec.arg, spec.val
-                USING ERRCODE = 'invalid_parameter_value';
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'For example ''7 days''; every part of it must be zero or more (not ''1 month -29 days'').';
+        END IF;
+        IF spec.val OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
+            RAISE EXCEPTION '% must be at most 1000 years, not %', spec.arg, spec.val
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'The job subtracts it from the current time; keep it within 1000 years.';
         END IF;
     END LOOP;
 
@@ -2688,11 +2848,21 @@ BEGIN
                 -- pg_cron 1.4 keeps the database of an existing job: start over
                 PERFORM cron.unschedule(spec.name);
             END IF;
-            IF spec.db OPERATOR(pg_catalog.=) crondb THEN
-                id := cron.schedule(spec.name, spec.sched, spec.cmd);
-            ELSE
-                id := cron.schedule_in_database(spec.name, spec.sched, spec.cmd, spec.db);
-            END IF;
+            BEGIN
+                IF spec.db OPERATOR(pg_catalog.=) crondb THEN
+                    id := cron.schedule(spec.name, spec.sched, spec.cmd);
+                ELSE
+                    id := cron.schedule_in_database(spec.name, spec.sched, spec.cmd, spec.db);
+                END IF;
+            EXCEPTION WHEN insufficient_privilege OR invalid_parameter_value THEN
+                GET STACKED DIAGNOSTICS v = MESSAGE_TEXT;
+                RAISE EXCEPTION 'pg_cron refused job %: %', spec.name, CASE WHEN pg_catalog.length(v) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v, 64) OPERATOR(pg_catalog.||) '...' ELSE v END
+                    USING ERRCODE = SQLSTATE,
+                          HINT = CASE WHEN spec.db OPERATOR(pg_catalog.=) crondb
+                                      THEN 'See the README''s Scheduling section for what pg_cron needs.'
+                                      ELSE 'Jobs in another database are created with cron.schedule_in_database(), '
+                                           'which needs a superuser or EXECUTE on it.' END;
+            END;
             action := CASE WHEN cur.jobid IS NULL THEN 'created' ELSE 'updated' END;
             INSERT INTO dbops.scheduled_jobs AS r (job_name, username, database, schedule, command)
             VALUES (spec.name, CURRENT_USER, spec.db, spec.sched, spec.cmd)
@@ -2729,6 +2899,18 @@ BEGIN
                   HINT = 'Run dbops.unschedule() on the primary.';
     END IF;
     PERFORM dbops.require_pg_cron();
+    IF NOT pg_catalog.has_schema_privilege('cron', 'USAGE')
+       OR NOT pg_catalog.has_table_privilege('dbops.scheduled_jobs', 'DELETE') THEN
+        RAISE EXCEPTION 'permission denied for the dbops jobs'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'dbops.unschedule() needs USAGE on schema cron and DELETE on dbops.scheduled_jobs.',
+                  HINT = 'Grant the scheduling role what the README lists for dbops.schedule().';
+    END IF;
+    IF unschedule.database OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION 'database must not be empty'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Name the database whose dbops jobs to remove, or pass NULL to remove all of this role''s dbops jobs.';
+    END IF;
     IF unschedule.database IS NOT NULL THEN
         names := ARRAY(SELECT 'dbops-' OPERATOR(pg_catalog.||) n OPERATOR(pg_catalog.||)
                               CASE WHEN unschedule.database OPERATOR(pg_catalog.=)
