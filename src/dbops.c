@@ -33,23 +33,47 @@ _PG_init(void)
 }
 
 /*
- * The first maxchars characters of s, followed by "..." when there is more:
- * what an error message quotes of a caller's input (never the whole of a
- * 200 kB argument).  NULL gives "NULL".
+ * The first maxchars characters of s (len bytes; -1: up to its end), for a
+ * message: control characters written as \n, \r, \t or \xNN, and "..."
+ * when cut, so that no input is echoed whole or breaks a line of the log.
  */
 char *
-dbops_bounded(const char *s, int maxchars)
+dbops_echo(const char *s, int len, int maxchars)
 {
-	int			len;
+	StringInfoData buf;
 	int			cut;
 
 	if (s == NULL)
 		return pstrdup("NULL");
-	len = strlen(s);
+	if (len < 0)
+		len = strlen(s);
 	cut = pg_mbcharcliplen(s, len, maxchars);
-	if (cut >= len)
-		return pstrdup(s);
-	return psprintf("%.*s...", cut, s);
+	initStringInfo(&buf);
+	for (int i = 0; i < cut; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c == '\n')
+			appendStringInfoString(&buf, "\\n");
+		else if (c == '\r')
+			appendStringInfoString(&buf, "\\r");
+		else if (c == '\t')
+			appendStringInfoString(&buf, "\\t");
+		else if (c < 0x20 || c == 0x7f)
+			appendStringInfo(&buf, "\\x%02x", c);
+		else
+			appendStringInfoChar(&buf, (char) c);
+	}
+	if (cut < len)
+		appendStringInfoString(&buf, "...");
+	return buf.data;
+}
+
+/* dbops_echo() of a whole C string */
+char *
+dbops_bounded(const char *s, int maxchars)
+{
+	return dbops_echo(s, -1, maxchars);
 }
 
 /*

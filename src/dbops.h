@@ -19,6 +19,7 @@ extern void dbops_health_init(void);
 
 /* What a message quotes of a caller's input: at most this many characters. */
 #define DBOPS_ECHO_CHARS 64
+extern char *dbops_echo(const char *s, int len, int maxchars);
 extern char *dbops_bounded(const char *s, int maxchars);
 
 /* An interval in microseconds; false if it does not fit (dbops.c). */

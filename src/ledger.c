@@ -194,48 +194,17 @@ dbops_migration_checksum(PG_FUNCTION_ARGS)
 #define LEDGER_VERSION_HINT \
 	"A version is 1 to 256 bytes without control characters and without white space at either end, such as '0015' or '2.1'."
 
-/*
- * The first max characters of s (len bytes), control characters written
- * as \n, \t, \r or \xNN, "..." when cut: for messages.
- */
-static char *
-ledger_clip(const char *s, int len, int max)
-{
-	StringInfoData buf;
-	int			cut = pg_mbcharcliplen(s, len, max);
-
-	initStringInfo(&buf);
-	for (int i = 0; i < cut; i++)
-	{
-		unsigned char c = (unsigned char) s[i];
-
-		if (c == '\n')
-			appendStringInfoString(&buf, "\\n");
-		else if (c == '\r')
-			appendStringInfoString(&buf, "\\r");
-		else if (c == '\t')
-			appendStringInfoString(&buf, "\\t");
-		else if (c < 0x20 || c == 0x7f)
-			appendStringInfo(&buf, "\\x%02x", c);
-		else
-			appendStringInfoChar(&buf, (char) c);
-	}
-	if (cut < len)
-		appendStringInfoString(&buf, "...");
-	return buf.data;
-}
-
 /* the first LEDGER_ECHO_MAX characters of an input, for messages */
 static char *
 ledger_echo_len(const char *s, int len)
 {
-	return ledger_clip(s, len, LEDGER_ECHO_MAX);
+	return dbops_echo(s, len, LEDGER_ECHO_MAX);
 }
 
 static char *
 ledger_echo(const char *s)
 {
-	return ledger_clip(s, strlen(s), LEDGER_ECHO_MAX);
+	return dbops_echo(s, -1, LEDGER_ECHO_MAX);
 }
 
 static inline bool
@@ -1848,7 +1817,7 @@ dbops_check_migrations(DbopsCheckResult *res)
 				char	   *msg = SPI_getvalue(tup, desc, 4);
 
 				appendStringInfo(&res->detail, " (%s: %s)", ledger_echo(sqlstate),
-								 msg ? ledger_clip(msg, strlen(msg), 120) : "no message");
+								 msg ? dbops_echo(msg, -1, 120) : "no message");
 			}
 		}
 	}

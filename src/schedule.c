@@ -133,38 +133,11 @@ cron_syntax_loaded(CronSyntax *syn)
 
 static const CronSyntax cron_syntax_newest = {true, true};
 
-/*
- * The first CRON_ECHO_MAX characters of s (len bytes, -1: up to its end),
- * control characters written as \n, \t, \r or \xNN, "..." when cut.
- */
+/* The first CRON_ECHO_MAX characters of s (len bytes, -1: up to its end). */
 static char *
 cron_echo(const char *s, int len)
 {
-	StringInfoData buf;
-	int			cut;
-
-	if (len < 0)
-		len = strlen(s);
-	cut = pg_mbcharcliplen(s, len, CRON_ECHO_MAX);
-	initStringInfo(&buf);
-	for (int i = 0; i < cut; i++)
-	{
-		unsigned char c = (unsigned char) s[i];
-
-		if (c == '\n')
-			appendStringInfoString(&buf, "\\n");
-		else if (c == '\r')
-			appendStringInfoString(&buf, "\\r");
-		else if (c == '\t')
-			appendStringInfoString(&buf, "\\t");
-		else if (c < 0x20 || c == 0x7f)
-			appendStringInfo(&buf, "\\x%02x", c);
-		else
-			appendStringInfoChar(&buf, (char) c);
-	}
-	if (cut < len)
-		appendStringInfoString(&buf, "...");
-	return buf.data;
+	return dbops_echo(s, len, CRON_ECHO_MAX);
 }
 
 /*

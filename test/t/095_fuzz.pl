@@ -271,7 +271,7 @@ sub check_errors
 		# must not fail internally, but their errors need no hint
 		next unless $ours && $call !~ /dbops\._/;
 		# the caller's own migration script failing is the caller's error
-		next if $r =~ /^PL\/pgSQL function dbops\._migrat\w*\(.*\) line \d+ at EXECUTE/m;
+		next if $r =~ /^(?:CONTEXT:  )?PL\/pgSQL function dbops\._migrat\w*\(.*\) line \d+ at EXECUTE$/m;
 		push @long, "$call -> $state: " . substr($msg, 0, 120) . '... (' . length($msg) . ' characters)'
 		  if length($msg) > 1000;
 		next if $state =~ $no_hint_needed || $r =~ /^HINT:  /m;
