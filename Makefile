@@ -38,7 +38,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # Every capability includes the shared header: a change to it rebuilds all.
-$(OBJS): src/dbops.h
+$(OBJS): src/dbops.h src/compat.h
 
 dbops--$(EXTVERSION).sql: $(wildcard $(SQL_PARTS))
 	cat $^ > $@

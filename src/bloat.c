@@ -89,6 +89,7 @@
 #include "utils/syscache.h"
 #include "utils/tuplestore.h"
 
+#include "compat.h"
 #include "dbops.h"
 
 /* GUCs */
@@ -991,7 +992,7 @@ relkind_name(char relkind)
  * The error for a named relation of a kind without pages; "changed" when it
  * was of a kind with pages until dbops.bloat() got its lock.
  */
-static void refuse_relkind(const char *relname, char relkind, bool changed) pg_attribute_noreturn();
+DBOPS_NORETURN static void refuse_relkind(const char *relname, char relkind, bool changed);
 
 static void
 refuse_relkind(const char *relname, char relkind, bool changed)

@@ -68,6 +68,7 @@
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "dbops.h"
 
 /* The health capability's own checks (the others are declared in dbops.h) */
@@ -900,7 +901,7 @@ void
 dbops_check_connections(DbopsCheckResult *res)
 {
 	int			nbackends = pgstat_fetch_stat_numbackends();
-	int			usable = MaxConnections - ReservedBackends;
+	int			usable = MaxConnections - DBOPS_RESERVED_CONNECTIONS;
 	int			used = 0;
 	int			nstate[3] = {0, 0, 0};	/* active, idle, idle in transaction */
 	Oid		   *dbs = palloc(sizeof(Oid) * Max(nbackends, 1));
@@ -910,7 +911,7 @@ dbops_check_connections(DbopsCheckResult *res)
 
 	for (int i = 1; i <= nbackends; i++)
 	{
-		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		LocalPgBackendStatus *local = dbops_local_beentry(i);
 		PgBackendStatus *be;
 		int			d;
 
@@ -949,7 +950,7 @@ dbops_check_connections(DbopsCheckResult *res)
 
 	dbops_check_value(res, rounded(usable > 0 ? 100.0 * used / usable : 100.0, 2), "%");
 	appendStringInfo(&res->detail, "%d of %d connections in use (max_connections %d, %d reserved)",
-					 used, usable, MaxConnections, ReservedBackends);
+					 used, usable, MaxConnections, DBOPS_RESERVED_CONNECTIONS);
 	if (can_read_all_stats())
 		appendStringInfo(&res->detail, "; %d active, %d idle, %d idle in transaction",
 						 nstate[0], nstate[1], nstate[2]);
@@ -1014,7 +1015,7 @@ session_check(DbopsCheckResult *res, bool idle_in_xact)
 
 	for (int i = 1; i <= nbackends; i++)
 	{
-		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		LocalPgBackendStatus *local = dbops_local_beentry(i);
 		PgBackendStatus *be;
 		TimestampTz since;
 
@@ -1075,7 +1076,7 @@ session_check(DbopsCheckResult *res, bool idle_in_xact)
 	{
 		if (t > 0)
 			appendStringInfoString(&res->detail, "; ");
-		append_session(&res->detail, &pgstat_fetch_stat_local_beentry(top.item[t])->backendStatus,
+		append_session(&res->detail, &dbops_local_beentry(top.item[t])->backendStatus,
 					   top.score[t]);
 	}
 	if (idle_in_xact)
@@ -1309,7 +1310,7 @@ check_replication_lag(DbopsCheckResult *res)
 
 			for (int i = 1; i <= nbackends; i++)
 			{
-				LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+				LocalPgBackendStatus *local = dbops_local_beentry(i);
 
 				if (local && local->backendStatus.st_procpid == pid)
 				{
@@ -1645,9 +1646,9 @@ get_relscan(void)
 		if (tab == NULL)
 			continue;
 		ri->have_stats = true;
-		ri->n_live = tab->n_live_tuples;
-		ri->n_dead = tab->n_dead_tuples;
-		ri->last_vacuum = Max(tab->vacuum_timestamp, tab->autovac_vacuum_timestamp);
+		ri->n_live = DBOPS_TAB_LIVE_TUPLES(tab);
+		ri->n_dead = DBOPS_TAB_DEAD_TUPLES(tab);
+		ri->last_vacuum = Max(DBOPS_TAB_LAST_VACUUM(tab), DBOPS_TAB_LAST_AUTOVACUUM(tab));
 	}
 
 	MemoryContextSwitchTo(old);
@@ -1941,7 +1942,7 @@ seq_used_pct(SeqInfo *s, int64 lo, int64 hi)
 static bool
 read_sequence_page(RelScan *scan, RelInfo *ri, SeqInfo *s)
 {
-	RelFileNode rnode;
+	DbopsRelFile rfile;
 	Buffer		buf;
 	Page		page;
 	ItemId		lp;
@@ -1976,11 +1977,11 @@ read_sequence_page(RelScan *scan, RelInfo *ri, SeqInfo *s)
 		ReleaseSysCache(tup);
 	}
 
-	rnode.spcNode = OidIsValid(reltablespace) ? reltablespace : MyDatabaseTableSpace;
-	rnode.dbNode = MyDatabaseId;
-	rnode.relNode = relfilenode;
+	DBOPS_RELFILE_SET(rfile,
+					  OidIsValid(reltablespace) ? reltablespace : MyDatabaseTableSpace,
+					  MyDatabaseId, relfilenode);
 
-	buf = ReadBufferWithoutRelcache(rnode, MAIN_FORKNUM, 0, RBM_NORMAL, NULL,
+	buf = ReadBufferWithoutRelcache(rfile, MAIN_FORKNUM, 0, RBM_NORMAL, NULL,
 									ri->relpersistence == RELPERSISTENCE_PERMANENT);
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	page = BufferGetPage(buf);
@@ -2427,8 +2428,8 @@ static void
 check_checkpoints(DbopsCheckResult *res)
 {
 	PgStat_CheckpointerStats *cp = pgstat_fetch_stat_checkpointer();
-	double		timed = cp->timed_checkpoints;
-	double		req = cp->requested_checkpoints;
+	double		timed = DBOPS_CHECKPOINTS_TIMED(cp);
+	double		req = DBOPS_CHECKPOINTS_REQUESTED(cp);
 
 	if (timed + req < CHECKPOINTS_MIN)
 	{

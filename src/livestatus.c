@@ -25,6 +25,7 @@
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
 
+#include "compat.h"
 #include "dbops.h"
 
 /* The live array and its number of slots (regular backends, then aux). */
@@ -32,7 +33,7 @@ volatile PgBackendStatus *
 dbops_backend_status_array(int *nslots)
 {
 	static PgBackendStatus *array = NULL;
-	int			n = MaxBackends + NUM_AUXPROCTYPES;
+	int			n = DBOPS_BACKEND_STATUS_SLOTS;
 
 	if (array == NULL)
 	{
@@ -130,14 +131,7 @@ dbops_read_backend_status(int pid, const PGPROC *proc, PgBackendStatus *out,
 
 	if (proc != NULL)
 	{
-#if PG_VERSION_NUM >= 170000
-		/* the array is indexed by ProcNumber */
-		int			slot = GetNumberFromPGProc(proc);
-#else
-		/* a regular backend's slot is its BackendId - 1 */
-		int			backendId = *((volatile BackendId *) &proc->backendId);
-		int			slot = (backendId >= 1 && backendId <= MaxBackends) ? backendId - 1 : -1;
-#endif
+		int			slot = dbops_proc_status_slot(proc);
 
 		if (slot >= 0 && slot < nslots && array[slot].st_procpid == pid)
 		{

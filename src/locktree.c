@@ -67,6 +67,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "dbops.h"
 
 /* ----------------------------------------------------------------
@@ -204,94 +205,38 @@ lt_copy_lock(LtSnapshot *snap, const LOCK *lock, LtLock *lt)
 
 	/* number the wait queue */
 	pos = 0;
-#if PG_VERSION_NUM >= 160000
-	{
-		dlist_iter	iter;
-
-		dclist_foreach(iter, &lock->waitProcs)
-		{
-			PGPROC	   *proc = dlist_container(PGPROC, links, iter.cur);
-
-			snap->qpos[proc - allProcs] = pos++;
-		}
-	}
-#else
-	{
-		const PROC_QUEUE *queue = &lock->waitProcs;
-		PGPROC	   *proc = (PGPROC *) queue->links.next;
-
-		for (int i = 0; i < queue->size; i++)
-		{
-			snap->qpos[proc - allProcs] = pos++;
-			proc = (PGPROC *) proc->links.next;
-		}
-	}
-#endif
+	DBOPS_FOREACH_WAITER(lock, proc)
+		snap->qpos[proc - allProcs] = pos++;
+	DBOPS_FOREACH_END
 
 	/* the holders (and queued requesters) */
-#if PG_VERSION_NUM >= 160000
+	DBOPS_FOREACH_PROCLOCK(lock, proclock)
 	{
-		dlist_iter	iter;
+		PGPROC	   *proc = proclock->tag.myProc;
+		PGPROC	   *leader = proclock->groupLeader;
+		int			procno = proc - allProcs;
 
-		dlist_foreach(iter, &lock->procLocks)
+		if (snap->nholders < snap->maxholders)
 		{
-			PROCLOCK   *proclock = dlist_container(PROCLOCK, lockLink, iter.cur);
-#else
-	{
-		PROCLOCK   *proclock;
+			LtHolder   *h = &snap->holders[snap->nholders];
 
-		proclock = (PROCLOCK *) SHMQueueNext(&lock->procLocks, &lock->procLocks,
-											 offsetof(PROCLOCK, lockLink));
-		for (; proclock != NULL;
-			 proclock = (PROCLOCK *) SHMQueueNext(&lock->procLocks, &proclock->lockLink,
-												  offsetof(PROCLOCK, lockLink)))
-		{
-#endif
-			PGPROC	   *proc = proclock->tag.myProc;
-			PGPROC	   *leader = proclock->groupLeader;
-			int			procno = proc - allProcs;
-
-			if (snap->nholders < snap->maxholders)
-			{
-				LtHolder   *h = &snap->holders[snap->nholders];
-
-				h->procno = procno;
-				h->leaderno = leader - allProcs;
-				h->pid = leader->pid;
-				h->xid = leader->xid;
-				h->holdMask = proclock->holdMask;
-				h->waitMode = (proc->waitLock == lock) ? proc->waitLockMode : NoLock;
-				h->queuepos = snap->qpos[procno];
-			}
-			snap->nholders++;
-			lt->count++;
+			h->procno = procno;
+			h->leaderno = leader - allProcs;
+			h->pid = leader->pid;
+			h->xid = leader->xid;
+			h->holdMask = proclock->holdMask;
+			h->waitMode = (proc->waitLock == lock) ? proc->waitLockMode : NoLock;
+			h->queuepos = snap->qpos[procno];
 		}
+		snap->nholders++;
+		lt->count++;
 	}
+	DBOPS_FOREACH_END
 
 	/* reset the queue numbering for the next lock */
-#if PG_VERSION_NUM >= 160000
-	{
-		dlist_iter	iter;
-
-		dclist_foreach(iter, &lock->waitProcs)
-		{
-			PGPROC	   *proc = dlist_container(PGPROC, links, iter.cur);
-
-			snap->qpos[proc - allProcs] = -1;
-		}
-	}
-#else
-	{
-		const PROC_QUEUE *queue = &lock->waitProcs;
-		PGPROC	   *proc = (PGPROC *) queue->links.next;
-
-		for (int i = 0; i < queue->size; i++)
-		{
-			snap->qpos[proc - allProcs] = -1;
-			proc = (PGPROC *) proc->links.next;
-		}
-	}
-#endif
+	DBOPS_FOREACH_WAITER(lock, proc)
+		snap->qpos[proc - allProcs] = -1;
+	DBOPS_FOREACH_END
 }
 
 /*
@@ -828,7 +773,7 @@ lt_state_name(BackendState state)
 			return "idle in transaction (aborted)";
 		case STATE_DISABLED:
 			return "disabled";
-		case STATE_UNDEFINED:
+		default:				/* STATE_UNDEFINED, 18's STATE_STARTING */
 			break;
 	}
 	return NULL;

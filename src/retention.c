@@ -31,6 +31,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "dbops.h"
 #include "retention_exec.h"
 
@@ -204,7 +205,7 @@ dbops_purge_busy_sessions(PG_FUNCTION_ARGS)
 
 	for (int i = 1; i <= nbackends; i++)
 	{
-		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		LocalPgBackendStatus *local = dbops_local_beentry(i);
 		PgBackendStatus *be;
 
 		if (local == NULL)
