@@ -966,28 +966,6 @@ bloat_relkind_has_pages(char relkind)
 		relkind == RELKIND_TOASTVALUE || relkind == RELKIND_INDEX;
 }
 
-/* Any relation kind, for a message. */
-static const char *
-relkind_name(char relkind)
-{
-	switch (relkind)
-	{
-		case RELKIND_VIEW:
-			return "view";
-		case RELKIND_FOREIGN_TABLE:
-			return "foreign table";
-		case RELKIND_PARTITIONED_TABLE:
-			return "partitioned table";
-		case RELKIND_PARTITIONED_INDEX:
-			return "partitioned index";
-		case RELKIND_SEQUENCE:
-			return "sequence";
-		case RELKIND_COMPOSITE_TYPE:
-			return "composite type";
-	}
-	return kind_name(relkind, false);
-}
-
 /*
  * The error for a named relation of a kind without pages; "changed" when it
  * was of a kind with pages until dbops.bloat() got its lock.
@@ -1003,7 +981,7 @@ refuse_relkind(const char *relname, char relkind, bool changed)
 				 errmsg("\"%s\" is not a table, materialized view, TOAST table or index",
 						relname),
 				 errdetail("It changed while dbops.bloat() waited for its lock: it is now a %s.",
-						   relkind_name(relkind)),
+						   dbops_relkind_name(relkind)),
 				 errhint("Bloat is measured on relations with storage.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -1366,7 +1344,7 @@ bloat_one(BloatTarget *t, BloatMethod method, int64 *budget, double ci_width,
 		if (t->named)
 			refuse_relkind(RelationGetRelationName(rel), now, true);
 		row->method = method_names[method];
-		appendStringInfo(&row->note, "skipped: changed meanwhile (now a %s)", relkind_name(now));
+		appendStringInfo(&row->note, "skipped: changed meanwhile (now a %s)", dbops_relkind_name(now));
 		relation_close(rel, AccessShareLock);
 		return;
 	}

@@ -8,6 +8,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_class.h"
 #include "common/int.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
@@ -95,4 +96,34 @@ dbops_interval_usecs(const Interval *iv, int64 *usecs)
 		return false;
 	*usecs = total;
 	return true;
+}
+
+/* A relation kind (pg_class.relkind) in words, for messages. */
+const char *
+dbops_relkind_name(char relkind)
+{
+	switch (relkind)
+	{
+		case RELKIND_RELATION:
+			return "table";
+		case RELKIND_PARTITIONED_TABLE:
+			return "partitioned table";
+		case RELKIND_INDEX:
+			return "index";
+		case RELKIND_PARTITIONED_INDEX:
+			return "partitioned index";
+		case RELKIND_VIEW:
+			return "view";
+		case RELKIND_MATVIEW:
+			return "materialized view";
+		case RELKIND_FOREIGN_TABLE:
+			return "foreign table";
+		case RELKIND_SEQUENCE:
+			return "sequence";
+		case RELKIND_COMPOSITE_TYPE:
+			return "composite type";
+		case RELKIND_TOASTVALUE:
+			return "TOAST table";
+	}
+	return "relation of another kind";
 }

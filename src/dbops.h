@@ -21,6 +21,7 @@ extern void dbops_health_init(void);
 #define DBOPS_ECHO_CHARS 64
 extern char *dbops_echo(const char *s, int len, int maxchars);
 extern char *dbops_bounded(const char *s, int maxchars);
+extern const char *dbops_relkind_name(char relkind);
 
 /* An interval in microseconds; false if it does not fit (dbops.c). */
 extern bool dbops_interval_usecs(const Interval *iv, int64 *usecs);

@@ -114,31 +114,6 @@ dbops_retention_time_type_ok(Oid typid)
 	return typid == TIMESTAMPTZOID || typid == TIMESTAMPOID || typid == DATEOID;
 }
 
-static const char *
-relkind_name(char relkind)
-{
-	switch (relkind)
-	{
-		case RELKIND_VIEW:
-			return "view";
-		case RELKIND_MATVIEW:
-			return "materialized view";
-		case RELKIND_FOREIGN_TABLE:
-			return "foreign table";
-		case RELKIND_INDEX:
-		case RELKIND_PARTITIONED_INDEX:
-			return "index";
-		case RELKIND_SEQUENCE:
-			return "sequence";
-		case RELKIND_COMPOSITE_TYPE:
-			return "composite type";
-		case RELKIND_TOASTVALUE:
-			return "TOAST table";
-		default:
-			return "relation of another kind";
-	}
-}
-
 #define HINT_NOT_A_TABLE \
 	"The purge acts on plain and partitioned tables only, with the rights of the table's owner, and only while the role in created_by has them; remove the policy with dbops.remove_retention_policy()."
 #define HINT_CREATED_BY \
@@ -293,7 +268,7 @@ dbops_retention_problem_of(Oid relid, const char *created_by,
 	{
 		set_problem(problem, "skipped", ERRCODE_WRONG_OBJECT_TYPE,
 					psprintf("%s is a %s, not a table: it is not read",
-							 name, relkind_name(relkind)),
+							 name, dbops_relkind_name(relkind)),
 					HINT_NOT_A_TABLE);
 		return false;
 	}
