@@ -169,36 +169,6 @@ SELECT * FROM pg_temp.supers();
 TRUNCATE public.sec_ret_log;
 
 -- ---------------------------------------------------------------------------
--- (c) the owner turns its policy table into a view whose _RETURN rule calls
--- its function: neither the purge nor the health check (nor the SECURITY
--- DEFINER health_snapshot()) may read it
--- ---------------------------------------------------------------------------
-CREATE TABLE public.sec_ret_view (id int, at timestamptz NOT NULL);
-CREATE INDEX sec_ret_view_at ON public.sec_ret_view (at);
-ALTER TABLE public.sec_ret_view OWNER TO sec_ret_owner;
-SET ROLE sec_ret_owner;
-SELECT dbops.add_retention_policy('sec_ret_view', 'at', '1 day') > 0 AS added;
-DROP INDEX public.sec_ret_view_at;
-VACUUM public.sec_ret_view;
-CREATE RULE "_RETURN" AS ON SELECT TO public.sec_ret_view DO INSTEAD
-    SELECT 1 AS id, now() - interval '1 year' AS at
-     WHERE public.sec_ret_trap('_RETURN rule', 'sec_ret_owner');
-RESET ROLE;
-SELECT relkind FROM pg_class WHERE oid = 'public.sec_ret_view'::regclass;
-CALL dbops.purge('sec_ret_view');
-SELECT status, sqlstate, message FROM dbops.purge_runs
- WHERE relation = 'sec_ret_view' ORDER BY run_id DESC LIMIT 1;
-SELECT substring(detail FROM 'sec_ret_view: [^;]*') AS retention_check
-  FROM dbops.health() WHERE check_name = 'retention';
-SELECT count(*) AS previewed FROM dbops.purge_preview('sec_ret_view');
-SELECT inserted > 0 AS snapshot_taken FROM dbops.health_snapshot();
-SELECT substring(detail FROM 'sec_ret_view: [^;]*') AS snapshot_retention
-  FROM dbops.health_history WHERE check_name = 'retention' ORDER BY taken_at DESC LIMIT 1;
-SELECT * FROM pg_temp.trapped();
-SELECT * FROM pg_temp.supers();
-SELECT dbops.remove_retention_policy('sec_ret_view');
-
--- ---------------------------------------------------------------------------
 -- (d) a role that may write dbops.retention_policies points policies at a
 -- temporary view and a temporary table of its own
 -- ---------------------------------------------------------------------------
@@ -516,7 +486,6 @@ DROP TABLE public.sec_ret_victim, public.sec_ret_mine, public.sec_ret_lost, publ
     public.sec_ret_mixed_1999, public.sec_ret_mixed_2000;
 DROP FUNCTION sec_ret_att.trig();
 DROP SCHEMA sec_ret_att;
-DROP VIEW public.sec_ret_view;
 DROP FUNCTION sec_ret_own.sec_ret_trig_fn();
 SET client_min_messages = warning;
 DROP SCHEMA sec_ret_evil CASCADE;

@@ -28,6 +28,7 @@ COMMENT ON COLUMN dbops.reaper_policies.keep_min IS
     'Leave at least this many idle sessions matched by this policy (oldest idle reaped first)';
 GRANT SELECT ON dbops.reaper_policies TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('dbops.reaper_policies', '');
+SELECT pg_catalog.pg_extension_config_dump('dbops.reaper_policies_id_seq', '');
 
 -- Validates a policy when it is written, with an error that says what to
 -- fix (the CHECK constraints above stay as the last line): a policy the
@@ -146,6 +147,7 @@ CREATE INDEX reaper_log_event_time_idx ON dbops.reaper_log (event_time);
 REVOKE ALL ON dbops.reaper_log FROM PUBLIC;
 GRANT SELECT ON dbops.reaper_log TO pg_monitor;
 SELECT pg_catalog.pg_extension_config_dump('dbops.reaper_log', '');
+SELECT pg_catalog.pg_extension_config_dump('dbops.reaper_log_log_id_seq', '');
 
 CREATE FUNCTION dbops.reap_idle(
     idle_for interval,

@@ -20,6 +20,7 @@ COMMENT ON TABLE dbops.retention_policies IS
     'Retention policies: rows of relation older than now() - keep (by time_column) are purged by CALL dbops.purge()';
 GRANT SELECT ON dbops.retention_policies TO pg_monitor;
 SELECT pg_catalog.pg_extension_config_dump('dbops.retention_policies', '');
+SELECT pg_catalog.pg_extension_config_dump('dbops.retention_policies_policy_id_seq', '');
 
 -- created_by is the role a policy acts for: CALL dbops.purge() touches the
 -- table only while that role has the privileges of the table's owner.  A
@@ -77,6 +78,8 @@ CREATE INDEX ON dbops.purge_runs (finished);
 COMMENT ON TABLE dbops.purge_runs IS
     'One row per policy per CALL dbops.purge(); kept for dbops.purge_runs_keep';
 GRANT SELECT ON dbops.purge_runs TO pg_monitor;
+SELECT pg_catalog.pg_extension_config_dump('dbops.purge_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('dbops.purge_runs_run_id_seq', '');
 
 INSERT INTO dbops.health_thresholds (check_name, warning, critical) VALUES
     ('retention', 1, NULL);

@@ -40,7 +40,6 @@ start_cluster() {
 		echo "listen_addresses = '127.0.0.1'"
 		echo "unix_socket_directories = '$dir'"
 		echo "shared_preload_libraries = 'pg_cron,dbops'"
-		echo "max_prepared_transactions = 10"
 		echo "fsync = off"
 		for line in "$@"; do echo "$line"; done
 	} >>"$dir/data/postgresql.conf"

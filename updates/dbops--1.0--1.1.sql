@@ -293,6 +293,11 @@ CREATE TRIGGER reaper_policies_validate
 -- refuse cannot stop the reaper: an idle_timeout too long to count never
 -- fires, an application_name pattern LIKE refuses matches no session.
 
+-- pg_dump keeps the policy and log sequences with their tables (1.0 dumped
+-- the rows only: a restored database handed out ids already taken).
+SELECT pg_catalog.pg_extension_config_dump('dbops.reaper_policies_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('dbops.reaper_log_log_id_seq', '');
+
 -- --------------------------------------------------------------- ledger.sql
 
 -- Every function pins search_path = pg_catalog, pg_temp and names everything
@@ -2330,6 +2335,13 @@ $$;
 
 REVOKE ALL ON FUNCTION dbops._purge_start(regclass, boolean, text),
     dbops._purge_step(dbops._purge_state) FROM PUBLIC;
+
+-- pg_dump keeps the purge history and the policy and run sequences (1.0
+-- dumped the policy rows only: a restored database handed out ids already
+-- taken, and lost its purge history).
+SELECT pg_catalog.pg_extension_config_dump('dbops.retention_policies_policy_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('dbops.purge_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('dbops.purge_runs_run_id_seq', '');
 
 -- ------------------------------------------------------------- schedule.sql
 

@@ -29,8 +29,9 @@ ok( $node->poll_query_until('postgres', q{
 SELECT count(*) = 1 FROM pg_stat_activity
 WHERE backend_type = 'dbops ledger event writer' AND wait_event_type = 'Lock'}),
 	'the worker recording the failed attempt waits for the lock');
-is($node->safe_psql('postgres', "SELECT wait_event FROM pg_stat_activity WHERE pid = $pid"),
-	'BgWorkerShutdown', 'the caller waits for the worker');
+# (the wait event is BgWorkerShutdown up to 16, BgworkerShutdown from 17 on)
+is($node->safe_psql('postgres', "SELECT lower(wait_event) FROM pg_stat_activity WHERE pid = $pid"),
+	'bgworkershutdown', 'the caller waits for the worker');
 
 is($node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)"), 't', 'cancel the caller');
 

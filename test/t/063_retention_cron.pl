@@ -3,8 +3,8 @@
 # search_path to a schema of its own first (ALTER DATABASE ... SET
 # search_path = evil, pg_catalog, public), where functions, operators and a
 # domain shadow those retention uses; its policy table has a BEFORE DELETE
-# trigger, and another of its policy tables became a view whose _RETURN rule
-# calls its function.  Every trap records who ran it and tries to make the
+# trigger, and (up to 15, where a table can still become a view) another of
+# its policy tables became a view whose _RETURN rule calls its function.  Every trap records who ran it and tries to make the
 # owner superuser.  The jobs run in pg_cron's background workers, which pick
 # up the database's search_path.
 use strict;
@@ -99,14 +99,18 @@ $$;
 CREATE TRIGGER ev_trig BEFORE DELETE ON public.ev FOR EACH ROW EXECUTE FUNCTION public.ev_trig();
 SELECT dbops.add_retention_policy('ev', 'at', '30 days');
 
--- a policy table that becomes a view
+});
+# a policy table that becomes a view (16 and later refuse ON SELECT rules on
+# tables)
+my $with_view = $node->pg_version < 16;
+$node->safe_psql('app', q{
 CREATE TABLE public.gone (id int, at timestamptz NOT NULL);
 SELECT dbops.add_retention_policy('gone', 'at', '1 day');
 CREATE RULE "_RETURN" AS ON SELECT TO public.gone DO INSTEAD
     SELECT 1 AS id, pg_catalog.now() - interval '1 year' AS at WHERE evil.trap('_RETURN rule');
-
-ALTER DATABASE app SET search_path = evil, pg_catalog, public;
-});
+}) if $with_view;
+$node->safe_psql('app', q{ALTER DATABASE app SET search_path = evil, pg_catalog, public});
+my $policies = $with_view ? 2 : 1;
 
 # the superuser's jobs, as dbops.schedule() would make them
 $node->safe_psql('postgres', q{
@@ -116,8 +120,8 @@ SELECT cron.schedule_in_database('seen', '* * * * *', 'INSERT INTO evil.seen SEL
 });
 
 ok( $node->poll_query_until('app',
-		"SELECT count(DISTINCT relation) = 2 FROM dbops.purge_runs WHERE finished IS NOT NULL", 't'),
-	'the scheduled purge ran both policies');
+		"SELECT count(DISTINCT relation) = $policies FROM dbops.purge_runs WHERE finished IS NOT NULL", 't'),
+	'the scheduled purge ran every policy');
 ok( $node->poll_query_until('app',
 		"SELECT count(*) > 0 FROM dbops.health_history WHERE check_name = 'retention'", 't'),
 	'the scheduled health snapshot ran');
@@ -139,15 +143,15 @@ is( $node->safe_psql('app',
 	'only the trigger ran, as the table owner; no shadowing function, operator, domain or rule ran');
 is( $node->safe_psql('app',
 		"SELECT string_agg(relation || ' ' || status || ' ' || rows_deleted, ', ' ORDER BY relation) FROM (SELECT DISTINCT ON (relation) * FROM dbops.purge_runs WHERE finished IS NOT NULL ORDER BY relation, run_id) r"),
-	'ev done 11, gone skipped 0',
-	'ev purged, the view refused');
+	$with_view ? 'ev done 11, gone skipped 0' : 'ev done 11',
+	'ev purged' . ($with_view ? ', the view refused' : ''));
 like( $node->safe_psql('app', "SELECT message FROM dbops.purge_runs WHERE relation = 'gone' LIMIT 1"),
-	qr/public\.gone is a view, not a table: it is not read/, 'the run says why');
+	qr/public\.gone is a view, not a table: it is not read/, 'the run says why') if $with_view;
 is($node->safe_psql('app', "SELECT count(*) FROM public.ev"), '29', 'the young rows are all there');
 like( $node->safe_psql('app',
 		"SELECT detail FROM dbops.health_history WHERE check_name = 'retention' ORDER BY taken_at DESC LIMIT 1"),
 	qr/public\.gone: public\.gone is a view, not a table: it is not read/,
-	'the snapshot reports the view without reading it');
+	'the snapshot reports the view without reading it') if $with_view;
 
 $node->stop;
 done_testing();
