@@ -25,7 +25,7 @@ DATA_built  = dbops--$(EXTVERSION).sql
 DATA        = updates/dbops--1.0.sql $(wildcard updates/dbops--*--*.sql)
 EXTRA_CLEAN = dbops--$(EXTVERSION).sql
 
-PG_CPPFLAGS = -I$(srcdir)/src
+PG_CPPFLAGS = -I$(srcdir)/src -DDBOPS_VERSION='"$(EXTVERSION)"'
 
 REGRESS       = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS  = --load-extension=dbops

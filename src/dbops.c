@@ -8,12 +8,20 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
 #include "common/int.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/rel.h"
 
 #include "dbops.h"
 
@@ -126,4 +134,32 @@ dbops_relkind_name(char relkind)
 			return "TOAST table";
 	}
 	return "relation of another kind";
+}
+
+/* The installed version of dbops in this database differs from the library's. */
+bool
+dbops_catalog_outdated(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		outdated = false;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("dbops"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		version = heap_getattr(tup, Anum_pg_extension_extversion,
+										   RelationGetDescr(rel), &isnull);
+
+		outdated = !isnull && strcmp(TextDatumGetCString(version), DBOPS_VERSION) != 0;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return outdated;
 }

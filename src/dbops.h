@@ -23,6 +23,15 @@ extern char *dbops_echo(const char *s, int len, int maxchars);
 extern char *dbops_bounded(const char *s, int maxchars);
 extern const char *dbops_relkind_name(char relkind);
 
+/*
+ * Whether this database's dbops catalog is at another version than the
+ * library (DBOPS_VERSION, the Makefile's EXTVERSION): a package upgrade
+ * before ALTER EXTENSION dbops UPDATE.  The library's messages then say so.
+ */
+extern bool dbops_catalog_outdated(void);
+#define DBOPS_OUTDATED_HINT \
+	"This database's dbops catalog is older than its library: run ALTER EXTENSION dbops UPDATE."
+
 /* An interval in microseconds; false if it does not fit (dbops.c). */
 extern bool dbops_interval_usecs(const Interval *iv, int64 *usecs);
 

@@ -413,6 +413,8 @@ run_check(const DbopsCheck *check, DbopsCheckResult *res)
 			dbops_check_unknown(res, "check failed: %s", dbops_bounded(edata->message, 200));
 			if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
 				appendStringInfoString(&res->hint, "The check could not get a lock within dbops.health_check_timeout; run it again, or find the session holding the lock.");
+			else if (edata->hint != NULL)
+				appendStringInfoString(&res->hint, dbops_bounded(edata->hint, 400));
 		}
 		FreeErrorData(edata);
 	}

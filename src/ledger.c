@@ -662,6 +662,20 @@ ledger_collect_args(FunctionCallInfo fcinfo, text **fields)
 {
 	for (int i = 0; i < LF_NFIELDS; i++)
 		fields[i] = PG_ARGISNULL(i) ? NULL : PG_GETARG_TEXT_PP(i);
+
+	/*
+	 * 1.0's SQL always passes who the caller is, but these functions are
+	 * open to PUBLIC in 1.0: a direct call may leave the users out (then the
+	 * event names the caller) or pass an address that is not one (refused
+	 * here, in the caller, rather than failing the writer's insert).
+	 */
+	if (fields[LF_USERNAME] == NULL)
+		fields[LF_USERNAME] = cstring_to_text(GetUserNameFromId(GetUserId(), false));
+	if (fields[LF_SESSION_USER] == NULL)
+		fields[LF_SESSION_USER] = cstring_to_text(GetUserNameFromId(GetSessionUserId(), false));
+	if (fields[LF_CLIENT_ADDR] != NULL)
+		(void) DirectFunctionCall1(inet_in,
+								   CStringGetDatum(text_to_cstring(fields[LF_CLIENT_ADDR])));
 }
 
 PG_FUNCTION_INFO_V1(dbops_migration_record_failure);

@@ -227,11 +227,53 @@ dbops_purge_busy_sessions(PG_FUNCTION_ARGS)
  */
 PG_FUNCTION_INFO_V1(dbops_purge_lock);
 
+/*
+ * Under a 1.0 catalog, CALL dbops.purge() computes the policy's cutoff in SQL
+ * right after taking its lock, and a keep 1.0 accepted but no timestamp can
+ * hold fails it with a bare "timestamp out of range".  Refuse such a policy
+ * here instead, naming it (1.1 checks its limits itself and skips it).
+ */
+static void
+purge_check_old_policy(int32 policy)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(policy)};
+	RetentionProblem problem;
+
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT p.keep, p.relation::pg_catalog.text "
+							  "FROM dbops.retention_policies p "
+							  "WHERE p.policy_id OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, values, NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		keep = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull && !dbops_retention_limits_problem(DatumGetIntervalP(keep), NULL, &problem))
+		{
+			char	   *rel = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+
+			ereport(ERROR,
+					(errcode(problem.sqlerrcode),
+					 errmsg("retention policy %d on %s cannot be purged: %s",
+							policy, dbops_bounded(rel, DBOPS_ECHO_CHARS), problem.message),
+					 errhint("Set a shorter keep with dbops.alter_retention_policy(); %s "
+							 "(1.1 skips such a policy and purges the others).",
+							 DBOPS_OUTDATED_HINT)));
+		}
+	}
+	SPI_finish();
+}
+
 Datum
 dbops_purge_lock(PG_FUNCTION_ARGS)
 {
 	int32		policy = PG_GETARG_INT32(0);
 	bool		got;
+
+	if (dbops_catalog_outdated())
+		purge_check_old_policy(policy);
 
 	if (purge_locked_policy != 0)
 		ereport(ERROR,
