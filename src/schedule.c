@@ -711,15 +711,20 @@ cron_parse_or_error(const char *schedule, CronSpec *spec)
 	cron_syntax_loaded(&syn);
 	err = cron_parse(schedule, spec, &syn);
 	if (err)
+	{
+		/* (read before the report: no catalog access while it is built) */
+		bool		outdated = dbops_catalog_outdated();
+
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid cron schedule \"%s\"", cron_echo(schedule, -1)),
 				 errdetail("%s.", err),
-				 dbops_catalog_outdated() ?
+				 outdated ?
 				 errhint("%s %s", CRON_SCHEDULE_HINT,
 						 "If this schedule is a pg_cron job's read by dbops.jobs: " DBOPS_OUTDATED_HINT
 						 " (1.1 lists such a job without a next run).") :
 				 errhint(CRON_SCHEDULE_HINT)));
+	}
 }
 
 /* The time zone named tzname, or raise 22023. */
