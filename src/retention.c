@@ -222,12 +222,6 @@ dbops_purge_busy_sessions(PG_FUNCTION_ARGS)
 }
 
 /*
- * dbops._purge_lock(policy_id int): take the policy's session advisory lock
- * without waiting; false when another session holds it.
- */
-PG_FUNCTION_INFO_V1(dbops_purge_lock);
-
-/*
  * Under a 1.0 catalog, CALL dbops.purge() computes the policy's cutoff in SQL
  * right after taking its lock, and a keep 1.0 accepted but no timestamp can
  * hold fails it with a bare "timestamp out of range".  Refuse such a policy
@@ -265,6 +259,13 @@ purge_check_old_policy(int32 policy)
 	}
 	SPI_finish();
 }
+
+/*
+ * dbops._purge_lock(policy_id int): take the policy's session advisory lock
+ * without waiting; false when another session holds it.  Under an outdated
+ * catalog it first refuses a policy 1.0's SQL could not purge.
+ */
+PG_FUNCTION_INFO_V1(dbops_purge_lock);
 
 Datum
 dbops_purge_lock(PG_FUNCTION_ARGS)
