@@ -110,6 +110,13 @@ ok( $node->poll_query_until('src',
 		"SELECT count(*) = 1 FROM dbops.reaper_log WHERE pid = $idle_pid AND source = 'reap_idle'"),
 	'the worker copied the event into dbops.reaper_log');
 
+# dbops.scheduled_jobs: dbops.schedule() writes it in pg_cron's database
+# (postgres here, kept out of the dump); src gets the row schedule() writes
+is( $node->safe_psql('src', q{
+INSERT INTO dbops.scheduled_jobs (job_name, username, database, schedule, command)
+VALUES ('dbops-purge', 'postgres', 'src', '*/5 * * * *', 'CALL dbops.purge()')
+RETURNING job_name}), 'dbops-purge', 'a scheduled job is recorded');
+
 # the migration ledger: a baseline, applied versions, one rolled back, one
 # failed attempt
 my %body = (
