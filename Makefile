@@ -42,8 +42,8 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# Every capability includes the shared header: a change to it rebuilds all.
-$(OBJS): src/dbops.h src/compat.h
+# A change to a header rebuilds every object.
+$(OBJS): $(wildcard src/*.h)
 
 dbops--$(EXTVERSION).sql: $(wildcard $(SQL_PARTS))
 	cat $^ > $@

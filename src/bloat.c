@@ -93,8 +93,8 @@
 #include "dbops.h"
 
 /* GUCs */
-int			dbops_bloat_max_pages = 20000;
-int			dbops_bloat_health_pages = 250;
+static int			dbops_bloat_max_pages = 20000;
+static int			dbops_bloat_health_pages = 250;
 
 /* auto: relations up to this many pages are read in full */
 #define BLOAT_AUTO_EXACT_PAGES	1280

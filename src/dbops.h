@@ -1,8 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * dbops.h
- *	  What the dbops capabilities share: module init hooks, the health-check
- *	  registry contract and small helpers.
+ *	  The contract the dbops capabilities share, grouped by the file that
+ *	  defines each part: message helpers (dbops.c), the health-check
+ *	  contract (health.c), running as a table's owner (secure.c), and each
+ *	  capability's init hook and health check.  A capability's GUC variables
+ *	  are static in its own file; livestatus.h and retention_exec.h are the
+ *	  headers of the files only some capabilities use.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,8 +18,7 @@
 #include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 
-/* Module init hooks, one per capability, called from _PG_init(). */
-extern void dbops_health_init(void);
+/* dbops.c: helpers for messages and limits */
 
 /* What a message quotes of a caller's input: at most this many characters. */
 #define DBOPS_ECHO_CHARS 64
@@ -136,34 +139,36 @@ typedef struct DbopsLargeRel
 
 extern int	dbops_report_large_rels(const DbopsLargeRel **rels);
 
-/* Checks, by capability */
+/*
+ * Each capability's init hook (called from _PG_init() in dbops.c) and
+ * health check, by the file that defines them.
+ */
+
+/* health.c */
+extern void dbops_health_init(void);
 extern void dbops_check_connections(DbopsCheckResult *res);
 
-/* reaper (src/reaper.c) */
+/* bloat.c */
+extern void dbops_bloat_init(void);
+extern void dbops_check_bloat(DbopsCheckResult *res);
+
+/* ledger.c */
+extern void dbops_ledger_init(void);
+extern void dbops_check_migrations(DbopsCheckResult *res);
+
+/* locktree.c */
+extern void dbops_check_lock_waits(DbopsCheckResult *res);
+
+/* reaper.c */
 extern void dbops_reaper_init(void);
 extern void dbops_check_reaper(DbopsCheckResult *res);
 
-/* lock tree (locktree.c) */
-extern void dbops_check_lock_waits(DbopsCheckResult *res);
+/* retention.c */
+extern void dbops_retention_init(void);
+extern void dbops_check_retention(DbopsCheckResult *res);
 
-/* scheduling (schedule.c) */
+/* schedule.c */
 extern void dbops_check_cron_failures(DbopsCheckResult *res);
-
-/*
- * live backend status (livestatus.c; shared by the reaper and the lock tree):
- * entries of PostgreSQL's backend status array read one at a time with the
- * st_changecount protocol, instead of pgstat's copy of every slot.
- */
-struct PGPROC;
-struct PgBackendStatus;
-extern volatile struct PgBackendStatus *dbops_backend_status_array(int *nslots);
-extern void dbops_read_backend_status_slot(volatile struct PgBackendStatus *be,
-										   struct PgBackendStatus *out,
-										   char *appname, char *activity);
-extern bool dbops_read_backend_status(int pid, const struct PGPROC *proc,
-									  struct PgBackendStatus *out,
-									  char *appname, char *activity);
-extern Datum dbops_activity_text(const char *activity);
 
 /*
  * secure.c: the search_path every privileged query runs under, and running
@@ -181,32 +186,5 @@ typedef struct DbopsUserContext
 extern void dbops_worker_pin_search_path(void);
 extern void dbops_become_owner(Oid owner, DbopsUserContext *ctx);
 extern void dbops_restore_user(DbopsUserContext *ctx);
-
-/* GUCs */
-extern int	dbops_health_check_timeout;
-extern bool dbops_health_timing;
-
-/* bloat */
-extern void dbops_bloat_init(void);
-extern void dbops_check_bloat(DbopsCheckResult *res);
-extern int	dbops_bloat_max_pages;
-extern int	dbops_bloat_health_pages;
-
-/* ledger */
-extern void dbops_ledger_init(void);
-extern void dbops_check_migrations(DbopsCheckResult *res);
-extern bool dbops_migration_allow_out_of_order;
-
-/* retention */
-extern void dbops_retention_init(void);
-extern void dbops_check_retention(DbopsCheckResult *res);
-extern int	dbops_purge_batch_target;
-extern int	dbops_purge_batch_max;
-extern int	dbops_purge_lock_timeout;
-extern int	dbops_purge_lock_retries;
-extern int	dbops_purge_max_replica_lag;
-extern int	dbops_purge_runs_keep;
-extern int	dbops_retention_slack;
-extern double dbops_purge_yield;
 
 #endif							/* DBOPS_H */

@@ -120,8 +120,8 @@ static const DbopsCheck dbops_checks[] = {
 
 #define NUM_DBOPS_CHECKS lengthof(dbops_checks)
 
-int			dbops_health_check_timeout = 2000;
-bool		dbops_health_timing = false;
+static int			dbops_health_check_timeout = 2000;
+static bool		dbops_health_timing = false;
 
 static TimeoutId check_timeout_id = MAX_TIMEOUTS;
 static volatile sig_atomic_t check_timed_out = false;

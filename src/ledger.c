@@ -71,7 +71,7 @@
 
 #include "dbops.h"
 
-bool		dbops_migration_allow_out_of_order = false;
+static bool		dbops_migration_allow_out_of_order = false;
 static char *dbops_current_migration = NULL;
 
 /* the ledger lock: transaction-scoped advisory lock ('dbop', 1) */

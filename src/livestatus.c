@@ -27,6 +27,7 @@
 
 #include "compat.h"
 #include "dbops.h"
+#include "livestatus.h"
 
 /* The live array and its number of slots (regular backends, then aux). */
 volatile PgBackendStatus *

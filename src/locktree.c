@@ -69,6 +69,7 @@
 
 #include "compat.h"
 #include "dbops.h"
+#include "livestatus.h"
 
 /* ----------------------------------------------------------------
  * The raw snapshot, filled under the partition locks

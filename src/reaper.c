@@ -56,6 +56,7 @@
 #include "utils/varlena.h"
 
 #include "dbops.h"
+#include "livestatus.h"
 
 PGDLLEXPORT void dbops_reaper_main(Datum main_arg);
 

@@ -34,6 +34,9 @@ extern bool dbops_retention_problem_of(Oid relid, const char *created_by,
  * max_run_time stay far inside the range of timestamp and timestamptz
  * (4713 BC to 294276 AD) whatever the signs of the interval's parts.
  */
+/* dbops.purge_lock_timeout (retention.c), also used by retention_exec.c */
+extern int	dbops_purge_lock_timeout;
+
 #define DBOPS_RETENTION_MAX_YEARS	1000
 /* The largest batch_size: the largest dbops.purge_batch_max. */
 #define DBOPS_RETENTION_MAX_BATCH	10000000
