@@ -1440,6 +1440,9 @@ bloat_one(BloatTarget *t, BloatMethod method, int64 *budget, double ci_width,
 
 PG_FUNCTION_INFO_V1(dbops_bloat);
 
+/* the columns of dbops.bloat() */
+#define BLOAT_COLS 13
+
 Datum
 dbops_bloat(PG_FUNCTION_ARGS)
 {
@@ -1522,6 +1525,7 @@ dbops_bloat(PG_FUNCTION_ARGS)
 	}
 
 	InitMaterializedSRF(fcinfo, 0);
+	dbops_check_result_columns(fcinfo, ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc, BLOAT_COLS);
 
 	targets = collect_targets(relid);
 	ntargets = list_length(targets);
@@ -1567,8 +1571,8 @@ dbops_bloat(PG_FUNCTION_ARGS)
 	for (i = 0; i < ntargets; i++)
 	{
 		BloatRow   *row = &rows[i];
-		Datum		values[13];
-		bool		nulls[13] = {0};
+		Datum		values[BLOAT_COLS];
+		bool		nulls[BLOAT_COLS] = {0};
 
 		values[0] = ObjectIdGetDatum(row->relid);
 		values[1] = CStringGetTextDatum(row->kind);
@@ -1638,7 +1642,7 @@ target_size_cmp(const void *a, const void *b)
  * says what was not covered.  SPI is connected by the engine.
  */
 void
-dbops_check_bloat(DbopsCheckResult *res)
+dbops_check_bloat(DbopsReport *report, DbopsCheckResult *res)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	int			ncand;
@@ -1661,7 +1665,7 @@ dbops_check_bloat(DbopsCheckResult *res)
 	}
 
 	/* the candidates, from the pg_class scan the report's checks share */
-	nlarge = dbops_report_large_rels(&large);
+	nlarge = dbops_report_large_rels(report, &large);
 	ncand = 0;
 	cands = palloc0(sizeof(BloatTarget) * Max(nlarge, 1));
 	for (int i = 0; i < nlarge; i++)

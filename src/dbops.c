@@ -21,6 +21,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/regproc.h"
 #include "utils/rel.h"
 
 #include "dbops.h"
@@ -162,4 +163,23 @@ dbops_catalog_outdated(void)
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return outdated;
+}
+
+/*
+ * A function's SQL declaration returns ncolumns columns, as the C code that
+ * fills its rows expects.  A catalog of another version of dbops, or a
+ * function declared by hand over dbops's library, would otherwise have rows
+ * built against the wrong descriptor.
+ */
+void
+dbops_check_result_columns(FunctionCallInfo fcinfo, TupleDesc desc, int ncolumns)
+{
+	if (desc->natts == ncolumns)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("function %s returns %d columns, but dbops's library fills %d",
+					format_procedure(fcinfo->flinfo->fn_oid), desc->natts, ncolumns),
+			 errhint(dbops_catalog_outdated() ? DBOPS_OUTDATED_HINT :
+					 "The function's SQL declaration does not match the dbops library: declare it as the extension's install script does.")));
 }

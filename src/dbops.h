@@ -2,11 +2,14 @@
  *
  * dbops.h
  *	  The contract the dbops capabilities share, grouped by the file that
- *	  defines each part: message helpers (dbops.c), the health-check
- *	  contract (health.c), running as a table's owner (secure.c), and each
- *	  capability's init hook and health check.  A capability's GUC variables
- *	  are static in its own file; livestatus.h and retention_exec.h are the
- *	  headers of the files only some capabilities use.
+ *	  defines each part: message helpers and the result-shape check
+ *	  (dbops.c), the health-check contract (health.c), the large relations
+ *	  of a report (health_relations.c), running as a table's owner
+ *	  (secure.c), and each capability's init hook and health check.  A
+ *	  capability's GUC variables are static in its own file; healthkit.h
+ *	  (the checks' toolkit and the health families), livestatus.h and
+ *	  retention_exec.h are the headers of the files only some capabilities
+ *	  use.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,7 +18,9 @@
 
 #include "postgres.h"
 
+#include "access/tupdesc.h"
 #include "datatype/timestamp.h"
+#include "fmgr.h"
 #include "lib/stringinfo.h"
 
 /* dbops.c: helpers for messages and limits */
@@ -39,22 +44,34 @@ extern bool dbops_catalog_outdated(void);
 extern bool dbops_interval_usecs(const Interval *iv, int64 *usecs);
 
 /*
+ * Every C function returning rows or a record names the number of columns
+ * it fills and checks its SQL declaration against it, before it builds a
+ * row: a catalog of another version, or an altered one, gets an error.
+ */
+extern void dbops_check_result_columns(FunctionCallInfo fcinfo, TupleDesc desc, int ncolumns);
+
+/*
  * Health checks
  *
  * A check is a C function registered in dbops_checks[] (health.c) under its
  * name; dbops.health_thresholds holds one row per check with its warning and
  * critical thresholds and whether it is enabled.  Adding a check is:
  *
- *	 1. write "void dbops_check_foo(DbopsCheckResult *res)" in the file of its
- *		capability and declare it below;
+ *	 1. write "void dbops_check_foo(DbopsReport *report, DbopsCheckResult
+ *		*res)" in the file of its capability (a check of the health
+ *		capability's own: in the health_*.c file of its family) and declare
+ *		it below (healthkit.h for those of the families);
  *	 2. add one line { "foo", dbops_check_foo, DBOPS_HIGHER_IS_WORSE } to
  *		dbops_checks[] in health.c;
  *	 3. add its default thresholds row to the capability's SQL fragment.
  *
  * The engine runs each enabled check in its own subtransaction under
  * dbops.health_check_timeout (and a lock_timeout of the same length), with
- * SPI already connected, so a check may call SPI_execute() directly.  The
- * check reports through res:
+ * SPI already connected, so a check may call SPI_execute() directly; the
+ * toolkit of healthkit.h (kept plans, column readers, culprit lists,
+ * formatting) serves every check.  report is what the checks of one report
+ * share (the pg_class scan, the report's memory context); the check
+ * reports through res:
  *
  *	 - dbops_check_value(res, v, unit): the figure the thresholds apply to;
  *	   the engine grades it (ok / warning / critical) against res->warning
@@ -106,7 +123,10 @@ typedef struct DbopsCheckResult
 	StringInfoData hint;
 } DbopsCheckResult;
 
-typedef void (*DbopsCheckFunc) (DbopsCheckResult *res);
+/* the report a check runs in: what its checks share (healthkit.h) */
+typedef struct DbopsReport DbopsReport;
+
+typedef void (*DbopsCheckFunc) (DbopsReport *report, DbopsCheckResult *res);
 
 typedef struct DbopsCheck
 {
@@ -122,9 +142,9 @@ extern void dbops_check_unknown(DbopsCheckResult *res, const char *fmt,...) pg_a
 extern const char *dbops_status_name(DbopsStatus status);
 
 /*
- * Relations with storage (temporary ones left out) of at least
- * DBOPS_LARGE_REL_PAGES pages, from the one pg_class scan that the checks of
- * a health report share.  Valid for the rest of the report.
+ * health_relations.c: the relations with storage (temporary ones left out)
+ * of at least DBOPS_LARGE_REL_PAGES pages, from the one pg_class scan that
+ * the checks of a health report share.  Valid for the rest of the report.
  */
 #define DBOPS_LARGE_REL_PAGES 1280	/* 10 MB */
 
@@ -137,38 +157,37 @@ typedef struct DbopsLargeRel
 	int32		relpages;
 } DbopsLargeRel;
 
-extern int	dbops_report_large_rels(const DbopsLargeRel **rels);
+extern int	dbops_report_large_rels(DbopsReport *report, const DbopsLargeRel **rels);
 
 /*
  * Each capability's init hook (called from _PG_init() in dbops.c) and
  * health check, by the file that defines them.
  */
 
-/* health.c */
+/* health.c (the health capability's own checks: healthkit.h) */
 extern void dbops_health_init(void);
-extern void dbops_check_connections(DbopsCheckResult *res);
 
 /* bloat.c */
 extern void dbops_bloat_init(void);
-extern void dbops_check_bloat(DbopsCheckResult *res);
+extern void dbops_check_bloat(DbopsReport *report, DbopsCheckResult *res);
 
 /* ledger.c */
 extern void dbops_ledger_init(void);
-extern void dbops_check_migrations(DbopsCheckResult *res);
+extern void dbops_check_migrations(DbopsReport *report, DbopsCheckResult *res);
 
 /* locktree.c */
-extern void dbops_check_lock_waits(DbopsCheckResult *res);
+extern void dbops_check_lock_waits(DbopsReport *report, DbopsCheckResult *res);
 
 /* reaper.c */
 extern void dbops_reaper_init(void);
-extern void dbops_check_reaper(DbopsCheckResult *res);
+extern void dbops_check_reaper(DbopsReport *report, DbopsCheckResult *res);
 
 /* retention.c */
 extern void dbops_retention_init(void);
-extern void dbops_check_retention(DbopsCheckResult *res);
+extern void dbops_check_retention(DbopsReport *report, DbopsCheckResult *res);
 
 /* schedule.c */
-extern void dbops_check_cron_failures(DbopsCheckResult *res);
+extern void dbops_check_cron_failures(DbopsReport *report, DbopsCheckResult *res);
 
 /*
  * secure.c: the search_path every privileged query runs under, and running

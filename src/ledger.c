@@ -70,6 +70,7 @@
 #include "utils/syscache.h"
 
 #include "dbops.h"
+#include "healthkit.h"
 
 static bool		dbops_migration_allow_out_of_order = false;
 static char *dbops_current_migration = NULL;
@@ -1778,42 +1779,40 @@ dbops_migration_import(PG_FUNCTION_ARGS)
  * ------------------------------------------------------------------------
  */
 void
-dbops_check_migrations(DbopsCheckResult *res)
+dbops_check_migrations(DbopsReport *report, DbopsCheckResult *res)
 {
-	int			ret;
-	int			shown = 0;
+	static SPIPlanPtr plan = NULL;
+	SPITupleTable *tt;
 	int			nfailed = 0;
 	int			nrolled = 0;
+	DbopsCulprits shown;
 
-	ret = SPI_execute("WITH last AS ("
-					  "  SELECT DISTINCT ON (e.version) e.version, e.event, e.sqlstate, e.message"
-					  "  FROM dbops.migration_events e"
-					  "  ORDER BY e.version, e.event_id DESC) "
-					  "SELECT l.version,"
-					  "       CASE WHEN l.sqlstate OPERATOR(pg_catalog.=) 'DB001'::pg_catalog.text"
-					  "            THEN 'drifted'::pg_catalog.text ELSE 'failed'::pg_catalog.text END,"
-					  "       l.sqlstate, l.message"
-					  "  FROM last l WHERE l.event OPERATOR(pg_catalog.=) 'failed'::pg_catalog.text "
-					  "UNION ALL "
-					  "SELECT m.version, 'rolled back'::pg_catalog.text, NULL::pg_catalog.text,"
-					  "       NULL::pg_catalog.text"
-					  "  FROM dbops.migrations m"
-					  "  WHERE m.status OPERATOR(pg_catalog.=) 'rolled_back'::pg_catalog.text"
-					  "    AND NOT EXISTS (SELECT 1 FROM last l"
-					  "                    WHERE l.version OPERATOR(pg_catalog.=) m.version"
-					  "                      AND l.event OPERATOR(pg_catalog.=) 'failed'::pg_catalog.text) "
-					  "ORDER BY 1",
-					  true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read the migration ledger: %s", SPI_result_code_string(ret));
+	tt = dbops_kept_query(&plan,
+						  "WITH last AS ("
+						  "  SELECT DISTINCT ON (e.version) e.version, e.event, e.sqlstate, e.message"
+						  "  FROM dbops.migration_events e"
+						  "  ORDER BY e.version, e.event_id DESC) "
+						  "SELECT l.version,"
+						  "       CASE WHEN l.sqlstate OPERATOR(pg_catalog.=) 'DB001'::pg_catalog.text"
+						  "            THEN 'drifted'::pg_catalog.text ELSE 'failed'::pg_catalog.text END,"
+						  "       l.sqlstate, l.message"
+						  "  FROM last l WHERE l.event OPERATOR(pg_catalog.=) 'failed'::pg_catalog.text "
+						  "UNION ALL "
+						  "SELECT m.version, 'rolled back'::pg_catalog.text, NULL::pg_catalog.text,"
+						  "       NULL::pg_catalog.text"
+						  "  FROM dbops.migrations m"
+						  "  WHERE m.status OPERATOR(pg_catalog.=) 'rolled_back'::pg_catalog.text"
+						  "    AND NOT EXISTS (SELECT 1 FROM last l"
+						  "                    WHERE l.version OPERATOR(pg_catalog.=) m.version"
+						  "                      AND l.event OPERATOR(pg_catalog.=) 'failed'::pg_catalog.text) "
+						  "ORDER BY 1");
 
+	dbops_culprits_init(&shown, &res->detail, 10, "", "; ");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		char	   *version = SPI_getvalue(tup, desc, 1);
-		char	   *problem = SPI_getvalue(tup, desc, 2);
-		char	   *sqlstate = SPI_getvalue(tup, desc, 3);
+		char	   *version = dbops_col_cstring(tt, i, 1);
+		char	   *problem = dbops_col_text(tt, i, 2);
+		char	   *sqlstate = dbops_col_cstring(tt, i, 3);
 
 		CHECK_FOR_INTERRUPTS();
 
@@ -1822,22 +1821,20 @@ dbops_check_migrations(DbopsCheckResult *res)
 		else
 			nfailed++;
 		/* rows may hold anything a writer put there: print a bounded part */
-		if (shown++ < 10)
+		if (!dbops_culprit(&shown))
+			continue;
+		appendStringInfo(&res->detail, "%s %s",
+						 version ? ledger_echo(version) : "(null)", problem);
+		if (sqlstate)
 		{
-			appendStringInfo(&res->detail, "%s%s %s", shown > 1 ? "; " : "",
-							 version ? ledger_echo(version) : "(null)", problem);
-			if (sqlstate)
-			{
-				char	   *msg = SPI_getvalue(tup, desc, 4);
+			char	   *msg = dbops_col_cstring(tt, i, 4);
 
-				appendStringInfo(&res->detail, " (%s: %s)", ledger_echo(sqlstate),
-								 msg ? dbops_echo(msg, -1, 120) : "no message");
-			}
+			appendStringInfo(&res->detail, " (%s: %s)", ledger_echo(sqlstate),
+							 msg ? dbops_echo(msg, -1, 120) : "no message");
 		}
 	}
-	if (shown > 10)
-		appendStringInfo(&res->detail, "; and %d more", shown - 10);
-	if (shown == 0)
+	dbops_culprits_end(&shown);
+	if (shown.count == 0)
 		appendStringInfoString(&res->detail, "no failed, drifted or rolled back migration");
 
 	dbops_check_value(res, (double) (nfailed + nrolled), "versions");

@@ -1013,6 +1013,7 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
 	int			ndbs = 0;
 
 	InitMaterializedSRF(fcinfo, 0);
+	dbops_check_result_columns(fcinfo, ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc, LT_NCOLS);
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "dbops lock tree",
 								ALLOCSET_DEFAULT_SIZES);
@@ -1261,6 +1262,7 @@ dbops_cancel_blockers(PG_FUNCTION_ARGS)
 				 errhint("Give how long blocked sessions must have waited, e.g. '30 seconds'.")));
 
 	InitMaterializedSRF(fcinfo, 0);
+	dbops_check_result_columns(fcinfo, ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc, CB_NCOLS);
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "dbops cancel blockers",
 								ALLOCSET_DEFAULT_SIZES);
@@ -1420,7 +1422,7 @@ dbops_cancel_blockers(PG_FUNCTION_ARGS)
  * the most of them.
  */
 void
-dbops_check_lock_waits(DbopsCheckResult *res)
+dbops_check_lock_waits(DbopsReport *report, DbopsCheckResult *res)
 {
 	LtTree	   *tree = lt_build();
 	int			nwaiting = 0;

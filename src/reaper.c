@@ -1297,6 +1297,10 @@ PG_FUNCTION_INFO_V1(dbops_reap_idle);
 /*
  * dbops.reap_idle(idle_for, states, dry_run, action)
  */
+/* the columns of dbops.reap_idle() and of dbops.reaper_status() */
+#define REAP_IDLE_COLS 8
+#define REAPER_STATUS_COLS 13
+
 Datum
 dbops_reap_idle(PG_FUNCTION_ARGS)
 {
@@ -1396,6 +1400,7 @@ dbops_reap_idle(PG_FUNCTION_ARGS)
 	req.check_caller = true;
 
 	InitMaterializedSRF(fcinfo, 0);
+	dbops_check_result_columns(fcinfo, ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc, REAP_IDLE_COLS);
 
 	SPI_connect();
 	policies = load_policies(&npolicies);
@@ -1404,8 +1409,8 @@ dbops_reap_idle(PG_FUNCTION_ARGS)
 	foreach(lc, res.sessions)
 	{
 		ReaperSession *s = (ReaperSession *) lfirst(lc);
-		Datum		values[8];
-		bool		nulls[8] = {0};
+		Datum		values[REAP_IDLE_COLS];
+		bool		nulls[REAP_IDLE_COLS] = {0};
 		char	   *usename = GetUserNameFromId(s->roleid, true);
 		char	   *datname = get_database_name(s->dbid);
 		char		addr[REAPER_ADDR_LEN];
@@ -1447,6 +1452,7 @@ dbops_reaper_events(PG_FUNCTION_ARGS)
 
 	require_shared();
 	InitMaterializedSRF(fcinfo, 0);
+	dbops_check_result_columns(fcinfo, ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc, REAPER_EVENT_COLS);
 
 	LWLockAcquire(reaper_shared->lock, LW_SHARED);
 	upto = reaper_shared->next_seq;
@@ -1474,12 +1480,13 @@ dbops_reaper_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
 	ReaperStatus copy;
-	Datum		values[13];
-	bool		nulls[13] = {0};
+	Datum		values[REAPER_STATUS_COLS];
+	bool		nulls[REAPER_STATUS_COLS] = {0};
 
 	require_shared();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	dbops_check_result_columns(fcinfo, tupdesc, REAPER_STATUS_COLS);
 
 	LWLockAcquire(reaper_shared->lock, LW_SHARED);
 	copy = reaper_shared->st;
@@ -1520,7 +1527,7 @@ dbops_reaper_status(PG_FUNCTION_ARGS)
  * is not preloaded.
  */
 void
-dbops_check_reaper(DbopsCheckResult *res)
+dbops_check_reaper(DbopsReport *report, DbopsCheckResult *res)
 {
 	ReaperStatus copy;
 	TimestampTz now = GetCurrentTimestamp();

@@ -33,6 +33,7 @@
 
 #include "compat.h"
 #include "dbops.h"
+#include "healthkit.h"
 #include "retention_exec.h"
 
 /*
@@ -147,13 +148,16 @@ retention_xact_callback(XactEvent event, void *arg)
  */
 PG_FUNCTION_INFO_V1(dbops_purge_begin);
 
+/* the columns of dbops._purge_begin() */
+#define PURGE_BEGIN_COLS 8
+
 Datum
 dbops_purge_begin(PG_FUNCTION_ARGS)
 {
 	bool		dry_run = PG_ARGISNULL(0) ? false : PG_GETARG_BOOL(0);
 	TupleDesc	tupdesc;
-	Datum		values[8];
-	bool		nulls[8] = {0};
+	Datum		values[PURGE_BEGIN_COLS];
+	bool		nulls[PURGE_BEGIN_COLS] = {0};
 
 	if (!dry_run && RecoveryInProgress())
 		ereport(ERROR,
@@ -171,6 +175,7 @@ dbops_purge_begin(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	dbops_check_result_columns(fcinfo, tupdesc, PURGE_BEGIN_COLS);
 	tupdesc = BlessTupleDesc(tupdesc);
 
 	values[0] = Int32GetDatum(dbops_purge_batch_target);
@@ -308,21 +313,6 @@ dbops_purge_unlock(PG_FUNCTION_ARGS)
 }
 
 /*
- * At most max bytes of s (whole characters), "..." after a cut: messages of
- * past runs quoted in the check's detail.
- */
-static char *
-clip_message(const char *s, int max)
-{
-	int			len = strlen(s);
-	int			keep = pg_mbcliplen(s, len, max);
-
-	if (keep >= len)
-		return pstrdup(s);
-	return psprintf("%.*s...", keep, s);
-}
-
-/*
  * Whether policy's table has rows older than keep + slack, read as the
  * table's owner in a subtransaction, so that whatever the owner's table
  * does (an error in its row security policy, an index function) is that
@@ -382,7 +372,14 @@ retention_read_behind(Oid relid, const char *column, Datum cutoff, bool *behind)
 		/* a cancel (the user's, statement_timeout, the check's timeout) ends the check */
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
-		why = psprintf("not checked: %s", clip_message(edata->message, 200));
+		{
+			StringInfoData buf;
+
+			initStringInfo(&buf);
+			appendStringInfoString(&buf, "not checked: ");
+			dbops_append_clipped(&buf, edata->message, 200);
+			why = buf.data;
+		}
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -407,9 +404,10 @@ retention_read_behind(Oid relid, const char *column, Datum cutoff, bool *behind)
  * schema-qualified, whatever the caller's search_path.
  */
 void
-dbops_check_retention(DbopsCheckResult *res)
+dbops_check_retention(DbopsReport *report, DbopsCheckResult *res)
 {
-	int			ret;
+	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr run_plan = NULL;
 	uint64		npolicies;
 	int			problems = 0;
 	int			unreadable = 0;
@@ -428,57 +426,50 @@ dbops_check_retention(DbopsCheckResult *res)
 	args[1] = ObjectIdGetDatum((Oid) DBOPS_PURGE_LOCK_KEY);
 	now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 
-	ret = SPI_execute_with_args(
-								"SELECT p.relation::pg_catalog.oid, p.time_column, p.keep, p.created_by,"
-								"       c.oid IS NOT NULL AS present,"
-								"       c.oid IS NOT NULL AND pg_catalog.has_table_privilege(c.oid, 'SELECT') AS readable,"
-								"       r.status, r.sqlstate, r.message,"
-								"       r.status IS NULL"
-								"         AND p.created OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1) AS never_run,"
-								"       p.max_run_time, r.run_id, r.pid,"
-								"       EXISTS (SELECT FROM pg_catalog.pg_locks l"
-								"                WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'"
-								"                  AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d"
-								"                                                          WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
-								"                  AND l.classid OPERATOR(pg_catalog.=) $2"
-								"                  AND l.objid OPERATOR(pg_catalog.=) p.policy_id::pg_catalog.oid"
-								"                  AND l.objsubid OPERATOR(pg_catalog.=) 2::pg_catalog.int2"
-								"                  AND l.granted) AS purging"
-								"  FROM dbops.retention_policies p"
-								"  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relation"
-								"  LEFT JOIN LATERAL (SELECT r.run_id, r.status, r.sqlstate, r.message, r.pid FROM dbops.purge_runs r"
-								"                      WHERE r.policy_id OPERATOR(pg_catalog.=) p.policy_id"
-								"                      ORDER BY r.started DESC, r.run_id DESC LIMIT 1) r ON true"
-								" WHERE p.enabled"
-								" ORDER BY p.policy_id",
-								2, argtypes, args, NULL, true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read dbops.retention_policies: %s",
-			 SPI_result_code_string(ret));
-
-	policies = SPI_tuptable;
+	policies = dbops_kept_query_args(&plan,
+									 "SELECT p.relation::pg_catalog.oid, p.time_column, p.keep, p.created_by,"
+									 "       c.oid IS NOT NULL AS present,"
+									 "       c.oid IS NOT NULL AND pg_catalog.has_table_privilege(c.oid, 'SELECT') AS readable,"
+									 "       r.status, r.sqlstate, r.message,"
+									 "       r.status IS NULL"
+									 "         AND p.created OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1) AS never_run,"
+									 "       p.max_run_time, r.run_id, r.pid,"
+									 "       EXISTS (SELECT FROM pg_catalog.pg_locks l"
+									 "                WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'"
+									 "                  AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d"
+									 "                                                          WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
+									 "                  AND l.classid OPERATOR(pg_catalog.=) $2"
+									 "                  AND l.objid OPERATOR(pg_catalog.=) p.policy_id::pg_catalog.oid"
+									 "                  AND l.objsubid OPERATOR(pg_catalog.=) 2::pg_catalog.int2"
+									 "                  AND l.granted) AS purging"
+									 "  FROM dbops.retention_policies p"
+									 "  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relation"
+									 "  LEFT JOIN LATERAL (SELECT r.run_id, r.status, r.sqlstate, r.message, r.pid FROM dbops.purge_runs r"
+									 "                      WHERE r.policy_id OPERATOR(pg_catalog.=) p.policy_id"
+									 "                      ORDER BY r.started DESC, r.run_id DESC LIMIT 1) r ON true"
+									 " WHERE p.enabled"
+									 " ORDER BY p.policy_id",
+									 2, argtypes, args, true);
 	npolicies = SPI_processed;
 
 	for (uint64 i = 0; i < npolicies; i++)
 	{
-		HeapTuple	tup = policies->vals[i];
-		TupleDesc	desc = policies->tupdesc;
 		bool		isnull;
-		Oid			relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
-		char	   *column = SPI_getvalue(tup, desc, 2);
-		Datum		keep = SPI_getbinval(tup, desc, 3, &isnull);
-		char	   *created_by = SPI_getvalue(tup, desc, 4);
-		bool		present = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
-		bool		readable = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
-		char	   *status = SPI_getvalue(tup, desc, 7);
-		char	   *sqlstate = SPI_getvalue(tup, desc, 8);
-		char	   *message = SPI_getvalue(tup, desc, 9);
-		bool		never_run = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull)) && !isnull;
-		Datum		max_run_time = SPI_getbinval(tup, desc, 11, &isnull);
+		Oid			relid = DatumGetObjectId(dbops_col_datum(policies, i, 1, &isnull));
+		char	   *column = dbops_col_cstring(policies, i, 2);
+		Datum		keep = dbops_col_datum(policies, i, 3, &isnull);
+		char	   *created_by = dbops_col_cstring(policies, i, 4);
+		bool		present = dbops_col_bool(policies, i, 5);
+		bool		readable = dbops_col_bool(policies, i, 6);
+		char	   *status = dbops_col_cstring(policies, i, 7);
+		char	   *sqlstate = dbops_col_cstring(policies, i, 8);
+		char	   *message = dbops_col_cstring(policies, i, 9);
+		bool		never_run = dbops_col_bool(policies, i, 10);
+		Datum		max_run_time = dbops_col_datum(policies, i, 11, &isnull);
 		bool		no_cap = isnull;
-		Datum		run_id = SPI_getbinval(tup, desc, 12, &isnull);
-		char	   *run_pid = SPI_getvalue(tup, desc, 13);
-		bool		purging = DatumGetBool(SPI_getbinval(tup, desc, 14, &isnull));
+		Datum		run_id = dbops_col_datum(policies, i, 12, &isnull);
+		char	   *run_pid = dbops_col_cstring(policies, i, 13);
+		bool		purging = dbops_col_bool(policies, i, 14);
 		char	   *relname = dbops_retention_relname(relid);
 		const char *problem = NULL;
 		RetentionProblem refusal;
@@ -492,16 +483,18 @@ dbops_check_retention(DbopsCheckResult *res)
 		{
 			Oid			rtypes[1] = {INT8OID};
 			Datum		rargs[1] = {run_id};
+			SPITupleTable *run;
 
 			/* it may just have finished: look again, with a new snapshot */
-			ret = SPI_execute_with_args("SELECT r.status, r.sqlstate, r.message FROM dbops.purge_runs r"
+			run = dbops_kept_query_args(&run_plan,
+										"SELECT r.status, r.sqlstate, r.message FROM dbops.purge_runs r"
 										" WHERE r.run_id OPERATOR(pg_catalog.=) $1",
-										1, rtypes, rargs, NULL, false, 1);
-			if (ret == SPI_OK_SELECT && SPI_processed == 1)
+										1, rtypes, rargs, false);
+			if (SPI_processed == 1)
 			{
-				status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-				sqlstate = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-				message = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+				status = dbops_col_cstring(run, 0, 1);
+				sqlstate = dbops_col_cstring(run, 0, 2);
+				message = dbops_col_cstring(run, 0, 3);
 			}
 			if (status && strcmp(status, "running") == 0)
 			{
@@ -528,7 +521,10 @@ dbops_check_retention(DbopsCheckResult *res)
 			if (sqlstate)
 				appendStringInfo(&why, " (%s)", sqlstate);
 			if (message)
-				appendStringInfo(&why, ": %s", clip_message(message, 200));
+			{
+				appendStringInfoString(&why, ": ");
+				dbops_append_clipped(&why, message, 200);
+			}
 			problem = why.data;
 		}
 		else if (never_run)

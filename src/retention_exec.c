@@ -511,6 +511,10 @@ require_owner_privileges(Oid role, const char *who, Oid relid, const char *what)
  */
 PG_FUNCTION_INFO_V1(dbops_purge_exec);
 
+/* the columns of dbops._purge_exec() and of dbops._retention_problem() */
+#define PURGE_EXEC_COLS 3
+#define RETENTION_PROBLEM_COLS 4
+
 Datum
 dbops_purge_exec(PG_FUNCTION_ARGS)
 {
@@ -541,8 +545,13 @@ dbops_purge_exec(PG_FUNCTION_ARGS)
 	int			ret;
 	DbopsUserContext ctx;
 	TupleDesc	tupdesc;
-	Datum		values[3] = {0};
-	bool		nulls[3] = {true, true, true};
+	Datum		values[PURGE_EXEC_COLS] = {0};
+	bool		nulls[PURGE_EXEC_COLS] = {true, true, true};
+
+	/* the result's shape is checked before any work is done */
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	dbops_check_result_columns(fcinfo, tupdesc, PURGE_EXEC_COLS);
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		ereport(ERROR,
@@ -905,8 +914,6 @@ dbops_purge_exec(PG_FUNCTION_ARGS)
 	AtEOXact_GUC(false, nestlevel);
 	SPI_finish();
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
 	tupdesc = BlessTupleDesc(tupdesc);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
@@ -927,13 +934,14 @@ Datum
 dbops_retention_problem(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[4] = {0};
-	bool		nulls[4] = {true, true, true, true};
+	Datum		values[RETENTION_PROBLEM_COLS] = {0};
+	bool		nulls[RETENTION_PROBLEM_COLS] = {true, true, true, true};
 	RetentionProblem problem;
 	bool		ok = true;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	dbops_check_result_columns(fcinfo, tupdesc, RETENTION_PROBLEM_COLS);
 	tupdesc = BlessTupleDesc(tupdesc);
 
 	if (PG_ARGISNULL(0))

@@ -45,14 +45,13 @@
 #include "pgtime.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
-#include "utils/float.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
-#include "utils/tuplestore.h"
 
 #include "dbops.h"
+#include "healthkit.h"
 
-/* set while dbops._health_snapshot_rows() runs the checks */
+/* set while the cron_failures check of a report kept for the history reads the jobs */
 static bool cron_hide_messages = false;
 
 /* A parsed schedule. */
@@ -82,6 +81,9 @@ typedef struct CronClock
 
 /* how far ahead (or back) a schedule is searched before "never" */
 #define CRON_SEARCH_YEARS	10
+
+/* the columns of dbops.cron_status() */
+#define CRON_STATUS_COLS	6
 
 /* how many failing jobs the cron_failures detail names */
 #define CRON_DETAIL_JOBS	5
@@ -878,8 +880,8 @@ Datum
 dbops_cron_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[6];
-	bool		nulls[6] = {0};
+	Datum		values[CRON_STATUS_COLS];
+	bool		nulls[CRON_STATUS_COLS] = {0};
 	const char *crondb = cron_setting("cron.database_name");
 	const char *logrun = cron_setting("cron.log_run");
 	char	   *version;
@@ -887,6 +889,7 @@ dbops_cron_status(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	dbops_check_result_columns(fcinfo, tupdesc, CRON_STATUS_COLS);
 
 	SPI_connect();
 	version = cron_installed_version();
@@ -914,41 +917,26 @@ dbops_cron_status(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
-/* Append s to buf on one line, cut to about limit bytes. */
-static void
-append_clipped(StringInfo buf, const char *s, int limit)
-{
-	int			len = strlen(s);
-	int			cut;
-
-	while (len > 0 && isspace((unsigned char) s[len - 1]))
-		len--;
-	cut = pg_mbcliplen(s, len, limit);
-	for (int i = 0; i < cut; i++)
-		appendStringInfoChar(buf, (s[i] == '\n' || s[i] == '\r' || s[i] == '\t') ? ' ' : s[i]);
-	if (cut < len)
-		appendStringInfoString(buf, "...");
-}
-
 /*
  * cron_failures: pg_cron jobs whose last run failed, and dbops jobs that did
  * not run when their schedule said they should have (dbops.jobs.missed_run).
  * The value is the number of such jobs.  Reads pg_cron's tables through
  * dbops.cron_jobs(), which sees every role's jobs (pg_cron's row-level
  * security shows a role only its own) and the messages of those the role
- * running the check may see.
+ * running the check may see; none in a report kept for the history.
  */
 void
-dbops_check_cron_failures(DbopsCheckResult *res)
+dbops_check_cron_failures(DbopsReport *report, DbopsCheckResult *res)
 {
+	static SPIPlanPtr plan = NULL;
 	const char *crondb = cron_setting("cron.database_name");
 	const char *logrun = cron_setting("cron.log_run");
 	char	   *version;
-	int			ret;
+	SPITupleTable *volatile tt = NULL;
 	uint64		njobs;
-	int			nbad = 0;
 	int			ndbops = 0;
 	bool		b;
+	DbopsCulprits bad;
 
 	version = cron_installed_version();
 	if (version == NULL)
@@ -981,42 +969,43 @@ dbops_check_cron_failures(DbopsCheckResult *res)
 		return;
 	}
 
-	ret = SPI_execute("SELECT j.job_name, j.jobid, j.database, j.is_dbops, j.last_status, "
-					  "       pg_catalog.to_char(j.last_start, 'YYYY-MM-DD HH24:MI:SSOF'::pg_catalog.text),"
-					  "       j.last_message, "
-					  "       pg_catalog.to_char(j.missed_run, 'YYYY-MM-DD HH24:MI:SSOF'::pg_catalog.text) "
-					  "FROM dbops.cron_jobs() j "
-					  "ORDER BY j.missed_run IS NULL, j.last_start DESC NULLS LAST, j.jobid",
-					  true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read dbops.cron_jobs(): %s", SPI_result_code_string(ret));
+	cron_hide_messages = report->for_history;
+	PG_TRY();
+	{
+		tt = dbops_kept_query(&plan,
+							  "SELECT j.job_name, j.jobid, j.database, j.is_dbops, j.last_status, "
+							  "       pg_catalog.to_char(j.last_start, 'YYYY-MM-DD HH24:MI:SSOF'::pg_catalog.text),"
+							  "       j.last_message, "
+							  "       pg_catalog.to_char(j.missed_run, 'YYYY-MM-DD HH24:MI:SSOF'::pg_catalog.text) "
+							  "FROM dbops.cron_jobs() j "
+							  "ORDER BY j.missed_run IS NULL, j.last_start DESC NULLS LAST, j.jobid");
+	}
+	PG_FINALLY();
+	{
+		cron_hide_messages = false;
+	}
+	PG_END_TRY();
 	njobs = SPI_processed;
 
+	dbops_culprits_init(&bad, &res->detail, CRON_DETAIL_JOBS, ": ", "; ");
 	for (uint64 i = 0; i < njobs; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		char	   *name = SPI_getvalue(tup, desc, 1);
-		char	   *jobid = SPI_getvalue(tup, desc, 2);
-		char	   *db = SPI_getvalue(tup, desc, 3);
-		bool		isnull;
-		bool		is_dbops = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
-		char	   *status = SPI_getvalue(tup, desc, 5);
-		char	   *missed = SPI_getvalue(tup, desc, 8);
+		char	   *name = dbops_col_cstring(tt, i, 1);
+		char	   *db = dbops_col_cstring(tt, i, 3);
+		char	   *status = dbops_col_cstring(tt, i, 5);
+		char	   *missed = dbops_col_cstring(tt, i, 8);
 		bool		failed = status != NULL && strcmp(status, "failed") == 0;
 
 		CHECK_FOR_INTERRUPTS();
 
-		if (is_dbops)
+		if (dbops_col_bool(tt, i, 4))
 			ndbops++;
 		if (!failed && missed == NULL)
 			continue;
-
-		if (++nbad > CRON_DETAIL_JOBS)
+		if (!dbops_culprit(&bad))
 			continue;
-		appendStringInfoString(&res->detail, nbad == 1 ? ": " : "; ");
 		appendStringInfo(&res->detail, "%s (job %s, database %s)",
-						 name ? cron_echo(name, -1) : "(unnamed)", jobid,
+						 name ? cron_echo(name, -1) : "(unnamed)", dbops_col_text(tt, i, 2),
 						 db ? cron_echo(db, -1) : "?");
 		if (missed)
 			appendStringInfo(&res->detail, " did not run at %s", missed);
@@ -1024,40 +1013,27 @@ dbops_check_cron_failures(DbopsCheckResult *res)
 			appendStringInfoString(&res->detail, " and");
 		if (failed)
 		{
-			char	   *start = SPI_getvalue(tup, desc, 6);
-			char	   *msg = SPI_getvalue(tup, desc, 7);
+			char	   *msg = dbops_col_cstring(tt, i, 7);
 
-			appendStringInfo(&res->detail, " failed at %s", start ? start : "?");
+			appendStringInfo(&res->detail, " failed at %s", dbops_col_text(tt, i, 6));
 			if (msg && msg[0])
 			{
 				appendStringInfoString(&res->detail, ": ");
-				append_clipped(&res->detail, msg, 120);
+				dbops_append_clipped(&res->detail, msg, 120);
 			}
 		}
 	}
 
-	dbops_check_value(res, nbad, "jobs");
-	if (nbad == 0)
+	dbops_check_value(res, bad.count, "jobs");
+	if (bad.count == 0)
 	{
 		appendStringInfo(&res->detail, "%lu pg_cron jobs (%d of dbops), none failing or late",
 						 (unsigned long) njobs, ndbops);
 		return;
 	}
-
-	/* put the count in front of the culprits listed above */
-	{
-		StringInfoData head;
-
-		initStringInfo(&head);
-		appendStringInfo(&head, "%d of %lu pg_cron jobs failing or late",
-						 nbad, (unsigned long) njobs);
-		appendStringInfoString(&head, res->detail.data);
-		if (nbad > CRON_DETAIL_JOBS)
-			appendStringInfo(&head, "; and %d more", nbad - CRON_DETAIL_JOBS);
-		resetStringInfo(&res->detail);
-		appendStringInfoString(&res->detail, head.data);
-		pfree(head.data);
-	}
+	dbops_culprits_end(&bad);
+	dbops_detail_prepend(res, psprintf("%d of %lu pg_cron jobs failing or late",
+									   bad.count, (unsigned long) njobs));
 	appendStringInfoString(&res->hint,
 						   "See SELECT * FROM dbops.jobs and cron.job_run_details for the errors; fix the job or its privileges. "
 						   "A job that did not run points at the pg_cron launcher: check the server log and cron.max_running_jobs.");
@@ -1090,252 +1066,4 @@ dbops_cron_jobs(PG_FUNCTION_ARGS)
 	result = FunctionCallInvoke(fc);
 	fcinfo->isnull = fc->isnull;
 	return result;
-}
-
-PG_FUNCTION_INFO_V1(dbops_health_snapshot_rows);
-
-/*
- * dbops._health_snapshot_rows(): the rows of dbops.health() that
- * dbops.health_snapshot() keeps, computed without any pg_cron job message
- * (the history is read by pg_monitor).
- */
-Datum
-dbops_health_snapshot_rows(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int			ret;
-
-	InitMaterializedSRF(fcinfo, 0);
-	SPI_connect();
-	PG_TRY();
-	{
-		cron_hide_messages = true;
-		ret = SPI_execute("SELECT h.check_name, h.status, h.value, h.unit, h.detail"
-						  " FROM dbops.health() h", true, 0);
-		cron_hide_messages = false;
-	}
-	PG_FINALLY();
-	{
-		cron_hide_messages = false;
-	}
-	PG_END_TRY();
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not run dbops.health(): %s", SPI_result_code_string(ret));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		Datum		values[5];
-		bool		nulls[5];
-
-		for (int c = 0; c < 5; c++)
-			values[c] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1,
-									  &nulls[c]);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	SPI_finish();
-	return (Datum) 0;
-}
-
-/* Append a label value, escaped for the Prometheus text format. */
-static void
-append_label_value(StringInfo buf, const char *s, int maxbytes)
-{
-	int			len = strlen(s);
-
-	if (maxbytes > 0 && len > maxbytes)
-		len = pg_mbcliplen(s, len, maxbytes);
-	for (int i = 0; i < len; i++)
-	{
-		switch (s[i])
-		{
-			case '\\':
-				appendStringInfoString(buf, "\\\\");
-				break;
-			case '"':
-				appendStringInfoString(buf, "\\\"");
-				break;
-			case '\n':
-				appendStringInfoString(buf, "\\n");
-				break;
-			default:
-				appendStringInfoChar(buf, s[i]);
-		}
-	}
-}
-
-/* Append a sample value: Go's float syntax, +Inf/-Inf/NaN spelled its way. */
-static void
-append_sample_value(StringInfo buf, double v)
-{
-	if (isnan(v))
-		appendStringInfoString(buf, "NaN");
-	else if (isinf(v))
-		appendStringInfoString(buf, v > 0 ? "+Inf" : "-Inf");
-	else
-		appendStringInfoString(buf, float8out_internal(v));
-}
-
-typedef struct MetricRow
-{
-	char	   *check;			/* escaped label values */
-	char	   *status;
-	char	   *unit;
-	char	   *detail;
-	bool		has_value;
-	double		value;
-	bool		has_warning;
-	double		warning;
-	bool		has_critical;
-	double		critical;
-} MetricRow;
-
-static const char *const metric_statuses[] = {
-	"ok", "skipped", "unknown", "warning", "critical"
-};
-
-static double
-metric_number(HeapTuple tup, TupleDesc desc, int col, bool *has)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
-
-	*has = !isnull;
-	/* a value beyond the range of float8 is +Inf or -Inf, not an error */
-	return isnull ? 0 : DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, d));
-}
-
-static char *
-metric_label(HeapTuple tup, TupleDesc desc, int col, int maxbytes)
-{
-	char	   *s = SPI_getvalue(tup, desc, col);
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	if (s)
-		append_label_value(&buf, s, maxbytes);
-	return buf.data;
-}
-
-/* the query of dbops.health_metrics(), prepared once per backend */
-static SPIPlanPtr metrics_plan = NULL;
-
-PG_FUNCTION_INFO_V1(dbops_health_metrics);
-
-/*
- * dbops.health_metrics(): dbops.health() in the Prometheus text exposition
- * format 0.0.4.  Families are written whole, each after its HELP and TYPE
- * lines; the detail goes out (cut to 200 bytes) only for checks that are not
- * ok, so that the series stay bounded.
- */
-Datum
-dbops_health_metrics(PG_FUNCTION_ARGS)
-{
-	MemoryContext outer = CurrentMemoryContext;
-	MetricRow  *rows;
-	uint64		nrows;
-	int			worst = 0;
-	StringInfoData db;
-	StringInfoData out;
-	int			ret;
-
-	initStringInfo(&db);
-	append_label_value(&db, get_database_name(MyDatabaseId), 0);
-
-	SPI_connect();
-	if (metrics_plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT h.check_name, h.status, h.value, h.warning, h.critical,"
-									   " h.unit, h.detail FROM dbops.health() h", 0, NULL);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the dbops.health() query: %s",
-				 SPI_result_code_string(SPI_result));
-		metrics_plan = plan;
-	}
-	ret = SPI_execute_plan(metrics_plan, NULL, NULL, true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not run dbops.health(): %s", SPI_result_code_string(ret));
-	nrows = SPI_processed;
-	{
-		MemoryContext spicxt = MemoryContextSwitchTo(outer);
-
-		rows = palloc0(sizeof(MetricRow) * Max(nrows, 1));
-		for (uint64 i = 0; i < nrows; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			MetricRow  *r = &rows[i];
-
-			r->check = metric_label(tup, desc, 1, 0);
-			r->status = metric_label(tup, desc, 2, 0);
-			r->value = metric_number(tup, desc, 3, &r->has_value);
-			r->warning = metric_number(tup, desc, 4, &r->has_warning);
-			r->critical = metric_number(tup, desc, 5, &r->has_critical);
-			r->unit = metric_label(tup, desc, 6, 0);
-			r->detail = metric_label(tup, desc, 7, 200);
-			for (int s = 0; s < lengthof(metric_statuses); s++)
-				if (strcmp(r->status, metric_statuses[s]) == 0 && s > worst)
-					worst = s;
-		}
-		MemoryContextSwitchTo(spicxt);
-	}
-	SPI_finish();
-
-	initStringInfo(&out);
-	appendStringInfoString(&out,
-						   "# HELP dbops_check_value Value of a dbops.health() check, in the unit of its unit label.\n"
-						   "# TYPE dbops_check_value gauge\n");
-	for (uint64 i = 0; i < nrows; i++)
-	{
-		if (!rows[i].has_value)
-			continue;
-		appendStringInfo(&out, "dbops_check_value{database=\"%s\",check=\"%s\",unit=\"%s\"} ",
-						 db.data, rows[i].check, rows[i].unit);
-		append_sample_value(&out, rows[i].value);
-		appendStringInfoChar(&out, '\n');
-	}
-
-	appendStringInfoString(&out,
-						   "# HELP dbops_check_status Status of a dbops.health() check: 1 for its current status, 0 for the others.\n"
-						   "# TYPE dbops_check_status gauge\n");
-	for (uint64 i = 0; i < nrows; i++)
-		for (int s = 0; s < lengthof(metric_statuses); s++)
-			appendStringInfo(&out, "dbops_check_status{database=\"%s\",check=\"%s\",status=\"%s\"} %d\n",
-							 db.data, rows[i].check, metric_statuses[s],
-							 strcmp(rows[i].status, metric_statuses[s]) == 0 ? 1 : 0);
-
-	appendStringInfoString(&out,
-						   "# HELP dbops_check_threshold Warning and critical thresholds of a dbops.health() check.\n"
-						   "# TYPE dbops_check_threshold gauge\n");
-	for (uint64 i = 0; i < nrows; i++)
-	{
-		if (rows[i].has_warning)
-		{
-			appendStringInfo(&out, "dbops_check_threshold{database=\"%s\",check=\"%s\",level=\"warning\"} ",
-							 db.data, rows[i].check);
-			append_sample_value(&out, rows[i].warning);
-			appendStringInfoChar(&out, '\n');
-		}
-		if (rows[i].has_critical)
-		{
-			appendStringInfo(&out, "dbops_check_threshold{database=\"%s\",check=\"%s\",level=\"critical\"} ",
-							 db.data, rows[i].check);
-			append_sample_value(&out, rows[i].critical);
-			appendStringInfoChar(&out, '\n');
-		}
-	}
-
-	appendStringInfoString(&out,
-						   "# HELP dbops_check_detail Detail (culprits) of a dbops.health() check that is not ok, cut to 200 bytes.\n"
-						   "# TYPE dbops_check_detail gauge\n");
-	for (uint64 i = 0; i < nrows; i++)
-		if (strcmp(rows[i].status, "ok") != 0)
-			appendStringInfo(&out, "dbops_check_detail{database=\"%s\",check=\"%s\",status=\"%s\",detail=\"%s\"} 1\n",
-							 db.data, rows[i].check, rows[i].status, rows[i].detail);
-
-	appendStringInfo(&out,
-					 "# HELP dbops_health_status Worst status of the dbops.health() report: 0 ok, 1 skipped, 2 unknown, 3 warning, 4 critical.\n"
-					 "# TYPE dbops_health_status gauge\n"
-					 "dbops_health_status{database=\"%s\"} %d\n", db.data, worst);
-
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(out.data, out.len));
 }

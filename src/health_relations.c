@@ -1,0 +1,413 @@
+/*-------------------------------------------------------------------------
+ *
+ * health_relations.c
+ *	  The checks of dbops.health() on the relations of the current database,
+ *	  and the one heap scan of pg_class (with the cumulative statistics of
+ *	  every table) that they, the sequences check and the bloat check share
+ *	  within a report: invalid_indexes, dead_tuples, vacuum_age and
+ *	  database_size.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/reloptions.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_class.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/autovacuum.h"
+#include "storage/sinval.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "compat.h"
+#include "dbops.h"
+#include "healthkit.h"
+
+/* invalid_indexes: indexes left invalid (failed CREATE INDEX CONCURRENTLY) */
+void
+dbops_check_invalid_indexes(DbopsReport *report, DbopsCheckResult *res)
+{
+	static SPIPlanPtr plan = NULL;
+	SPITupleTable *tt;
+	uint64		n;
+
+	tt = dbops_kept_query(&plan,
+						"SELECT i.indexrelid::pg_catalog.regclass::pg_catalog.text, "
+						"i.indrelid::pg_catalog.regclass::pg_catalog.text "
+						"FROM pg_catalog.pg_index i WHERE NOT i.indisvalid ORDER BY 1");
+	n = SPI_processed;
+	dbops_check_value(res, n, "indexes");
+	if (n == 0)
+	{
+		appendStringInfoString(&res->detail, "no invalid index in this database");
+		return;
+	}
+	appendStringInfo(&res->detail, "%d invalid index(es): ", (int) n);
+	for (uint64 r = 0; r < n && r < DBOPS_MAX_CULPRITS; r++)
+		appendStringInfo(&res->detail, "%s%s on %s", r > 0 ? ", " : "",
+						 dbops_col_text(tt, r, 1), dbops_col_text(tt, r, 2));
+	if (n > DBOPS_MAX_CULPRITS)
+		appendStringInfo(&res->detail, ", and %d more", (int) (n - DBOPS_MAX_CULPRITS));
+	appendStringInfoString(&res->detail, " (an index being built CONCURRENTLY right now is also invalid)");
+	appendStringInfoString(&res->hint,
+						   "Invalid indexes cost writes and serve no reads: DROP INDEX CONCURRENTLY and create them again, or REINDEX INDEX CONCURRENTLY.");
+}
+
+/*
+ * One heap scan of pg_class for the checks that look at every relation;
+ * tables get their cumulative statistics.  Built by the first check of a
+ * report that needs it, in the report's memory context, and shared by the
+ * report's other checks.
+ */
+DbopsRelScan *
+dbops_report_relscan(DbopsReport *report)
+{
+	DbopsRelScan *scan;
+	Relation	rel;
+	TableScanDesc hscan;
+	HeapTuple	tup;
+	int			alloc = 1024;
+	MemoryContext old;
+
+	if (report->relscan)
+		return report->relscan;
+
+	old = MemoryContextSwitchTo(report->context);
+	scan = palloc0(sizeof(DbopsRelScan));
+	scan->rels = palloc(sizeof(DbopsRelInfo) * alloc);
+
+	rel = table_open(RelationRelationId, AccessShareLock);
+	scan->inval_count = SharedInvalidMessageCounter;
+	/* about two thirds of pg_class are tables and sequences */
+	if (RelationGetForm(rel)->reltuples > alloc)
+	{
+		alloc = (int) Min(RelationGetForm(rel)->reltuples * 0.7, 16.0 * 1024 * 1024);
+		scan->rels = repalloc_huge(scan->rels, sizeof(DbopsRelInfo) * alloc);
+	}
+	hscan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(hscan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_class c = (Form_pg_class) GETSTRUCT(tup);
+		DbopsRelInfo *ri;
+
+		CHECK_FOR_INTERRUPTS();
+
+		if (!RELKIND_HAS_STORAGE(c->relkind))
+			continue;
+		if (c->relpersistence == RELPERSISTENCE_TEMP)
+			continue;
+		scan->total_pages += c->relpages;
+		if (c->relpages >= DBOPS_LARGE_REL_PAGES)
+		{
+			DbopsLargeRel *lr;
+
+			if (scan->nlarge == scan->alloclarge)
+			{
+				scan->alloclarge = Max(64, 2 * scan->alloclarge);
+				scan->large = scan->large
+					? repalloc(scan->large, sizeof(DbopsLargeRel) * scan->alloclarge)
+					: palloc(sizeof(DbopsLargeRel) * scan->alloclarge);
+			}
+			lr = &scan->large[scan->nlarge++];
+			lr->relid = c->oid;
+			lr->relam = c->relam;
+			lr->relkind = c->relkind;
+			lr->relpersistence = c->relpersistence;
+			lr->relpages = c->relpages;
+		}
+
+		/*
+		 * A vacuumed table also has a free space map (three pages, and a leaf
+		 * per ~4000 heap pages) and a visibility map (a page per ~32000):
+		 * with many small tables they outweigh the heap.
+		 */
+		if (c->relpages > 0 &&
+			(c->relkind == RELKIND_RELATION || c->relkind == RELKIND_MATVIEW ||
+			 c->relkind == RELKIND_TOASTVALUE))
+			scan->total_pages += 2 + (c->relpages + 4068) / 4069 + (c->relpages + 32639) / 32640;
+		if (c->relpages > 0 &&
+			(scan->nlargest < DBOPS_MAX_CULPRITS ||
+			 c->relpages > scan->largest[DBOPS_MAX_CULPRITS - 1].relpages))
+		{
+			int			pos = Min(scan->nlargest, DBOPS_MAX_CULPRITS - 1);
+
+			while (pos > 0 && scan->largest[pos - 1].relpages < c->relpages)
+			{
+				scan->largest[pos] = scan->largest[pos - 1];
+				pos--;
+			}
+			scan->largest[pos].relid = c->oid;
+			scan->largest[pos].relnamespace = c->relnamespace;
+			scan->largest[pos].relpages = c->relpages;
+			if (scan->nlargest < DBOPS_MAX_CULPRITS)
+				scan->nlargest++;
+		}
+		/* the other checks look at tables and sequences only */
+		if (c->relkind != RELKIND_RELATION && c->relkind != RELKIND_MATVIEW &&
+			c->relkind != RELKIND_TOASTVALUE && c->relkind != RELKIND_SEQUENCE)
+			continue;
+		if (scan->nrels == alloc)
+		{
+			alloc *= 2;
+			scan->rels = repalloc_huge(scan->rels, sizeof(DbopsRelInfo) * alloc);
+		}
+		ri = &scan->rels[scan->nrels++];
+		ri->relid = c->oid;
+		ri->relnamespace = c->relnamespace;
+		ri->relfilenode = c->relfilenode;
+		ri->reltablespace = c->reltablespace;
+		ri->relkind = c->relkind;
+		ri->relpersistence = c->relpersistence;
+		ri->relisshared = c->relisshared;
+		ri->relpages = c->relpages;
+		ri->reltuples = c->reltuples;
+		ri->have_stats = false;
+		ri->av_vac_thresh = -1;
+		ri->av_vac_scale = -1;
+		ri->av_disabled = false;
+		if (c->relkind != RELKIND_SEQUENCE &&
+			!heap_attisnull(tup, Anum_pg_class_reloptions, NULL))
+		{
+			bool		isnull;
+			Datum		d = heap_getattr(tup, Anum_pg_class_reloptions,
+										 RelationGetDescr(rel), &isnull);
+			StdRdOptions *opts = (StdRdOptions *) heap_reloptions(c->relkind, d, false);
+
+			if (opts != NULL)
+			{
+				ri->av_vac_thresh = opts->autovacuum.vacuum_threshold;
+				ri->av_vac_scale = opts->autovacuum.vacuum_scale_factor;
+				ri->av_disabled = !opts->autovacuum.enabled;
+				pfree(opts);
+			}
+		}
+	}
+	table_endscan(hscan);
+	table_close(rel, AccessShareLock);
+
+	for (int i = 0; i < scan->nrels; i++)
+	{
+		DbopsRelInfo *ri = &scan->rels[i];
+		PgStat_StatTabEntry *tab;
+
+		if (ri->relkind != RELKIND_RELATION && ri->relkind != RELKIND_MATVIEW &&
+			ri->relkind != RELKIND_TOASTVALUE)
+			continue;
+		if ((i & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+		tab = pgstat_fetch_stat_tabentry_ext(ri->relisshared, ri->relid);
+		if (tab == NULL)
+			continue;
+		ri->have_stats = true;
+		ri->n_live = DBOPS_TAB_LIVE_TUPLES(tab);
+		ri->n_dead = DBOPS_TAB_DEAD_TUPLES(tab);
+		ri->last_vacuum = Max(DBOPS_TAB_LAST_VACUUM(tab), DBOPS_TAB_LAST_AUTOVACUUM(tab));
+	}
+
+	MemoryContextSwitchTo(old);
+	report->relscan = scan;
+	return scan;
+}
+
+int
+dbops_report_large_rels(DbopsReport *report, const DbopsLargeRel **rels)
+{
+	DbopsRelScan *scan = dbops_report_relscan(report);
+
+	*rels = scan->large;
+	return scan->nlarge;
+}
+
+static void
+append_last_vacuum(StringInfo buf, TimestampTz last, TimestampTz now)
+{
+	if (last == 0)
+		appendStringInfoString(buf, "never vacuumed");
+	else
+	{
+		appendStringInfoString(buf, "vacuumed ");
+		dbops_append_duration(buf, dbops_seconds_between(last, now));
+		appendStringInfoString(buf, " ago");
+	}
+}
+
+/* Only tables with at least this many dead tuples are graded. */
+#define DEAD_TUPLES_MIN 1000
+
+/*
+ * dead_tuples: the highest share of dead tuples (percent) among the tables
+ * of the current database that have at least DEAD_TUPLES_MIN of them.
+ */
+void
+dbops_check_dead_tuples(DbopsReport *report, DbopsCheckResult *res)
+{
+	DbopsRelScan *scan = dbops_report_relscan(report);
+	DbopsTopN	bycount = {0};
+	double		worst = 0;
+	int			worst_item = -1;
+	int64		total_dead = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!dbops_counts_tracked(res))
+		return;
+
+	for (int i = 0; i < scan->nrels; i++)
+	{
+		DbopsRelInfo *ri = &scan->rels[i];
+		double		pct;
+
+		if (!ri->have_stats || ri->n_dead <= 0)
+			continue;
+		total_dead += ri->n_dead;
+		dbops_topn_add(&bycount, (double) ri->n_dead, i);
+		if (ri->n_dead < DEAD_TUPLES_MIN)
+			continue;
+		pct = 100.0 * ri->n_dead / (double) (ri->n_dead + Max(ri->n_live, 0));
+		if (pct > worst)
+		{
+			worst = pct;
+			worst_item = i;
+		}
+	}
+
+	dbops_check_value(res, dbops_rounded(worst, 2), "%");
+	if (bycount.n == 0)
+	{
+		appendStringInfoString(&res->detail, "no dead tuples in this database");
+		return;
+	}
+	if (worst_item >= 0)
+	{
+		DbopsRelInfo *ri = &scan->rels[worst_item];
+
+		appendStringInfo(&res->detail, "worst: %s %.1f%% dead; ",
+						 dbops_relation_display_name(ri->relid, ri->relnamespace), worst);
+	}
+	appendStringInfo(&res->detail, "%lld dead tuples in this database, most in: ",
+					 (long long) total_dead);
+	for (int t = 0; t < bycount.n; t++)
+	{
+		DbopsRelInfo *ri = &scan->rels[bycount.item[t]];
+
+		appendStringInfo(&res->detail, "%s%s %lld dead / %lld live, ",
+						 t > 0 ? "; " : "",
+						 dbops_relation_display_name(ri->relid, ri->relnamespace),
+						 (long long) ri->n_dead, (long long) ri->n_live);
+		append_last_vacuum(&res->detail, ri->last_vacuum, now);
+	}
+	appendStringInfoString(&res->hint,
+						   "VACUUM (VERBOSE) the tables named; if autovacuum cannot keep up, lower their autovacuum_vacuum_scale_factor and look for long transactions or slots holding the xmin horizon.");
+}
+
+/*
+ * vacuum_age: among the tables that autovacuum should have vacuumed by now
+ * (dead tuples over autovacuum_vacuum_threshold + autovacuum_vacuum_scale_factor
+ * * reltuples, with the table's own settings where it has them, as autovacuum
+ * computes it), how long, in hours, the one waiting longest has gone without
+ * a vacuum.  Tables with autovacuum_enabled = false count too, and say so:
+ * nothing will vacuum them.  A table never vacuumed counts from its
+ * database's statistics reset (or the server start).
+ */
+void
+dbops_check_vacuum_age(DbopsReport *report, DbopsCheckResult *res)
+{
+	DbopsRelScan *scan = dbops_report_relscan(report);
+	DbopsTopN	top = {0};
+	int			due = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz origin = PgStartTime;
+	PgStat_StatDBEntry *db = pgstat_fetch_stat_dbentry(MyDatabaseId);
+
+	if (!dbops_counts_tracked(res))
+		return;
+
+	if (db && db->stat_reset_timestamp != 0)
+		origin = db->stat_reset_timestamp;
+
+	for (int i = 0; i < scan->nrels; i++)
+	{
+		DbopsRelInfo *ri = &scan->rels[i];
+		double		trigger;
+		TimestampTz last;
+
+		if (!ri->have_stats)
+			continue;
+		trigger = (ri->av_vac_thresh >= 0 ? ri->av_vac_thresh : autovacuum_vac_thresh) +
+			(ri->av_vac_scale >= 0 ? ri->av_vac_scale : autovacuum_vac_scale) *
+			Max(ri->reltuples, 0);
+		if ((double) ri->n_dead <= trigger)
+			continue;
+		due++;
+		last = ri->last_vacuum != 0 ? ri->last_vacuum : origin;
+		dbops_topn_add(&top, Max(dbops_seconds_between(last, now), 0), i);
+	}
+
+	dbops_check_value(res, dbops_rounded(top.n > 0 ? top.score[0] / 3600.0 : 0, 3), "h");
+	if (due == 0)
+	{
+		appendStringInfoString(&res->detail, "no table is past its autovacuum threshold");
+		return;
+	}
+	appendStringInfo(&res->detail, "%d table(s) past their autovacuum threshold, longest without vacuum: ", due);
+	for (int t = 0; t < top.n; t++)
+	{
+		DbopsRelInfo *ri = &scan->rels[top.item[t]];
+
+		appendStringInfo(&res->detail, "%s%s (%lld dead, ",
+						 t > 0 ? "; " : "",
+						 dbops_relation_display_name(ri->relid, ri->relnamespace),
+						 (long long) ri->n_dead);
+		append_last_vacuum(&res->detail, ri->last_vacuum, now);
+		if (ri->av_disabled)
+			appendStringInfoString(&res->detail, ", autovacuum off");
+		appendStringInfoChar(&res->detail, ')');
+	}
+	appendStringInfoString(&res->hint,
+						   "Autovacuum is not keeping up: check that autovacuum is on, that workers are not all busy (autovacuum_max_workers) or throttled (autovacuum_vacuum_cost_limit), and VACUUM the tables named.");
+	for (int t = 0; t < top.n; t++)
+	{
+		if (scan->rels[top.item[t]].av_disabled)
+		{
+			appendStringInfoString(&res->hint,
+								   " Tables with autovacuum off are vacuumed only by hand: VACUUM them on a schedule, or ALTER TABLE ... RESET (autovacuum_enabled).");
+			break;
+		}
+	}
+}
+
+/*
+ * database_size: the current database, estimated from pg_class.relpages (as
+ * of each relation's last VACUUM or ANALYZE) and the free space and
+ * visibility maps of the tables, in MB.  pg_database_size()
+ * would stat every file of the database; the estimate costs nothing more
+ * than the pg_class scan the other checks share.
+ */
+void
+dbops_check_database_size(DbopsReport *report, DbopsCheckResult *res)
+{
+	DbopsRelScan *scan = dbops_report_relscan(report);
+
+	dbops_check_value(res, dbops_rounded((double) scan->total_pages * BLCKSZ / (1024.0 * 1024.0), 2), "MB");
+	appendStringInfo(&res->detail, "%s: about ", quote_identifier(get_database_name(MyDatabaseId)));
+	dbops_append_bytes(&res->detail, (double) scan->total_pages * BLCKSZ);
+	appendStringInfoString(&res->detail, " (estimated from pg_class.relpages and the free space and visibility maps that implies; pg_database_size() gives the exact figure)");
+	for (int t = 0; t < scan->nlargest; t++)
+	{
+		DbopsRelInfo *ri = &scan->largest[t];
+
+		appendStringInfo(&res->detail, "%s%s ", t == 0 ? "; largest: " : ", ",
+						 dbops_relation_display_name(ri->relid, ri->relnamespace));
+		dbops_append_bytes(&res->detail, (double) ri->relpages * BLCKSZ);
+	}
+	appendStringInfoString(&res->hint,
+						   "Find what grows (dbops.bloat(), pg_total_relation_size()), purge or archive old rows, and plan disk space.");
+}
