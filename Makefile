@@ -23,6 +23,7 @@ SQL_PARTS   = src/dbops.sql src/health.sql src/locktree.sql src/bloat.sql \
               src/reaper.sql src/ledger.sql src/retention.sql src/schedule.sql
 DATA_built  = dbops--$(EXTVERSION).sql
 DATA        = updates/dbops--1.0.sql $(wildcard updates/dbops--*--*.sql)
+DOCS        = $(wildcard doc/*.md)
 EXTRA_CLEAN = dbops--$(EXTVERSION).sql
 
 PG_CPPFLAGS = -I$(srcdir)/src -DDBOPS_VERSION='"$(EXTVERSION)"'

@@ -210,7 +210,7 @@ SELECT * FROM dbops.health() WHERE check_name = 'retention';
 RESET ROLE;
 DROP ROLE retention_nobody;
 
--- the grants the README gives a purging role are enough, and needed
+-- the grants doc/retention.md gives a purging role are enough, and needed
 CREATE ROLE retention_ops;
 CREATE TABLE ops_ev (id int, at timestamptz NOT NULL);
 CREATE INDEX ON ops_ev (at);

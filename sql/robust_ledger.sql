@@ -248,7 +248,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON dbops.scheduled_jobs TO rob_led_nologin,
 SET ROLE rob_led_nologin;
 SELECT * FROM pg_temp.err($$SELECT dbops.schedule()$$);
 RESET ROLE;
--- and one without the grants the README lists
+-- and one without the grants doc/schedule.md lists
 CREATE ROLE rob_led_nogrant LOGIN;
 GRANT EXECUTE ON FUNCTION dbops.schedule(text, text, text, text, interval, text, interval, interval, interval),
     dbops.unschedule(text) TO rob_led_nogrant;

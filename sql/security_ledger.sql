@@ -18,7 +18,7 @@ SET timezone = 'UTC';
 
 CREATE ROLE sec_led_attacker;        -- owns the schema it puts in front of pg_catalog
 CREATE ROLE sec_led_nobody;          -- no dbops privileges at all
-CREATE ROLE sec_led_deployer;        -- the README's deployer grants
+CREATE ROLE sec_led_deployer;        -- the deployer grants of doc/ledger.md
 CREATE ROLE sec_led_monitor IN ROLE pg_monitor;
 CREATE ROLE sec_led_cronuser IN ROLE pg_monitor;   -- owns a pg_cron job of its own
 GRANT EXECUTE ON FUNCTION dbops.migrate(text, text, text, text[], boolean),

@@ -48,7 +48,7 @@ CREATE ROLE sec_ret_member;
 CREATE ROLE sec_ret_writer;
 CREATE ROLE sec_ret_shadow;
 CREATE SCHEMA sec_ret_own AUTHORIZATION sec_ret_owner;
--- the grants the README gives a role that manages policies
+-- the grants doc/retention.md gives a role that manages policies
 GRANT EXECUTE ON FUNCTION
     dbops.add_retention_policy(regclass, name, interval, integer, bigint, interval, boolean, boolean),
     dbops.alter_retention_policy(regclass, interval, integer, name, bigint, interval, boolean, boolean),

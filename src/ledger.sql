@@ -2,7 +2,7 @@
 -- ---------------------------------------------------------------------------
 -- migration ledger
 --
--- Errors raised here use their own SQLSTATE class "DB" (see README):
+-- Errors raised here use their own SQLSTATE class "DB" (see doc/ledger.md, "Errors"):
 --   DB001 checksum drift             DB005 version not in the ledger / not applied
 --   DB002 required version missing   DB006 rollback blocked by applied dependents
 --   DB003 out-of-order application   DB007 import source is not a known ledger
@@ -10,7 +10,7 @@
 -- The ledger lock is the transaction-scoped advisory lock (1684172656, 1)
 -- ('dbop' in ASCII, 1).
 --
--- What runs where (see README, "Migration ledger", "Privileges"):
+-- What runs where (see doc/ledger.md, "Privileges"):
 --   - The entry points that write the ledger or run a migration script are
 --     C functions (ledger.c).  They check their arguments, take the ledger
 --     lock, record failed attempts, open the DDL capture, and call the
@@ -91,7 +91,7 @@ SELECT pg_catalog.pg_extension_config_dump('dbops.migration_objects', '');
 SELECT pg_catalog.pg_extension_config_dump('dbops.migration_objects_object_id_seq', '');
 
 -- Reading the ledger is open to monitoring roles; writing is granted
--- deliberately to the roles that deploy (see README).
+-- deliberately to the roles that deploy (see doc/ledger.md, "Privileges").
 GRANT SELECT ON dbops.migrations, dbops.migration_events, dbops.migration_objects
     TO pg_monitor;
 
@@ -839,7 +839,7 @@ SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION dbops.migration_import(regclass) IS
     'Adopt an existing ledger table (schema_migrations, alembic_version, flyway_schema_history); returns the number of versions imported';
 
--- Writing functions are granted deliberately (see README).
+-- Writing functions are granted deliberately (see doc/ledger.md, "Privileges").
 REVOKE ALL ON FUNCTION dbops.migrate(text, text, text, text[], boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbops.migration_begin(text, text, text, text[], boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbops.migration_rollback(text, text) FROM PUBLIC;

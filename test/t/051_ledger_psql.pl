@@ -1,4 +1,4 @@
-# A real psql migration script (the README idiom) run with
+# A real psql migration script (the idiom of doc/ledger.md) run with
 # psql -v ON_ERROR_STOP=1 -f: exits 0 every time and applies once; an edited
 # script is refused; two copies started at once apply once.
 use strict;
@@ -38,7 +38,7 @@ COMMIT;
 SQL
 }
 
-# the README's way of computing a script's checksum
+# doc/ledger.md's way of computing a script's checksum
 sub checksum
 {
 	my ($file) = @_;

@@ -22,7 +22,7 @@ $node->safe_psql('postgres', q{
 CREATE ROLE sec_led_owner LOGIN;
 CREATE DATABASE app OWNER sec_led_owner;
 });
-# dbops in app, and the owner is also the deployer (the README's grants)
+# dbops in app, and the owner is also the deployer (the grants of doc/ledger.md)
 $node->safe_psql('app', q{
 CREATE EXTENSION dbops;
 GRANT EXECUTE ON FUNCTION dbops.migrate(text, text, text, text[], boolean),
