@@ -43,6 +43,10 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# The pages of doc/ go to share/doc/.../dbops/, not among the other
+# extensions' pages (PGXS would put them in .../extension/).
+docmoduledir = dbops
+
 # A change to a header rebuilds every object.
 $(OBJS): $(wildcard src/*.h)
 
