@@ -13,7 +13,6 @@ use warnings;
 use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
 
 # dbops in postgres too: the monitoring queries of this test run there,
 # away from appdb's hostile settings
@@ -128,12 +127,8 @@ sub appdb_sql
 sub poll_appdb
 {
 	my ($sql) = @_;
-	for (1 .. 1800)
-	{
-		return 1 if appdb_sql($sql) eq 't';
-		usleep(100_000);
-	}
-	return 0;
+	local $ENV{PGOPTIONS} = '-c search_path=pg_catalog';
+	return $node->poll_query_until('appdb', $sql);
 }
 
 sub traps_run
