@@ -36,6 +36,19 @@ REGRESS_OPTS  = --load-extension=dbops
 ISOLATION_PREPARED = $(patsubst test/specs/%.spec,%,$(shell grep -l 'PREPARE TRANSACTION' test/specs/*.spec))
 ISOLATION     = $(filter-out $(ISOLATION_PREPARED),$(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec))))
 ISOLATION_OPTS = --inputdir=test --load-extension=dbops
+# TAP tests: test/t/*.pl, on PostgreSQL::Test::Cluster; test/DbopsCluster.pm
+# builds their clusters.  make installcheck runs them with PGXS's
+# prove_installcheck: cd to the source directory, then
+#   prove -I <pgxs>/src/test/perl -I $(srcdir) -I ./test $(PROVE_FLAGS) test/t/*.pl
+# with PG_REGRESS from the installation and the clusters' files under
+# ./tmp_check (TESTDIR up to 15, TESTDATADIR and TESTLOGDIR from 16 on);
+# make installcheck REGRESS= ISOLATION= [PROVE_TESTS=test/t/001_health.pl]
+# runs only them.
+# Every test starts clusters of its own: it needs the server binaries and an
+# installed dbops, no running server, and a user other than root (initdb
+# refuses root).  make test (tools/test) runs each file with perl, the same
+# variables and the framework's and DbopsCluster's directories on the include
+# path, from a copy of test/ the cluster owner can read, several at a time.
 TAP_TESTS     = 1
 PROVE_TESTS   = test/t/*.pl
 
@@ -46,6 +59,10 @@ include $(PGXS)
 # The pages of doc/ go to share/doc/.../dbops/, not among the other
 # extensions' pages (PGXS would put them in .../extension/).
 docmoduledir = dbops
+
+# DbopsCluster for the TAP tests (set after the include: Makefile.global sets
+# PG_PROVE_FLAGS; PROVE_FLAGS stays the user's, e.g. PROVE_FLAGS=--verbose).
+PG_PROVE_FLAGS += -I ./test
 
 # A change to a header rebuilds every object.
 $(OBJS): $(wildcard src/*.h)

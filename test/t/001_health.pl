@@ -1,15 +1,11 @@
 # dbops.health() on a freshly started cluster with dbops preloaded
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('primary');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'dbops'");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION dbops');
+my $node = dbops_primary('primary');
 
 my $status = $node->safe_psql('postgres',
 	"SELECT status FROM dbops.health() WHERE check_name = 'connections'");

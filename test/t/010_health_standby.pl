@@ -3,16 +3,13 @@
 # also pg_dump/restore of user-changed thresholds.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', "shared_preload_libraries = 'dbops'");
-$primary->start;
-$primary->safe_psql('postgres', q{
-	CREATE EXTENSION dbops;
+my ($primary, $standby) = dbops_pair('primary', 'standby',
+	setup => sub {
+		$_[0]->safe_psql('postgres', q{
 	CREATE ROLE monitor LOGIN IN ROLE pg_monitor;
 	CREATE TABLE t (id serial PRIMARY KEY, v int);
 	INSERT INTO t (v) SELECT generate_series(1, 100);
@@ -20,14 +17,10 @@ $primary->safe_psql('postgres', q{
 	UPDATE dbops.health_thresholds SET warning = 0.001, critical = 3600
 	 WHERE check_name = 'replication_lag';
 });
-
-$primary->backup('backup');
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'backup', has_streaming => 1);
-$standby->start;
+	});
 # a transaction replayed by the standby: its replay delay is measured from it
 $primary->safe_psql('postgres', 'CREATE TABLE after_start ()');
-$primary->wait_for_catchup($standby, 'replay', $primary->lsn('insert'));
+wait_for_replay($primary, $standby);
 
 sub check
 {
@@ -97,7 +90,7 @@ like($detail, qr/standby \(pid \d+, streaming, async\): replay lag [1-9]\d* (byt
 	'primary: the standby lags in bytes');
 
 $standby->safe_psql('postgres', 'SELECT pg_wal_replay_resume()');
-$primary->wait_for_catchup($standby, 'replay', $primary->lsn('insert'));
+wait_for_replay($primary, $standby);
 ($status, $value, $detail) = check($standby, 'replication_lag');
 is($value, '0', 'resumed standby catches up');
 

@@ -2,19 +2,13 @@
 # the segments waiting, and a role without pg_monitor is told it cannot look.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('archiving');
-$node->init(has_archiving => 1, allows_streaming => 1);
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'dbops'
-archive_command = 'false'
-});
-$node->start;
+my $node = dbops_primary('archiving', has_archiving => 1, allows_streaming => 1,
+	conf => "archive_command = 'false'");
 $node->safe_psql('postgres', q{
-	CREATE EXTENSION dbops;
 	CREATE ROLE plain LOGIN;
 	CREATE ROLE monitor LOGIN IN ROLE pg_monitor;
 	CREATE TABLE t AS SELECT 1 AS x;

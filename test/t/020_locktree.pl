@@ -4,28 +4,19 @@
 # standby where the startup process holds the lock.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', qq(
-max_prepared_transactions = 10
-max_standby_streaming_delay = -1
-));
-$primary->start;
-$primary->safe_psql('postgres', q(
-CREATE EXTENSION dbops;
+my ($primary, $standby) = dbops_pair('primary', 'standby', preload => '',
+	conf => [ 'max_prepared_transactions = 10', 'max_standby_streaming_delay = -1' ],
+	setup => sub {
+		$_[0]->safe_psql('postgres', q(
 CREATE TABLE lt (id int PRIMARY KEY, v int);
 INSERT INTO lt SELECT g, 0 FROM generate_series(1, 10) g;
 CREATE TABLE lt_standby (id int);
 ));
-
-$primary->backup('bk');
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'bk', has_streaming => 1);
-$standby->start;
+	});
 
 # wait until the session named $app waits for a heavyweight lock
 sub wait_lock
@@ -154,7 +145,7 @@ $c2->quit;
 my $locker = $primary->background_psql('postgres');
 $locker->query_safe('BEGIN; LOCK TABLE lt_standby IN ACCESS EXCLUSIVE MODE');
 # the lock's WAL record is not committed yet: wait for it by insert position
-$primary->wait_for_catchup($standby, 'replay', $primary->lsn('insert'));
+wait_for_replay($primary, $standby);
 
 my $reader = $standby->background_psql('postgres');
 $reader->query_safe("SET application_name = 'reader'");

@@ -3,28 +3,21 @@
 # dbops.bloat() works with dbops not in shared_preload_libraries.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', "autovacuum = off");
-$primary->start;
-$primary->safe_psql('postgres', q{
-	CREATE EXTENSION dbops;
+my ($primary, $standby) = dbops_pair('primary', 'standby', preload => '',
+	conf => 'autovacuum = off',
+	setup => sub {
+		$_[0]->safe_psql('postgres', q{
 	CREATE TABLE t (id int PRIMARY KEY, pad text);
 	INSERT INTO t SELECT g, repeat('x', 80) FROM generate_series(1, 50000) g;
 	DELETE FROM t WHERE id % 2 = 0;
 	VACUUM t;
 	CREATE ROLE mon LOGIN IN ROLE pg_monitor;
 });
-$primary->backup('b');
-
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'b', has_streaming => 1);
-$standby->start;
-$primary->wait_for_catchup($standby);
+	});
 
 is($standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()'), 't', 'standby is in recovery');
 

@@ -4,22 +4,14 @@
 # after the spared one) has been reaped, which proves a sweep saw both.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('reaper');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq(
-shared_preload_libraries = 'dbops'
-dbops.reaper_naptime = 1
-restart_after_crash = on
-));
-$node->start;
+my $node = dbops_primary('reaper',
+	conf => [ 'dbops.reaper_naptime = 1', 'restart_after_crash = on' ]);
 $node->safe_psql(
 	'postgres', q(
-CREATE EXTENSION dbops;
 CREATE ROLE app LOGIN;
 CREATE ROLE batch LOGIN;
 CREATE ROLE ops LOGIN IN ROLE pg_signal_backend;
@@ -46,13 +38,6 @@ sub alive
 		"SELECT count(*) FROM pg_stat_activity WHERE pid = $pid") eq '1';
 }
 
-sub wait_gone
-{
-	my ($pid) = @_;
-	return $node->poll_query_until('postgres',
-		"SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $pid)");
-}
-
 sub set_conf
 {
 	my (%settings) = @_;
@@ -75,7 +60,7 @@ sub marker_sweep
 {
 	my (%o) = @_;
 	my $m = session(%o);
-	ok(wait_gone($m->[1]), "marker session $m->[1] reaped");
+	ok(wait_backend_gone($node, $m->[1]), "marker session $m->[1] reaped");
 	$m->[0]->quit;
 }
 
@@ -93,7 +78,7 @@ sleep 2;
 ok(alive($a->[1]), 'idle session survives while dbops.reaper_idle_timeout is 0');
 
 set_conf(reaper_idle_timeout => '1s');
-ok(wait_gone($a->[1]), 'idle session reaped after the timeout is set by reload');
+ok(wait_backend_gone($node, $a->[1]), 'idle session reaped after the timeout is set by reload');
 is( $node->safe_psql('postgres',
 		'SELECT worker_pid FROM dbops.reaper_status()'),
 	$worker_pid,
@@ -157,7 +142,7 @@ cmp_ok($node->safe_psql('postgres', 'SELECT sessions_exempt FROM dbops.reaper_st
 my $suname = $node->safe_psql('postgres', 'SELECT current_user');
 $node->safe_psql('postgres',
 	qq{INSERT INTO dbops.reaper_policies (role_name, idle_timeout) VALUES ('$suname', '1s')});
-ok(wait_gone($su->[1]), 'superuser session reaped once a policy names its role');
+ok(wait_backend_gone($node, $su->[1]), 'superuser session reaped once a policy names its role');
 $node->safe_psql('postgres',
 	qq{DELETE FROM dbops.reaper_policies WHERE role_name = '$suname'});
 $_->[0]->quit for ($c, $d, $e, $su);
@@ -166,7 +151,7 @@ $_->[0]->quit for ($c, $d, $e, $su);
 $node->safe_psql('postgres',
 	q{INSERT INTO dbops.reaper_policies (application_name, idle_timeout, keep_min) VALUES ('pool', '1s', 2)});
 my @pool = map { session(app => 'pool') } 1 .. 3;
-ok(wait_gone($pool[0][1]), 'keep_min: the oldest idle pool session is reaped');
+ok(wait_backend_gone($node, $pool[0][1]), 'keep_min: the oldest idle pool session is reaped');
 marker_sweep();
 marker_sweep();
 ok(alive($pool[1][1]) && alive($pool[2][1]), 'keep_min: two pool sessions are left');
@@ -178,7 +163,7 @@ $_->[0]->quit for @pool;
 set_conf(reaper_idle_timeout => '1h', reaper_idle_in_transaction_timeout => '1s');
 my $h = session();
 my $g = session(in_transaction => 1);
-ok(wait_gone($g->[1]), 'idle-in-transaction session reaped by its own timeout');
+ok(wait_backend_gone($node, $g->[1]), 'idle-in-transaction session reaped by its own timeout');
 is( $node->safe_psql('postgres',
 		"SELECT state FROM dbops.reaper_events() WHERE pid = $g->[1]"),
 	'idle in transaction',
@@ -276,7 +261,7 @@ my $out = $node->safe_psql(
 	"SELECT action FROM dbops.reap_idle('0.5 s', dry_run => false) WHERE pid = $l->[1]",
 	extra_params => [ '-U', 'ops' ]);
 is($out, 'terminate', 'reap_idle(dry_run => false) terminates');
-ok(wait_gone($l->[1]), 'the session is gone');
+ok(wait_backend_gone($node, $l->[1]), 'the session is gone');
 my ($ret, $stdout, $stderr) = $node->psql('postgres',
 	"SELECT * FROM dbops.reap_idle('1 s')", extra_params => [ '-U', 'app' ]);
 like($stderr, qr/permission denied/, 'reap_idle() is not open to PUBLIC');
@@ -299,7 +284,7 @@ my $forever = session(app => 'forever-1');
 my $legacy = session(app => 'legacy\\');
 marker_sweep();
 ok(alive($forever->[1]), 'a stored policy timeout too long to count never fires');
-ok(wait_gone($legacy->[1]),
+ok(wait_backend_gone($node, $legacy->[1]),
 	'a stored pattern LIKE refuses matches nothing: the session falls back to dbops.reaper_idle_timeout');
 is( $node->safe_psql('postgres',
 		"SELECT count(*) >= 0 FROM dbops.reap_idle('1 h', dry_run => true)"),
@@ -321,7 +306,7 @@ ok( $node->poll_query_until(
 	'worker is back after SIGKILL');
 set_conf(reaper_idle_timeout => '1s');
 my $m = session();
-ok(wait_gone($m->[1]), 'the restarted worker reaps');
+ok(wait_backend_gone($node, $m->[1]), 'the restarted worker reaps');
 $m->[0]->quit;
 
 # --- SIGTERM: clean exit, logged, and the postmaster starts it again -------

@@ -3,30 +3,21 @@
 # log): nothing is written to dbops.reaper_log, which is read-only there.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf(
-	'postgresql.conf', qq(
-shared_preload_libraries = 'dbops'
-dbops.reaper_naptime = 1
-));
-$primary->start;
-$primary->safe_psql('postgres',
-	'CREATE EXTENSION dbops; CREATE ROLE app LOGIN; CREATE ROLE mon LOGIN IN ROLE pg_monitor;');
-$primary->safe_psql('postgres',
-	q{INSERT INTO dbops.reaper_policies (application_name, idle_timeout) VALUES ('standby-app', '1s')});
-$primary->safe_psql('postgres', 'CREATE DATABASE other');
-$primary->safe_psql('other', 'CREATE EXTENSION dbops');
-$primary->backup('bk');
-
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'bk', has_streaming => 1);
-$standby->start;
-$primary->wait_for_catchup($standby);
+my ($primary, $standby) = dbops_pair('primary', 'standby',
+	conf => 'dbops.reaper_naptime = 1',
+	setup => sub {
+		my ($node) = @_;
+		$node->safe_psql('postgres',
+			'CREATE ROLE app LOGIN; CREATE ROLE mon LOGIN IN ROLE pg_monitor;');
+		$node->safe_psql('postgres',
+			q{INSERT INTO dbops.reaper_policies (application_name, idle_timeout) VALUES ('standby-app', '1s')});
+		$node->safe_psql('postgres', 'CREATE DATABASE other');
+		$node->safe_psql('other', 'CREATE EXTENSION dbops');
+	});
 
 is($standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()'),
 	't', 'standby is in recovery');
@@ -39,9 +30,7 @@ ok( $standby->poll_query_until(
 my $s = $standby->background_psql('postgres', extra_params => [ '-U', 'app' ]);
 $s->query_safe("SET application_name = 'standby-app'");
 my $pid = $s->query_safe('SELECT pg_backend_pid()');
-ok( $standby->poll_query_until(
-		'postgres',
-		"SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $pid)"),
+ok(wait_backend_gone($standby, $pid),
 	'idle standby session reaped by the replicated policy');
 $s->quit;
 
@@ -84,10 +73,7 @@ is( $standby->safe_psql(
 		"SELECT action FROM dbops.reap_idle('0.5 s', dry_run => false) WHERE pid = $tpid"),
 	'terminate',
 	'reap_idle() terminates on the standby');
-ok( $standby->poll_query_until(
-		'postgres',
-		"SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $tpid)"),
-	'the session is gone');
+ok(wait_backend_gone($standby, $tpid), 'the session is gone');
 $t->quit;
 
 is($standby->safe_psql('postgres',

@@ -2,15 +2,11 @@
 # neither the schema change nor the ledger row behind (crash recovery).
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('ledger_crash');
-$node->init;
-$node->append_conf('postgresql.conf', "restart_after_crash = on");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION dbops');
+my $node = dbops_primary('ledger_crash', preload => '', conf => 'restart_after_crash = on');
 
 # A migration whose body creates a table, fills it, then sleeps.
 my $bg = $node->background_psql('postgres', on_error_stop => 0);

@@ -3,15 +3,12 @@
 # script is refused; two copies started at once apply once.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use IPC::Run;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('ledger_psql');
-$node->init;
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION dbops');
+my $node = dbops_primary('ledger_psql', preload => '');
 
 my $dir = PostgreSQL::Test::Utils::tempdir;
 my $psql = $node->installed_command('psql');

@@ -2,20 +2,14 @@
 # fails with SQLSTATE 25006 and a hint.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $primary = PostgreSQL::Test::Cluster->new('ledger_primary');
-$primary->init(allows_streaming => 1);
-$primary->start;
-$primary->safe_psql('postgres', 'CREATE EXTENSION dbops');
-$primary->safe_psql('postgres', "SELECT dbops.migrate('0001', 'one', 'CREATE TABLE t1 (id int)')");
-$primary->backup('bk');
-
-my $standby = PostgreSQL::Test::Cluster->new('ledger_standby');
-$standby->init_from_backup($primary, 'bk', has_streaming => 1);
-$standby->start;
+my ($primary, $standby) = dbops_pair('ledger_primary', 'ledger_standby', preload => '',
+	setup => sub {
+		$_[0]->safe_psql('postgres', "SELECT dbops.migrate('0001', 'one', 'CREATE TABLE t1 (id int)')");
+	});
 
 $primary->safe_psql('postgres', "SELECT dbops.migrate('0002', 'two', 'CREATE TABLE t2 (id int)')");
 $primary->safe_psql('postgres', "SELECT dbops.migration_rollback('0002', 'DROP TABLE t2')");

@@ -5,14 +5,11 @@
 # the worker still records the attempt once the lock is free.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('ledger_cancel');
-$node->init;
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION dbops');
+my $node = dbops_primary('ledger_cancel', preload => '');
 
 # holds the events table, so the worker waits for its lock (up to 5 s)
 my $holder = $node->background_psql('postgres', on_error_stop => 0);

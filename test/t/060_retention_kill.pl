@@ -6,22 +6,16 @@
 # shared_preload_libraries here: the procedure loads what it needs itself.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
 
-my $node = PostgreSQL::Test::Cluster->new('primary');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-dbops.purge_batch_max = 100
-dbops.purge_batch_target = '60s'
-restart_after_crash = on
-});
-$node->start;
+my $node = dbops_primary('primary', preload => '',
+	conf => [ 'dbops.purge_batch_max = 100', "dbops.purge_batch_target = '60s'",
+		'restart_after_crash = on' ]);
 
 $node->safe_psql('postgres', q{
-CREATE EXTENSION dbops;
 CREATE TABLE ev (id int PRIMARY KEY, created_at timestamptz NOT NULL);
 CREATE INDEX ON ev (created_at);
 INSERT INTO ev SELECT i, now() - interval '100 days' + i * interval '1 second' FROM generate_series(1, 5000) i;

@@ -4,19 +4,15 @@
 # the default partition's young rows alone; detach-only keeps the tables.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('primary');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'dbops'");
-$node->start;
+my $node = dbops_primary('primary');
 
 # monthly partitions from 8 months back to next month, plus a default one;
 # one row per hour over the last 7 months; keep 3 months
 $node->safe_psql('postgres', q{
-CREATE EXTENSION dbops;
 CREATE TABLE m (at timestamptz NOT NULL, v int) PARTITION BY RANGE (at);
 CREATE INDEX ON m (at);
 DO $$

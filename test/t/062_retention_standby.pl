@@ -3,27 +3,20 @@
 # the primary, the purge pauses while a standby's replay lag is too high.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', "shared_preload_libraries = 'dbops'");
-$primary->start;
-$primary->safe_psql('postgres', q{
-CREATE EXTENSION dbops;
+my ($primary, $standby) = dbops_pair('primary', 'standby',
+	setup => sub {
+		$_[0]->safe_psql('postgres', q{
 CREATE TABLE ev (id int PRIMARY KEY, created_at timestamptz NOT NULL);
 CREATE INDEX ON ev (created_at);
 INSERT INTO ev SELECT i, now() - i * interval '1 day' FROM generate_series(1, 100) i;
 SELECT dbops.add_retention_policy('ev', 'created_at', '30 days');
 });
-$primary->backup('bk');
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'bk', has_streaming => 1);
-$standby->start;
-$primary->wait_for_catchup($standby);
+	});
 
 my ($stdout, $stderr);
 my $rc = $standby->psql('postgres', "\\set VERBOSITY verbose\nCALL dbops.purge()",
@@ -53,10 +46,9 @@ is($standby->safe_psql('postgres', 'SELECT status FROM dbops.purge_runs'), 'done
 
 # lag guard: a standby that applies WAL 2 s late; the purge waits while its
 # replay lag exceeds dbops.purge_max_replica_lag, and stops at max_run_time
-my $delayed = PostgreSQL::Test::Cluster->new('delayed');
-$delayed->init_from_backup($primary, 'bk', has_streaming => 1);
-$delayed->append_conf('postgresql.conf', "recovery_min_apply_delay = '2s'");
-$delayed->start;
+# (from the base backup the standby started from)
+my $delayed = dbops_standby($primary, 'delayed',
+	conf => "recovery_min_apply_delay = '2s'", catch_up => 0);
 $primary->safe_psql('postgres', q{
 INSERT INTO ev SELECT i, now() - i * interval '1 day' FROM generate_series(1000, 1100) i;
 SELECT dbops.alter_retention_policy('ev', max_run_time => '3 s');

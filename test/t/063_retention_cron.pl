@@ -9,26 +9,18 @@
 # up the database's search_path.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('cron');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_cron,dbops'
-cron.database_name = 'postgres'
-cron.use_background_workers = on
-max_worker_processes = 16
-});
-$node->start;
+my $node = dbops_primary('cron', cron => 'postgres', cron_workers => 1, pg_cron => 1,
+	dbops => 0);
 
 # this test's own sessions use a search_path of their own (PGOPTIONS
 # overrides the database's setting); pg_cron's workers get the database's
 $ENV{PGOPTIONS} = '-c search_path=pg_catalog,public';
 
 $node->safe_psql('postgres', q{
-CREATE EXTENSION pg_cron;
 CREATE ROLE appowner LOGIN;
 CREATE DATABASE app OWNER appowner;
 });

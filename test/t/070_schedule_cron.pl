@@ -5,29 +5,16 @@
 # server without pg_cron gets the clear error.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('cron');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_cron,dbops'
-cron.database_name = 'postgres'
-cron.use_background_workers = on
-max_worker_processes = 16
-});
-$node->start;
+my $node = dbops_primary('cron', cron => 'postgres', cron_workers => 1, pg_cron => 1);
 
 # the server without pg_cron is started now, checked while the jobs wait
-my $plain = PostgreSQL::Test::Cluster->new('plain');
-$plain->init;
-$plain->append_conf('postgresql.conf', "shared_preload_libraries = 'dbops'");
-$plain->start;
+my $plain = dbops_primary('plain', dbops => 0);
 
 $node->safe_psql('postgres', q{
-CREATE EXTENSION pg_cron;
-CREATE EXTENSION dbops;
 CREATE DATABASE app;
 -- a role that schedules its own jobs: may run the health snapshot, not the
 -- bloat snapshot, so that job fails

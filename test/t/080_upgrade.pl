@@ -6,14 +6,11 @@
 # triggers, sequences, grants, comments, and the rows the install seeds.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('upgrade');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'dbops'");
-$node->start;
+my $node = dbops_primary('upgrade', dbops => 0);
 
 my $current = $node->safe_psql('postgres',
 	"SELECT default_version FROM pg_available_extensions WHERE name = 'dbops'");

@@ -24,25 +24,17 @@
 #    after it.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('old_catalog');
-$node->init;
 # The reaper works in dbops.reaper_database; the ledger's event writer is a
 # dynamic background worker (enough worker slots for it next to pg_cron's
 # launcher and the reaper).  %b names the process that wrote each log line.
-$node->append_conf(
-	'postgresql.conf', qq(
-shared_preload_libraries = 'pg_cron,dbops'
-cron.database_name = 'postgres'
-dbops.reaper_database = 'postgres'
-dbops.reaper_naptime = 1
-max_worker_processes = 16
-log_line_prefix = '%m [%p] %b '
-));
-$node->start;
+my $node = dbops_primary('old_catalog', cron => 'postgres', pg_cron => 1, dbops => '1.0',
+	conf => [
+		"dbops.reaper_database = 'postgres'", 'dbops.reaper_naptime = 1',
+		'max_worker_processes = 16', "log_line_prefix = '%m [%p] %b '" ]);
 
 my $current = $node->safe_psql('postgres',
 	"SELECT default_version FROM pg_available_extensions WHERE name = 'dbops'");
@@ -50,8 +42,6 @@ isnt($current, '1.0', "the library's default version ($current) is newer than 1.
 
 $node->safe_psql(
 	'postgres', q{
-CREATE EXTENSION pg_cron;
-CREATE EXTENSION dbops VERSION '1.0';
 CREATE ROLE monitor LOGIN IN ROLE pg_monitor;
 CREATE ROLE idler LOGIN;
 CREATE TABLE events (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL, v text);

@@ -19,21 +19,12 @@ use strict;
 use warnings;
 use File::Copy qw(copy);
 use IPC::Run;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('dump');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq(
-shared_preload_libraries = 'pg_cron,dbops'
-cron.database_name = 'postgres'
-max_prepared_transactions = 0
-dbops.reaper_naptime = 1
-));
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION pg_cron');
+my $node = dbops_primary('dump', cron => 'postgres', pg_cron => 1, dbops => 0,
+	conf => [ 'max_prepared_transactions = 0', 'dbops.reaper_naptime = 1' ]);
 $node->safe_psql('postgres', 'CREATE ROLE app LOGIN');
 $node->safe_psql('postgres', 'CREATE DATABASE src');
 $node->safe_psql('src', 'CREATE EXTENSION dbops');
@@ -102,9 +93,7 @@ ok( $node->poll_query_until('src',
 is( $node->safe_psql('src',
 		"SELECT action FROM dbops.reap_idle('1 second', dry_run => false) WHERE pid = $idle_pid"),
 	'terminate', 'reap_idle() terminates it');
-ok( $node->poll_query_until('src',
-		"SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $idle_pid)"),
-	'the idle session is gone');
+ok(wait_backend_gone($node, $idle_pid), 'the idle session is gone');
 eval { $idle->quit; };
 ok( $node->poll_query_until('src',
 		"SELECT count(*) = 1 FROM dbops.reaper_log WHERE pid = $idle_pid AND source = 'reap_idle'"),

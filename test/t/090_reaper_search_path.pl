@@ -10,20 +10,14 @@
 # owner must not have become superuser and no trap may have run.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('reaper_search_path');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq(
-shared_preload_libraries = 'dbops'
-dbops.reaper_naptime = 1
-dbops.reaper_database = 'appdb'
-));
-$node->start;
+# dbops in postgres too: the monitoring queries of this test run there,
+# away from appdb's hostile settings
+my $node = dbops_primary('reaper_search_path',
+	conf => [ 'dbops.reaper_naptime = 1', "dbops.reaper_database = 'appdb'" ]);
 
 my $bootstrap =
   $node->safe_psql('postgres', 'SELECT rolname FROM pg_roles WHERE oid = 10');
@@ -34,9 +28,6 @@ CREATE ROLE sec_hea_owner LOGIN;
 CREATE ROLE sec_hea_victim LOGIN;
 CREATE DATABASE appdb OWNER sec_hea_owner;
 ));
-# dbops in postgres too: the monitoring queries of this test run there,
-# away from appdb's hostile settings
-$node->safe_psql('postgres', 'CREATE EXTENSION dbops');
 $node->safe_psql(
 	'appdb', q(
 CREATE EXTENSION dbops;
@@ -136,12 +127,8 @@ sub appdb_sql
 sub poll_appdb
 {
 	my ($sql) = @_;
-	for (1 .. 1800)
-	{
-		return 1 if appdb_sql($sql) eq 't';
-		usleep(100_000);
-	}
-	return 0;
+	local $ENV{PGOPTIONS} = '-c search_path=pg_catalog';
+	return $node->poll_query_until('appdb', $sql);
 }
 
 sub traps_run
@@ -167,9 +154,7 @@ sub exercise_worker
 	my $victim = $node->background_psql('appdb',
 		extra_params => [ '-U', 'sec_hea_victim' ]);
 	my $pid = $victim->query_safe('SELECT pg_backend_pid()');
-	ok( $node->poll_query_until(
-			'postgres',
-			"SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $pid)"),
+	ok(wait_backend_gone($node, $pid),
 		"$what: the worker reaps an idle session of the policy's role");
 	$victim->quit;
 	ok( poll_appdb(

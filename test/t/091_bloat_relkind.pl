@@ -6,17 +6,13 @@
 # the table instead, and the waiting call reads it once the lock is free.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('bloat_relkind');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'dbops'");
-$node->start;
+my $node = dbops_primary('bloat_relkind');
 $node->safe_psql(
 	'postgres', q(
-CREATE EXTENSION dbops;
 CREATE TABLE becomes_view (id int, pad text);
 CREATE TABLE stays (id int, pad text);
 INSERT INTO stays SELECT g, repeat('x', 100) FROM generate_series(1, 1000) g;

@@ -9,14 +9,11 @@
 # owner's in front of pg_catalog for the ledger's own statements.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('ledger_worker');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'dbops'");
-$node->start;
+my $node = dbops_primary('ledger_worker', dbops => 0);
 
 $node->safe_psql('postgres', q{
 CREATE ROLE sec_led_owner LOGIN;

@@ -8,19 +8,12 @@
 # schedule() is called again after the update, which rewrites them.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('cron_search_path');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_cron,dbops'
-cron.database_name = 'app'
-cron.use_background_workers = on
-max_worker_processes = 16
-});
-$node->start;
+# pg_cron's database does not exist yet: app is made below
+my $node = dbops_primary('cron_search_path', cron => 'app', cron_workers => 1, dbops => 0);
 
 $node->safe_psql('postgres', q{
 CREATE ROLE sec_led_owner LOGIN;

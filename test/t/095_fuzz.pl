@@ -11,7 +11,7 @@
 #   DBOPS_FUZZ_SEED     replay a run (each run prints its seed)
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use DbopsCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
@@ -27,21 +27,11 @@ my $seed = $ENV{DBOPS_FUZZ_SEED} // (time() ^ $$) % 1000000;
 srand($seed);
 diag("dbops fuzz seed $seed (replay with DBOPS_FUZZ_SEED=$seed), $seconds s");
 
-my $node = PostgreSQL::Test::Cluster->new('fuzz');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq(
-shared_preload_libraries = 'pg_cron,dbops'
-cron.database_name = 'postgres'
-max_prepared_transactions = 2
-dbops.reaper_naptime = 1
-));
-$node->start;
+my $node = dbops_primary('fuzz', cron => 'postgres', pg_cron => 1,
+	conf => [ 'max_prepared_transactions = 2', 'dbops.reaper_naptime = 1' ]);
 
 $node->safe_psql(
 	'postgres', q{
-CREATE EXTENSION pg_cron;
-CREATE EXTENSION dbops;
 CREATE ROLE fuzz_user LOGIN;
 CREATE ROLE fuzz_monitor LOGIN IN ROLE pg_monitor;
 CREATE TABLE t_plain (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now(), v text);
