@@ -28,7 +28,7 @@ GRANT SELECT ON dbops.health_thresholds TO PUBLIC;
 -- in the check's direction.  NULL means "no threshold at this level".  An INSERT of
 -- a check that already has a row updates that row (so that pg_dump's copy of
 -- user-changed thresholds restores over the defaults CREATE EXTENSION puts).
-CREATE FUNCTION dbops.health_thresholds_validate() RETURNS trigger
+CREATE FUNCTION dbops._health_thresholds_validate() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -114,11 +114,11 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION dbops.health_thresholds_validate() FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbops._health_thresholds_validate() FROM PUBLIC;
 
 CREATE TRIGGER health_thresholds_validate
     BEFORE INSERT OR UPDATE ON dbops.health_thresholds
-    FOR EACH ROW EXECUTE FUNCTION dbops.health_thresholds_validate();
+    FOR EACH ROW EXECUTE FUNCTION dbops._health_thresholds_validate();
 
 -- pg_dump keeps the thresholds (the trigger turns their restore into
 -- updates of the defaults).

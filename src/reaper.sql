@@ -34,7 +34,7 @@ SELECT pg_catalog.pg_extension_config_dump('dbops.reaper_policies_id_seq', '');
 -- fix (the CHECK constraints above stay as the last line): a policy the
 -- reaper could not apply (an idle_timeout too long to count, a LIKE pattern
 -- that LIKE refuses) is refused here rather than failing every sweep.
-CREATE FUNCTION dbops.reaper_policies_validate() RETURNS trigger
+CREATE FUNCTION dbops._reaper_policies_validate() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -119,11 +119,11 @@ BEGIN
     RETURN NEW;
 END
 $$;
-REVOKE ALL ON FUNCTION dbops.reaper_policies_validate() FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbops._reaper_policies_validate() FROM PUBLIC;
 
 CREATE TRIGGER reaper_policies_validate
     BEFORE INSERT OR UPDATE ON dbops.reaper_policies
-    FOR EACH ROW EXECUTE FUNCTION dbops.reaper_policies_validate();
+    FOR EACH ROW EXECUTE FUNCTION dbops._reaper_policies_validate();
 
 CREATE TABLE dbops.reaper_log (
     log_id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

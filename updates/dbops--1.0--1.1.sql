@@ -38,17 +38,18 @@ $$;
 -- --------------------------------------------------------------- health.sql
 
 -- Every function pins search_path (the C ones run queries); the trigger
--- function is internal.
+-- function is internal, and named so (the trigger follows the rename).
 ALTER FUNCTION dbops.health_checks() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION dbops.health() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION dbops.health_status() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION dbops.health_json() SET search_path = pg_catalog, pg_temp;
-REVOKE ALL ON FUNCTION dbops.health_thresholds_validate() FROM PUBLIC;
+ALTER FUNCTION dbops.health_thresholds_validate() RENAME TO _health_thresholds_validate;
+REVOKE ALL ON FUNCTION dbops._health_thresholds_validate() FROM PUBLIC;
 
 -- Thresholds must be finite and within what dbops.health() grades with
 -- (double precision); the messages quote at most 64 characters of the row.
 -- Rows already stored are kept as they are.
-CREATE OR REPLACE FUNCTION dbops.health_thresholds_validate() RETURNS trigger
+CREATE OR REPLACE FUNCTION dbops._health_thresholds_validate() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -199,7 +200,7 @@ ALTER FUNCTION dbops.reaper_events() SET search_path = pg_catalog, pg_temp;
 -- fix (the CHECK constraints above stay as the last line): a policy the
 -- reaper could not apply (an idle_timeout too long to count, a LIKE pattern
 -- that LIKE refuses) is refused here rather than failing every sweep.
-CREATE FUNCTION dbops.reaper_policies_validate() RETURNS trigger
+CREATE FUNCTION dbops._reaper_policies_validate() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -284,11 +285,11 @@ BEGIN
     RETURN NEW;
 END
 $$;
-REVOKE ALL ON FUNCTION dbops.reaper_policies_validate() FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbops._reaper_policies_validate() FROM PUBLIC;
 
 CREATE TRIGGER reaper_policies_validate
     BEFORE INSERT OR UPDATE ON dbops.reaper_policies
-    FOR EACH ROW EXECUTE FUNCTION dbops.reaper_policies_validate();
+    FOR EACH ROW EXECUTE FUNCTION dbops._reaper_policies_validate();
 -- Policies written under 1.0 are kept as they are; one the trigger would
 -- refuse cannot stop the reaper: an idle_timeout too long to count never
 -- fires, an application_name pattern LIKE refuses matches no session.
