@@ -227,3 +227,138 @@ AS $$
 $$;
 COMMENT ON FUNCTION dbops.health_json() IS
     'Health report as one jsonb document: overall status, server facts and every check';
+
+-- ---------------------------------------------------------------------------
+-- health history: snapshots of dbops.health() (a job of dbops.schedule()),
+-- the trend of one check, and the report in Prometheus format
+-- ---------------------------------------------------------------------------
+-- health_snapshot() is SECURITY DEFINER (it runs the checks as the
+-- extension's owner); its rows hold no pg_cron job message.
+
+CREATE TABLE dbops.health_history (
+    taken_at    timestamptz NOT NULL,
+    check_name  text NOT NULL,
+    status      text NOT NULL,
+    value       numeric,
+    unit        text,
+    detail      text,
+    PRIMARY KEY (check_name, taken_at)
+);
+CREATE INDEX health_history_taken_at_idx ON dbops.health_history (taken_at);
+COMMENT ON TABLE dbops.health_history IS
+    'dbops.health() snapshots taken by dbops.health_snapshot(); kept for its "keep" interval';
+SELECT pg_catalog.pg_extension_config_dump('dbops.health_history', '');
+GRANT SELECT ON dbops.health_history TO pg_monitor;
+
+-- The rows of dbops.health() the history keeps: the checks see no pg_cron
+-- job message (dbops.health_history is read by pg_monitor).
+CREATE FUNCTION dbops._health_snapshot_rows(
+    OUT check_name text, OUT status text, OUT value numeric, OUT unit text,
+    OUT detail text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dbops_health_snapshot_rows'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops._health_snapshot_rows() FROM PUBLIC;
+
+CREATE FUNCTION dbops.health_snapshot(
+    keep interval DEFAULT '14 days',
+    OUT inserted bigint, OUT deleted bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dbops._require_positive_interval('keep', keep, 'History older than keep is deleted, e.g. keep => ''14 days''.');
+    -- subtracted from now(): no part negative, at most 1000 years
+    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
+               WHERE pg_catalog.date_part(f, keep) OPERATOR(pg_catalog.<) 0::pg_catalog.float8)
+       OR keep OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
+        RAISE EXCEPTION 'keep must be a positive interval of at most 1000 years, not %', keep
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'History older than keep is deleted, e.g. keep => ''14 days''; every part of it must be zero or more.';
+    END IF;
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot take a health snapshot on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Schedule dbops.health_snapshot() on the primary.';
+    END IF;
+    INSERT INTO dbops.health_history AS h (taken_at, check_name, status, value, unit, detail)
+    SELECT pg_catalog.now(), r.check_name, r.status, r.value, r.unit, r.detail
+    FROM dbops._health_snapshot_rows() r
+    ON CONFLICT (check_name, taken_at) DO UPDATE
+        SET status = excluded.status, value = excluded.value,
+            unit = excluded.unit, detail = excluded.detail;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    DELETE FROM dbops.health_history h
+    WHERE h.taken_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops.health_snapshot(interval) FROM PUBLIC;
+COMMENT ON FUNCTION dbops.health_snapshot(interval) IS
+    'Append dbops.health() to dbops.health_history and delete history older than keep';
+
+CREATE FUNCTION dbops.health_trend(
+    check_name text, since interval DEFAULT '1 day')
+RETURNS TABLE (taken_at timestamptz, status text, value numeric, change numeric,
+               unit text, detail text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF health_trend.check_name IS NULL THEN
+        RAISE EXCEPTION 'check_name must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Name a check of dbops.health(), e.g. ''connections''.';
+    END IF;
+    IF since IS NULL THEN
+        RAISE EXCEPTION 'since must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'For example since => ''1 day''.';
+    END IF;
+    IF since OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
+        RAISE EXCEPTION 'since must be a positive interval, not %', since
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example since => ''1 day''.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM dbops.health_thresholds t
+                   WHERE t.check_name OPERATOR(pg_catalog.=) health_trend.check_name)
+       AND NOT EXISTS (SELECT 1 FROM dbops.health_history h
+                       WHERE h.check_name OPERATOR(pg_catalog.=) health_trend.check_name) THEN
+        RAISE EXCEPTION 'unknown health check "%"',
+                        CASE WHEN pg_catalog.length(health_trend.check_name) OPERATOR(pg_catalog.>) 64
+                             THEN pg_catalog."left"(health_trend.check_name, 64) OPERATOR(pg_catalog.||) '...'
+                             ELSE health_trend.check_name END
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'The checks are listed in dbops.health_thresholds.';
+    END IF;
+    -- more than 1000 years back is all of the history (now() - since could
+    -- leave the range of timestamps)
+    IF since OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
+        since := '1000 years';
+    END IF;
+    RETURN QUERY
+        SELECT h.taken_at, h.status, h.value,
+               h.value OPERATOR(pg_catalog.-) pg_catalog.lag(h.value) OVER (ORDER BY h.taken_at),
+               h.unit, h.detail
+        FROM dbops.health_history h
+        WHERE h.check_name OPERATOR(pg_catalog.=) health_trend.check_name
+          AND h.taken_at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) since)
+        ORDER BY h.taken_at;
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops.health_trend(text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dbops.health_trend(text, interval) TO pg_monitor;
+COMMENT ON FUNCTION dbops.health_trend(text, interval) IS
+    'How one check moved: its snapshots in dbops.health_history since "since" ago, with the change from the previous one';
+
+-- The health report in the Prometheus text exposition format (0.0.4).
+CREATE FUNCTION dbops.health_metrics()
+RETURNS text
+AS 'MODULE_PATHNAME', 'dbops_health_metrics'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops.health_metrics() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dbops.health_metrics() TO pg_monitor;
+COMMENT ON FUNCTION dbops.health_metrics() IS
+    'The dbops.health() report in the Prometheus text exposition format';

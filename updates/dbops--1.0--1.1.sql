@@ -163,6 +163,109 @@ BEGIN
 END
 $$;
 
+-- The history: health_snapshot() keeps no pg_cron job message;
+-- health_metrics() is for pg_monitor, not PUBLIC.
+
+CREATE FUNCTION dbops._health_snapshot_rows(
+    OUT check_name text, OUT status text, OUT value numeric, OUT unit text,
+    OUT detail text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dbops_health_snapshot_rows'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops._health_snapshot_rows() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION dbops.health_snapshot(
+    keep interval DEFAULT '14 days',
+    OUT inserted bigint, OUT deleted bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dbops._require_positive_interval('keep', keep, 'History older than keep is deleted, e.g. keep => ''14 days''.');
+    -- subtracted from now(): no part negative, at most 1000 years
+    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
+               WHERE pg_catalog.date_part(f, keep) OPERATOR(pg_catalog.<) 0::pg_catalog.float8)
+       OR keep OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
+        RAISE EXCEPTION 'keep must be a positive interval of at most 1000 years, not %', keep
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'History older than keep is deleted, e.g. keep => ''14 days''; every part of it must be zero or more.';
+    END IF;
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot take a health snapshot on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Schedule dbops.health_snapshot() on the primary.';
+    END IF;
+    INSERT INTO dbops.health_history AS h (taken_at, check_name, status, value, unit, detail)
+    SELECT pg_catalog.now(), r.check_name, r.status, r.value, r.unit, r.detail
+    FROM dbops._health_snapshot_rows() r
+    ON CONFLICT (check_name, taken_at) DO UPDATE
+        SET status = excluded.status, value = excluded.value,
+            unit = excluded.unit, detail = excluded.detail;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    DELETE FROM dbops.health_history h
+    WHERE h.taken_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION dbops.health_trend(
+    check_name text, since interval DEFAULT '1 day')
+RETURNS TABLE (taken_at timestamptz, status text, value numeric, change numeric,
+               unit text, detail text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF health_trend.check_name IS NULL THEN
+        RAISE EXCEPTION 'check_name must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Name a check of dbops.health(), e.g. ''connections''.';
+    END IF;
+    IF since IS NULL THEN
+        RAISE EXCEPTION 'since must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'For example since => ''1 day''.';
+    END IF;
+    IF since OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
+        RAISE EXCEPTION 'since must be a positive interval, not %', since
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example since => ''1 day''.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM dbops.health_thresholds t
+                   WHERE t.check_name OPERATOR(pg_catalog.=) health_trend.check_name)
+       AND NOT EXISTS (SELECT 1 FROM dbops.health_history h
+                       WHERE h.check_name OPERATOR(pg_catalog.=) health_trend.check_name) THEN
+        RAISE EXCEPTION 'unknown health check "%"',
+                        CASE WHEN pg_catalog.length(health_trend.check_name) OPERATOR(pg_catalog.>) 64
+                             THEN pg_catalog."left"(health_trend.check_name, 64) OPERATOR(pg_catalog.||) '...'
+                             ELSE health_trend.check_name END
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'The checks are listed in dbops.health_thresholds.';
+    END IF;
+    -- more than 1000 years back is all of the history (now() - since could
+    -- leave the range of timestamps)
+    IF since OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
+        since := '1000 years';
+    END IF;
+    RETURN QUERY
+        SELECT h.taken_at, h.status, h.value,
+               h.value OPERATOR(pg_catalog.-) pg_catalog.lag(h.value) OVER (ORDER BY h.taken_at),
+               h.unit, h.detail
+        FROM dbops.health_history h
+        WHERE h.check_name OPERATOR(pg_catalog.=) health_trend.check_name
+          AND h.taken_at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) since)
+        ORDER BY h.taken_at;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION dbops.health_metrics()
+RETURNS text
+AS 'MODULE_PATHNAME', 'dbops_health_metrics'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops.health_metrics() FROM PUBLIC;
+
 -- ------------------------------------------------------------- locktree.sql
 
 ALTER FUNCTION dbops.lock_tree() SET search_path = pg_catalog, pg_temp;
@@ -189,6 +292,57 @@ AS 'MODULE_PATHNAME', 'dbops_bloat'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION dbops._bloat_stats(oid[]) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION dbops.bloat_snapshot(
+    keep interval DEFAULT '90 days',
+    method text DEFAULT 'auto',
+    min_size bigint DEFAULT 1048576,
+    OUT inserted bigint, OUT deleted bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dbops._require_positive_interval('keep', keep, 'History older than keep is deleted, e.g. keep => ''90 days''.');
+    -- subtracted from now(): no part negative, at most 1000 years
+    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
+               WHERE pg_catalog.date_part(f, keep) OPERATOR(pg_catalog.<) 0::pg_catalog.float8)
+       OR keep OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
+        RAISE EXCEPTION 'keep must be a positive interval of at most 1000 years, not %', keep
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'History older than keep is deleted, e.g. keep => ''90 days''; every part of it must be zero or more.';
+    END IF;
+    IF method IS NULL THEN
+        RAISE EXCEPTION 'method must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Use one of the methods of dbops.bloat(), e.g. ''auto''.';
+    END IF;
+    IF min_size IS NULL OR min_size OPERATOR(pg_catalog.<) 0::pg_catalog.int8 THEN
+        RAISE EXCEPTION 'min_size must be zero or more bytes, not %', coalesce(min_size::pg_catalog.text, 'NULL')
+            USING ERRCODE = CASE WHEN min_size IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
+                  HINT = 'Relations smaller than min_size bytes are left out, e.g. min_size => 1048576 (the default); 0 keeps every relation.';
+    END IF;
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot take a bloat snapshot on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Schedule dbops.bloat_snapshot() on the primary.';
+    END IF;
+    INSERT INTO dbops.bloat_history AS h
+        (taken_at, relid, relation, kind, method, size_bytes, bloat_bytes, bloat_pct)
+    SELECT pg_catalog.now(), b.relation::pg_catalog.oid, b.relation::pg_catalog.text, b.kind, b.method,
+           b.size_bytes, b.bloat_bytes, b.bloat_pct
+    FROM dbops.bloat(NULL::pg_catalog.regclass, bloat_snapshot.method) b
+    WHERE b.size_bytes OPERATOR(pg_catalog.>=) min_size
+    ON CONFLICT (relid, kind, taken_at) DO UPDATE
+        SET relation = excluded.relation, method = excluded.method,
+            size_bytes = excluded.size_bytes, bloat_bytes = excluded.bloat_bytes,
+            bloat_pct = excluded.bloat_pct;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    DELETE FROM dbops.bloat_history h
+    WHERE h.taken_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+END;
+$$;
 
 -- --------------------------------------------------------------- reaper.sql
 
@@ -2348,8 +2502,7 @@ SELECT pg_catalog.pg_extension_config_dump('dbops.purge_runs_run_id_seq', '');
 
 -- Every function pins search_path = pg_catalog, pg_temp and names everything
 -- by schema, and so do the job commands schedule() writes; cron_jobs() shows
--- a job's messages only to its owner and superusers; health_snapshot()
--- keeps none; health_metrics() is for pg_monitor, not PUBLIC.
+-- a job's messages only to its owner and superusers.
 
 CREATE OR REPLACE FUNCTION dbops.cron_status(
     OUT loaded boolean, OUT cron_database text, OUT installed boolean,
@@ -2398,150 +2551,6 @@ BEGIN
         USING ERRCODE = 'object_not_in_prerequisite_state',
               DETAIL = 'pg_cron is in shared_preload_libraries and cron.database_name names this database.',
               HINT = 'Run CREATE EXTENSION pg_cron in this database.';
-END;
-$$;
-
-CREATE FUNCTION dbops._health_snapshot_rows(
-    OUT check_name text, OUT status text, OUT value numeric, OUT unit text,
-    OUT detail text)
-RETURNS SETOF record
-AS 'MODULE_PATHNAME', 'dbops_health_snapshot_rows'
-LANGUAGE C VOLATILE
-SET search_path = pg_catalog, pg_temp;
-REVOKE ALL ON FUNCTION dbops._health_snapshot_rows() FROM PUBLIC;
-
-CREATE OR REPLACE FUNCTION dbops.health_snapshot(
-    keep interval DEFAULT '14 days',
-    OUT inserted bigint, OUT deleted bigint)
-RETURNS record
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM dbops._require_positive_interval('keep', keep, 'History older than keep is deleted, e.g. keep => ''14 days''.');
-    -- subtracted from now(): no part negative, at most 1000 years
-    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
-               WHERE pg_catalog.date_part(f, keep) OPERATOR(pg_catalog.<) 0::pg_catalog.float8)
-       OR keep OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
-        RAISE EXCEPTION 'keep must be a positive interval of at most 1000 years, not %', keep
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'History older than keep is deleted, e.g. keep => ''14 days''; every part of it must be zero or more.';
-    END IF;
-    IF pg_catalog.pg_is_in_recovery() THEN
-        RAISE EXCEPTION 'cannot take a health snapshot on a standby'
-            USING ERRCODE = 'read_only_sql_transaction',
-                  HINT = 'Schedule dbops.health_snapshot() on the primary.';
-    END IF;
-    INSERT INTO dbops.health_history AS h (taken_at, check_name, status, value, unit, detail)
-    SELECT pg_catalog.now(), r.check_name, r.status, r.value, r.unit, r.detail
-    FROM dbops._health_snapshot_rows() r
-    ON CONFLICT (check_name, taken_at) DO UPDATE
-        SET status = excluded.status, value = excluded.value,
-            unit = excluded.unit, detail = excluded.detail;
-    GET DIAGNOSTICS inserted = ROW_COUNT;
-    DELETE FROM dbops.health_history h
-    WHERE h.taken_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep);
-    GET DIAGNOSTICS deleted = ROW_COUNT;
-END;
-$$;
-
-CREATE OR REPLACE FUNCTION dbops.bloat_snapshot(
-    keep interval DEFAULT '90 days',
-    method text DEFAULT 'auto',
-    min_size bigint DEFAULT 1048576,
-    OUT inserted bigint, OUT deleted bigint)
-RETURNS record
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM dbops._require_positive_interval('keep', keep, 'History older than keep is deleted, e.g. keep => ''90 days''.');
-    -- subtracted from now(): no part negative, at most 1000 years
-    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
-               WHERE pg_catalog.date_part(f, keep) OPERATOR(pg_catalog.<) 0::pg_catalog.float8)
-       OR keep OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
-        RAISE EXCEPTION 'keep must be a positive interval of at most 1000 years, not %', keep
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'History older than keep is deleted, e.g. keep => ''90 days''; every part of it must be zero or more.';
-    END IF;
-    IF method IS NULL THEN
-        RAISE EXCEPTION 'method must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'Use one of the methods of dbops.bloat(), e.g. ''auto''.';
-    END IF;
-    IF min_size IS NULL OR min_size OPERATOR(pg_catalog.<) 0::pg_catalog.int8 THEN
-        RAISE EXCEPTION 'min_size must be zero or more bytes, not %', coalesce(min_size::pg_catalog.text, 'NULL')
-            USING ERRCODE = CASE WHEN min_size IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
-                  HINT = 'Relations smaller than min_size bytes are left out, e.g. min_size => 1048576 (the default); 0 keeps every relation.';
-    END IF;
-    IF pg_catalog.pg_is_in_recovery() THEN
-        RAISE EXCEPTION 'cannot take a bloat snapshot on a standby'
-            USING ERRCODE = 'read_only_sql_transaction',
-                  HINT = 'Schedule dbops.bloat_snapshot() on the primary.';
-    END IF;
-    INSERT INTO dbops.bloat_history AS h
-        (taken_at, relid, relation, kind, method, size_bytes, bloat_bytes, bloat_pct)
-    SELECT pg_catalog.now(), b.relation::pg_catalog.oid, b.relation::pg_catalog.text, b.kind, b.method,
-           b.size_bytes, b.bloat_bytes, b.bloat_pct
-    FROM dbops.bloat(NULL::pg_catalog.regclass, bloat_snapshot.method) b
-    WHERE b.size_bytes OPERATOR(pg_catalog.>=) min_size
-    ON CONFLICT (relid, kind, taken_at) DO UPDATE
-        SET relation = excluded.relation, method = excluded.method,
-            size_bytes = excluded.size_bytes, bloat_bytes = excluded.bloat_bytes,
-            bloat_pct = excluded.bloat_pct;
-    GET DIAGNOSTICS inserted = ROW_COUNT;
-    DELETE FROM dbops.bloat_history h
-    WHERE h.taken_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep);
-    GET DIAGNOSTICS deleted = ROW_COUNT;
-END;
-$$;
-
-CREATE OR REPLACE FUNCTION dbops.health_trend(
-    check_name text, since interval DEFAULT '1 day')
-RETURNS TABLE (taken_at timestamptz, status text, value numeric, change numeric,
-               unit text, detail text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-BEGIN
-    IF health_trend.check_name IS NULL THEN
-        RAISE EXCEPTION 'check_name must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'Name a check of dbops.health(), e.g. ''connections''.';
-    END IF;
-    IF since IS NULL THEN
-        RAISE EXCEPTION 'since must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed', HINT = 'For example since => ''1 day''.';
-    END IF;
-    IF since OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
-        RAISE EXCEPTION 'since must be a positive interval, not %', since
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example since => ''1 day''.';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM dbops.health_thresholds t
-                   WHERE t.check_name OPERATOR(pg_catalog.=) health_trend.check_name)
-       AND NOT EXISTS (SELECT 1 FROM dbops.health_history h
-                       WHERE h.check_name OPERATOR(pg_catalog.=) health_trend.check_name) THEN
-        RAISE EXCEPTION 'unknown health check "%"',
-                        CASE WHEN pg_catalog.length(health_trend.check_name) OPERATOR(pg_catalog.>) 64
-                             THEN pg_catalog."left"(health_trend.check_name, 64) OPERATOR(pg_catalog.||) '...'
-                             ELSE health_trend.check_name END
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'The checks are listed in dbops.health_thresholds.';
-    END IF;
-    -- more than 1000 years back is all of the history (now() - since could
-    -- leave the range of timestamps)
-    IF since OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
-        since := '1000 years';
-    END IF;
-    RETURN QUERY
-        SELECT h.taken_at, h.status, h.value,
-               h.value OPERATOR(pg_catalog.-) pg_catalog.lag(h.value) OVER (ORDER BY h.taken_at),
-               h.unit, h.detail
-        FROM dbops.health_history h
-        WHERE h.check_name OPERATOR(pg_catalog.=) health_trend.check_name
-          AND h.taken_at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) since)
-        ORDER BY h.taken_at;
 END;
 $$;
 
@@ -2951,10 +2960,3 @@ BEGIN
     END LOOP;
 END;
 $$;
-
-CREATE OR REPLACE FUNCTION dbops.health_metrics()
-RETURNS text
-AS 'MODULE_PATHNAME', 'dbops_health_metrics'
-LANGUAGE C VOLATILE
-SET search_path = pg_catalog, pg_temp;
-REVOKE ALL ON FUNCTION dbops.health_metrics() FROM PUBLIC;
