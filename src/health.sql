@@ -269,15 +269,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM dbops._require_positive_interval('keep', keep, 'History older than keep is deleted, e.g. keep => ''14 days''.');
-    -- subtracted from now(): no part negative, at most 1000 years
-    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
-               WHERE pg_catalog.date_part(f, keep) OPERATOR(pg_catalog.<) 0::pg_catalog.float8)
-       OR keep OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
-        RAISE EXCEPTION 'keep must be a positive interval of at most 1000 years, not %', keep
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'History older than keep is deleted, e.g. keep => ''14 days''; every part of it must be zero or more.';
-    END IF;
+    PERFORM dbops._require_history_keep(keep, '14 days');
     IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot take a health snapshot on a standby'
             USING ERRCODE = 'read_only_sql_transaction',

@@ -391,15 +391,21 @@ BEGIN
     END IF;
 
     -- one policy per set of rows: the purge of a partitioned table (or of an
-    -- inheritance parent) deletes from its partitions (children) too
-    WITH RECURSIVE up(relid) AS (
-        SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = relation
+    -- inheritance parent) deletes from its partitions (children) too.  The
+    -- tables above relation (up) and below it, each direction walked from
+    -- relation on; a policy above is reported first
+    WITH RECURSIVE related(relid, up) AS (
+        SELECT i.inhparent, true FROM pg_inherits i WHERE i.inhrelid = relation
+        UNION ALL
+        SELECT i.inhrelid, false FROM pg_inherits i WHERE i.inhparent = relation
         UNION
-        SELECT i.inhparent FROM pg_inherits i JOIN up ON i.inhrelid = up.relid)
-    SELECT p.relation AS rel INTO other
-      FROM dbops.retention_policies p JOIN up ON p.relation = up.relid
-     ORDER BY p.policy_id LIMIT 1;
-    IF FOUND THEN
+        SELECT CASE WHEN r.up THEN i.inhparent ELSE i.inhrelid END, r.up
+          FROM related r
+          JOIN pg_inherits i ON r.relid = CASE WHEN r.up THEN i.inhrelid ELSE i.inhparent END)
+    SELECT p.relation AS rel, r.up INTO other
+      FROM dbops.retention_policies p JOIN related r ON p.relation = r.relid
+     ORDER BY r.up DESC, p.policy_id LIMIT 1;
+    IF FOUND AND other.up THEN
         RAISE EXCEPTION '% is % %, which has a retention policy', relation,
                 CASE WHEN (SELECT c.relispartition FROM pg_class c WHERE c.oid = relation)
                      THEN 'a partition of' ELSE 'an inheritance child of' END, other.rel
@@ -408,13 +414,6 @@ BEGIN
                   HINT = format('Change that policy with dbops.alter_retention_policy(%L), or remove it with dbops.remove_retention_policy(%L) first.',
                                 other.rel::text, other.rel::text);
     END IF;
-    WITH RECURSIVE down(relid) AS (
-        SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = relation
-        UNION
-        SELECT i.inhrelid FROM pg_inherits i JOIN down ON i.inhparent = down.relid)
-    SELECT p.relation AS rel INTO other
-      FROM dbops.retention_policies p JOIN down ON p.relation = down.relid
-     ORDER BY p.policy_id LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION '% has % %, with a retention policy of its own', relation,
                 CASE WHEN (SELECT c.relispartition FROM pg_class c WHERE c.oid = other.rel)

@@ -10,7 +10,7 @@
 -- ---------------------------------------------------------------- dbops.sql
 
 -- Pinned search_path; internal: revoked from PUBLIC (only the SECURITY
--- DEFINER snapshot functions call it).
+-- DEFINER snapshot functions reach it, through _require_history_keep()).
 ALTER FUNCTION dbops._require_positive_interval(text, interval, text)
     SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION dbops._require_positive_interval(text, interval, text) FROM PUBLIC;
@@ -34,6 +34,29 @@ BEGIN
     END IF;
 END;
 $$;
+
+-- The keep of a history snapshot (health_snapshot(), bloat_snapshot()): a
+-- positive interval of at most 1000 years, no part of it negative, as it
+-- is subtracted from now().  example is the keep the hints suggest.
+CREATE FUNCTION dbops._require_history_keep(keep interval, example text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dbops._require_positive_interval('keep', keep,
+                format('History older than keep is deleted, e.g. keep => %L.', example));
+    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
+               WHERE pg_catalog.date_part(f, keep) OPERATOR(pg_catalog.<) 0::pg_catalog.float8)
+       OR keep OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
+        RAISE EXCEPTION 'keep must be a positive interval of at most 1000 years, not %', keep
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('History older than keep is deleted, e.g. keep => %L; every part of it must be zero or more.', example);
+    END IF;
+END;
+$$;
+-- Used by the SECURITY DEFINER snapshot functions, which run as its owner.
+REVOKE ALL ON FUNCTION dbops._require_history_keep(interval, text) FROM PUBLIC;
 
 -- --------------------------------------------------------------- health.sql
 
@@ -183,15 +206,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM dbops._require_positive_interval('keep', keep, 'History older than keep is deleted, e.g. keep => ''14 days''.');
-    -- subtracted from now(): no part negative, at most 1000 years
-    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
-               WHERE pg_catalog.date_part(f, keep) OPERATOR(pg_catalog.<) 0::pg_catalog.float8)
-       OR keep OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
-        RAISE EXCEPTION 'keep must be a positive interval of at most 1000 years, not %', keep
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'History older than keep is deleted, e.g. keep => ''14 days''; every part of it must be zero or more.';
-    END IF;
+    PERFORM dbops._require_history_keep(keep, '14 days');
     IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot take a health snapshot on a standby'
             USING ERRCODE = 'read_only_sql_transaction',
@@ -303,15 +318,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM dbops._require_positive_interval('keep', keep, 'History older than keep is deleted, e.g. keep => ''90 days''.');
-    -- subtracted from now(): no part negative, at most 1000 years
-    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
-               WHERE pg_catalog.date_part(f, keep) OPERATOR(pg_catalog.<) 0::pg_catalog.float8)
-       OR keep OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
-        RAISE EXCEPTION 'keep must be a positive interval of at most 1000 years, not %', keep
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'History older than keep is deleted, e.g. keep => ''90 days''; every part of it must be zero or more.';
-    END IF;
+    PERFORM dbops._require_history_keep(keep, '90 days');
     IF method IS NULL THEN
         RAISE EXCEPTION 'method must not be NULL'
             USING ERRCODE = 'null_value_not_allowed',
@@ -1459,15 +1466,21 @@ BEGIN
     END IF;
 
     -- one policy per set of rows: the purge of a partitioned table (or of an
-    -- inheritance parent) deletes from its partitions (children) too
-    WITH RECURSIVE up(relid) AS (
-        SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = relation
+    -- inheritance parent) deletes from its partitions (children) too.  The
+    -- tables above relation (up) and below it, each direction walked from
+    -- relation on; a policy above is reported first
+    WITH RECURSIVE related(relid, up) AS (
+        SELECT i.inhparent, true FROM pg_inherits i WHERE i.inhrelid = relation
+        UNION ALL
+        SELECT i.inhrelid, false FROM pg_inherits i WHERE i.inhparent = relation
         UNION
-        SELECT i.inhparent FROM pg_inherits i JOIN up ON i.inhrelid = up.relid)
-    SELECT p.relation AS rel INTO other
-      FROM dbops.retention_policies p JOIN up ON p.relation = up.relid
-     ORDER BY p.policy_id LIMIT 1;
-    IF FOUND THEN
+        SELECT CASE WHEN r.up THEN i.inhparent ELSE i.inhrelid END, r.up
+          FROM related r
+          JOIN pg_inherits i ON r.relid = CASE WHEN r.up THEN i.inhrelid ELSE i.inhparent END)
+    SELECT p.relation AS rel, r.up INTO other
+      FROM dbops.retention_policies p JOIN related r ON p.relation = r.relid
+     ORDER BY r.up DESC, p.policy_id LIMIT 1;
+    IF FOUND AND other.up THEN
         RAISE EXCEPTION '% is % %, which has a retention policy', relation,
                 CASE WHEN (SELECT c.relispartition FROM pg_class c WHERE c.oid = relation)
                      THEN 'a partition of' ELSE 'an inheritance child of' END, other.rel
@@ -1476,13 +1489,6 @@ BEGIN
                   HINT = format('Change that policy with dbops.alter_retention_policy(%L), or remove it with dbops.remove_retention_policy(%L) first.',
                                 other.rel::text, other.rel::text);
     END IF;
-    WITH RECURSIVE down(relid) AS (
-        SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = relation
-        UNION
-        SELECT i.inhrelid FROM pg_inherits i JOIN down ON i.inhparent = down.relid)
-    SELECT p.relation AS rel INTO other
-      FROM dbops.retention_policies p JOIN down ON p.relation = down.relid
-     ORDER BY p.policy_id LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION '% has % %, with a retention policy of its own', relation,
                 CASE WHEN (SELECT c.relispartition FROM pg_class c WHERE c.oid = other.rel)
