@@ -1,4 +1,22 @@
 -- dbops install script, assembled from one fragment per capability (src/*.sql)
+--
+-- Names in SQL and PL/pgSQL functions, in every fragment (and in the upgrade
+-- scripts, which repeat their bodies):
+--   - Parameters, IN and OUT, have bare names (relation, keep, st), in
+--     internal functions as in public ones: a public function's parameter
+--     names are its API, named in calls, and an internal function's stay
+--     what its callers pass (a parameter cannot be renamed in place).
+--   - Where a column of the same name is in scope of a statement, the
+--     parameter is written qualified with the function's name
+--     (add_retention_policy.relation; the ledger's internal functions
+--     qualify version, checksum, description and requires throughout).
+--     PL/pgSQL refuses the unqualified name there rather than guess.  An
+--     ON CONFLICT target, which cannot be qualified, names the constraint
+--     (ON CONSTRAINT migrations_pkey).  A function returning a table whose
+--     columns it also reads says #variable_conflict use_column (or
+--     use_variable) instead.
+--   - Local variables (DECLARE, FOR loop records and rows) are v_<name>:
+--     never a column's name, so never qualified and never ambiguous.
 
 \echo Use "CREATE EXTENSION dbops" to load this file. \quit
 

@@ -33,24 +33,24 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    dir text;
+    v_dir text;
     -- what the messages quote of the row: at most 64 characters of each
-    name_q text := CASE WHEN length(NEW.check_name) > 64
-                        THEN left(NEW.check_name, 64) || '...' ELSE NEW.check_name END;
-    warning_q text := CASE WHEN length(NEW.warning::text) > 64
-                           THEN left(NEW.warning::text, 64) || '...' ELSE NEW.warning::text END;
-    critical_q text := CASE WHEN length(NEW.critical::text) > 64
-                            THEN left(NEW.critical::text, 64) || '...' ELSE NEW.critical::text END;
+    v_name_q text := CASE WHEN length(NEW.check_name) > 64
+                          THEN left(NEW.check_name, 64) || '...' ELSE NEW.check_name END;
+    v_warning_q text := CASE WHEN length(NEW.warning::text) > 64
+                             THEN left(NEW.warning::text, 64) || '...' ELSE NEW.warning::text END;
+    v_critical_q text := CASE WHEN length(NEW.critical::text) > 64
+                              THEN left(NEW.critical::text, 64) || '...' ELSE NEW.critical::text END;
 BEGIN
     IF NEW.check_name IS NULL THEN
         RAISE EXCEPTION 'check_name of a health threshold must not be NULL'
             USING ERRCODE = 'not_null_violation',
                   HINT = 'Name one of the checks listed by dbops.health_checks().';
     END IF;
-    SELECT c.direction INTO dir FROM dbops.health_checks() c
+    SELECT c.direction INTO v_dir FROM dbops.health_checks() c
      WHERE c.check_name = NEW.check_name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown health check "%"', name_q
+        RAISE EXCEPTION 'unknown health check "%"', v_name_q
             USING ERRCODE = 'undefined_object',
                   HINT = 'Known checks: ' ||
                          (SELECT string_agg(c.check_name, ', ' ORDER BY c.check_name)
@@ -58,22 +58,22 @@ BEGIN
     END IF;
     IF TG_OP = 'UPDATE' AND NEW.check_name <> OLD.check_name
        AND EXISTS (SELECT FROM dbops.health_thresholds t WHERE t.check_name = NEW.check_name) THEN
-        RAISE EXCEPTION 'health check "%" already has a thresholds row', name_q
+        RAISE EXCEPTION 'health check "%" already has a thresholds row', v_name_q
             USING ERRCODE = 'unique_violation',
                   HINT = 'Update that row instead of renaming this one.';
     END IF;
     IF NEW.enabled IS NULL THEN
-        RAISE EXCEPTION 'enabled of health check "%" must not be NULL', name_q
+        RAISE EXCEPTION 'enabled of health check "%" must not be NULL', v_name_q
             USING ERRCODE = 'not_null_violation',
                   HINT = 'Set enabled to true or false.';
     END IF;
     IF NEW.warning = 'NaN' OR NEW.critical = 'NaN' THEN
-        RAISE EXCEPTION 'thresholds of health check "%" must be numbers, not NaN', name_q
+        RAISE EXCEPTION 'thresholds of health check "%" must be numbers, not NaN', v_name_q
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use NULL for "no threshold".';
     END IF;
     IF NEW.warning IN ('Infinity', '-Infinity') OR NEW.critical IN ('Infinity', '-Infinity') THEN
-        RAISE EXCEPTION 'thresholds of health check "%" must be finite, not %', name_q,
+        RAISE EXCEPTION 'thresholds of health check "%" must be finite, not %', v_name_q,
                         CASE WHEN NEW.warning IN ('Infinity', '-Infinity')
                              THEN NEW.warning ELSE NEW.critical END
             USING ERRCODE = 'invalid_parameter_value',
@@ -85,20 +85,20 @@ BEGIN
        OR (NEW.critical <> 0 AND (abs(NEW.critical) > 1e300 OR abs(NEW.critical) < 1e-300)) THEN
         RAISE EXCEPTION 'threshold % of health check "%" is out of range',
                         CASE WHEN NEW.warning <> 0 AND (abs(NEW.warning) > 1e300 OR abs(NEW.warning) < 1e-300)
-                             THEN warning_q ELSE critical_q END, name_q
+                             THEN v_warning_q ELSE v_critical_q END, v_name_q
             USING ERRCODE = 'numeric_value_out_of_range',
                   HINT = 'Give a threshold of magnitude between 1e-300 and 1e300, or 0; NULL for "no threshold".';
     END IF;
-    IF dir = 'higher_is_worse' AND NEW.warning > NEW.critical THEN
+    IF v_dir = 'higher_is_worse' AND NEW.warning > NEW.critical THEN
         RAISE EXCEPTION 'warning threshold % of health check "%" is above its critical threshold %',
-                        warning_q, name_q, critical_q
+                        v_warning_q, v_name_q, v_critical_q
             USING ERRCODE = 'check_violation',
                   DETAIL = 'Higher values are worse for this check, so warning must be at most critical.',
                   HINT = 'Lower the warning threshold or raise the critical one; NULL disables a level.';
     END IF;
-    IF dir = 'lower_is_worse' AND NEW.warning < NEW.critical THEN
+    IF v_dir = 'lower_is_worse' AND NEW.warning < NEW.critical THEN
         RAISE EXCEPTION 'warning threshold % of health check "%" is below its critical threshold %',
-                        warning_q, name_q, critical_q
+                        v_warning_q, v_name_q, v_critical_q
             USING ERRCODE = 'check_violation',
                   DETAIL = 'Lower values are worse for this check, so warning must be at least critical.',
                   HINT = 'Raise the warning threshold or lower the critical one; NULL disables a level.';
@@ -167,14 +167,14 @@ LANGUAGE plpgsql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    bad text;
+    v_bad text;
 BEGIN
-    SELECT s INTO bad FROM unnest(statuses) AS u(s)
+    SELECT s INTO v_bad FROM unnest(statuses) AS u(s)
      WHERE s IS NOT NULL AND s NOT IN ('ok', 'skipped', 'unknown', 'warning', 'critical')
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'unknown health status "%"',
-                        CASE WHEN length(bad) > 64 THEN left(bad, 64) || '...' ELSE bad END
+                        CASE WHEN length(v_bad) > 64 THEN left(v_bad, 64) || '...' ELSE v_bad END
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Statuses are ok, skipped, unknown, warning and critical (lower case), as dbops.health() reports them; NULL counts as unknown.';
     END IF;

@@ -40,12 +40,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     -- what the messages quote of the row: at most 64 characters of each
-    state_q text := CASE WHEN length(NEW.state) > 64
-                         THEN left(NEW.state, 64) || '...' ELSE NEW.state END;
-    action_q text := CASE WHEN length(NEW.action) > 64
-                          THEN left(NEW.action, 64) || '...' ELSE NEW.action END;
-    app_q text := CASE WHEN length(NEW.application_name) > 64
-                       THEN left(NEW.application_name, 64) || '...' ELSE NEW.application_name END;
+    v_state_q text := CASE WHEN length(NEW.state) > 64
+                           THEN left(NEW.state, 64) || '...' ELSE NEW.state END;
+    v_action_q text := CASE WHEN length(NEW.action) > 64
+                            THEN left(NEW.action, 64) || '...' ELSE NEW.action END;
+    v_app_q text := CASE WHEN length(NEW.application_name) > 64
+                         THEN left(NEW.application_name, 64) || '...' ELSE NEW.application_name END;
 BEGIN
     IF NEW.id IS NULL THEN
         RAISE EXCEPTION 'id of a reaper policy must not be NULL'
@@ -64,13 +64,13 @@ BEGIN
                   HINT = 'Use terminate, cancel or exempt.';
     END IF;
     IF NEW.action NOT IN ('terminate', 'cancel', 'exempt') THEN
-        RAISE EXCEPTION 'unknown reaper policy action "%"', action_q
+        RAISE EXCEPTION 'unknown reaper policy action "%"', v_action_q
             USING ERRCODE = 'check_violation',
                   HINT = 'Use terminate, cancel or exempt.';
     END IF;
     IF NEW.state IS NOT NULL
        AND NEW.state NOT IN ('idle', 'idle in transaction', 'idle in transaction (aborted)') THEN
-        RAISE EXCEPTION 'unknown session state "%" in a reaper policy', state_q
+        RAISE EXCEPTION 'unknown session state "%" in a reaper policy', v_state_q
             USING ERRCODE = 'check_violation',
                   HINT = 'Use idle, idle in transaction or idle in transaction (aborted); NULL matches all three.';
     END IF;
@@ -112,7 +112,7 @@ BEGIN
     -- LIKE refuses a pattern whose last backslash escapes nothing (the
     -- run of backslashes it ends with is of odd length)
     IF length(substring(NEW.application_name FROM '\\*$')) % 2 = 1 THEN
-        RAISE EXCEPTION 'application_name pattern "%" of a reaper policy ends with an escape character', app_q
+        RAISE EXCEPTION 'application_name pattern "%" of a reaper policy ends with an escape character', v_app_q
             USING ERRCODE = 'invalid_escape_sequence',
                   HINT = 'application_name is a LIKE pattern: write \\ for a backslash, \% and \_ for a literal % or _.';
     END IF;

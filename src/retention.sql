@@ -244,45 +244,45 @@ RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    typid oid;
-    typ text;
-    lower_cond text;
+    v_typid oid;
+    v_typ text;
+    v_lower_cond text;
 BEGIN
-    SELECT a.atttypid INTO typid
+    SELECT a.atttypid INTO v_typid
       FROM pg_attribute a
      WHERE a.attrelid = target AND a.attname = time_column
        AND a.attnum > 0 AND NOT a.attisdropped;
-    IF typid IS NULL THEN
+    IF v_typid IS NULL THEN
         RAISE EXCEPTION 'column "%" of relation % does not exist', time_column, target
             USING ERRCODE = 'undefined_column',
                   HINT = 'time_column names the date/time column of the policy''s table.';
     END IF;
-    typ := CASE typid WHEN 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 'pg_catalog.timestamptz'
+    v_typ := CASE v_typid WHEN 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 'pg_catalog.timestamptz'
                       WHEN 'pg_catalog.timestamp'::pg_catalog.regtype THEN 'pg_catalog.timestamp'
                       WHEN 'pg_catalog.date'::pg_catalog.regtype THEN 'pg_catalog.date' END;
-    IF typ IS NULL THEN
+    IF v_typ IS NULL THEN
         RAISE EXCEPTION 'column "%" of relation % is of type %, not timestamptz, timestamp or date',
-                time_column, target, format_type(typid, NULL)
+                time_column, target, format_type(v_typid, NULL)
             USING ERRCODE = 'datatype_mismatch',
                   HINT = 'time_column must be of type timestamptz, timestamp or date.';
     END IF;
-    lower_cond := CASE WHEN from_value THEN format(' AND %I OPERATOR(pg_catalog.>=) $1::%s', time_column, typ) ELSE '' END;
+    v_lower_cond := CASE WHEN from_value THEN format(' AND %I OPERATOR(pg_catalog.>=) $1::%s', time_column, v_typ) ELSE '' END;
     CASE mode
     WHEN 'bound' THEN
         RETURN format('SELECT b.bound::pg_catalog.text, (SELECT pg_catalog.count(*) FROM (SELECT FROM %1$s WHERE %2$I OPERATOR(pg_catalog.=) b.bound LIMIT $3) t) '
                       'FROM (SELECT %2$I AS bound FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $2%3$s ORDER BY %2$I OFFSET $3 LIMIT 1) b',
-                      target, time_column, lower_cond);
+                      target, time_column, v_lower_cond);
     WHEN 'range' THEN
         RETURN format('DELETE FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $3%3$s%4$s',
-                      target, time_column, lower_cond,
-                      CASE WHEN to_value THEN format(' AND %I OPERATOR(pg_catalog.<=) $2::%s', time_column, typ) ELSE '' END);
+                      target, time_column, v_lower_cond,
+                      CASE WHEN to_value THEN format(' AND %I OPERATOR(pg_catalog.<=) $2::%s', time_column, v_typ) ELSE '' END);
     WHEN 'skip_locked' THEN
         RETURN format(
             'WITH d AS (DELETE FROM %1$s WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY('
             'SELECT ctid FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $2%3$s '
             'ORDER BY %2$I LIMIT $3 FOR UPDATE SKIP LOCKED)) AND %2$I OPERATOR(pg_catalog.<) $2 RETURNING %2$I) '
             'SELECT pg_catalog.count(*), pg_catalog.max(%2$I)::pg_catalog.text FROM d',
-            target, time_column, lower_cond);
+            target, time_column, v_lower_cond);
     WHEN 'exists' THEN
         RETURN format('SELECT EXISTS (SELECT FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $1)',
                       target, time_column);
@@ -317,33 +317,33 @@ RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    kind "char";
-    persistence "char";
-    nsp name;
-    typ oid;
-    attnum smallint;
-    fk record;
-    other record;
+    v_kind "char";
+    v_persistence "char";
+    v_nsp name;
+    v_typ oid;
+    v_attnum smallint;
+    v_fk record;
+    v_other record;
 BEGIN
     IF relation IS NULL OR time_column IS NULL OR keep IS NULL OR batch_size IS NULL THEN
         RAISE EXCEPTION 'relation, time_column, keep and batch_size must not be NULL'
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Give the table, its date/time column and how long rows are kept, e.g. (''events'', ''created_at'', interval ''90 days''); batch_size defaults to 5000.';
     END IF;
-    SELECT c.relkind, c.relpersistence, n.nspname INTO kind, persistence, nsp
+    SELECT c.relkind, c.relpersistence, n.nspname INTO v_kind, v_persistence, v_nsp
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = relation;
-    IF kind IS NULL THEN
+    IF v_kind IS NULL THEN
         RAISE EXCEPTION 'relation with OID % does not exist', relation::oid
             USING ERRCODE = 'undefined_table',
                   HINT = 'It was dropped; name an existing table.';
     END IF;
-    IF kind NOT IN ('r', 'p') THEN
+    IF v_kind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '% is not a table', relation
             USING ERRCODE = 'wrong_object_type',
                   HINT = 'Retention policies apply to tables and partitioned tables (not views, materialized views, foreign tables or indexes).';
     END IF;
-    IF persistence = 't' THEN
+    IF v_persistence = 't' THEN
         RAISE EXCEPTION '% is a temporary table', relation
             USING ERRCODE = 'wrong_object_type',
                   DETAIL = CASE WHEN (SELECT c.relnamespace FROM pg_class c WHERE c.oid = relation) = pg_my_temp_schema()
@@ -351,7 +351,7 @@ BEGIN
                                 ELSE 'It belongs to another session: only that session can read it, and it disappears with it.' END,
                   HINT = 'Retention policies apply to regular and unlogged tables; delete old rows of a temporary table directly.';
     END IF;
-    IF nsp IN ('pg_catalog', 'information_schema') THEN
+    IF v_nsp IN ('pg_catalog', 'information_schema') THEN
         RAISE EXCEPTION '% is a system catalog', relation
             USING ERRCODE = 'wrong_object_type',
                   HINT = 'Retention policies apply to user tables; PostgreSQL maintains its catalogs itself.';
@@ -374,18 +374,18 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'batch_size is the number of rows of the first batch (later ones adapt to dbops.purge_batch_target, at most dbops.purge_batch_max rows); the default is 5000.';
     END IF;
-    SELECT a.atttypid, a.attnum INTO typ, attnum
+    SELECT a.atttypid, a.attnum INTO v_typ, v_attnum
       FROM pg_attribute a
      WHERE a.attrelid = relation AND a.attname = time_column
        AND a.attnum > 0 AND NOT a.attisdropped;
-    IF typ IS NULL THEN
+    IF v_typ IS NULL THEN
         RAISE EXCEPTION 'column "%" of relation % does not exist', time_column, relation
             USING ERRCODE = 'undefined_column',
                   HINT = 'time_column names the date/time column rows are aged by.';
     END IF;
-    IF typ NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN
+    IF v_typ NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN
         RAISE EXCEPTION 'column "%" of relation % is of type %, not a date/time type',
-                time_column, relation, format_type(typ, NULL)
+                time_column, relation, format_type(v_typ, NULL)
             USING ERRCODE = 'datatype_mismatch',
                   HINT = 'time_column must be of type timestamptz, timestamp or date.';
     END IF;
@@ -402,32 +402,32 @@ BEGIN
         SELECT CASE WHEN r.up THEN i.inhparent ELSE i.inhrelid END, r.up
           FROM related r
           JOIN pg_inherits i ON r.relid = CASE WHEN r.up THEN i.inhrelid ELSE i.inhparent END)
-    SELECT p.relation AS rel, r.up INTO other
+    SELECT p.relation AS rel, r.up INTO v_other
       FROM dbops.retention_policies p JOIN related r ON p.relation = r.relid
      ORDER BY r.up DESC, p.policy_id LIMIT 1;
-    IF FOUND AND other.up THEN
+    IF FOUND AND v_other.up THEN
         RAISE EXCEPTION '% is % %, which has a retention policy', relation,
                 CASE WHEN (SELECT c.relispartition FROM pg_class c WHERE c.oid = relation)
-                     THEN 'a partition of' ELSE 'an inheritance child of' END, other.rel
+                     THEN 'a partition of' ELSE 'an inheritance child of' END, v_other.rel
             USING ERRCODE = 'duplicate_object',
-                  DETAIL = format('The purge of %s already deletes the old rows of %s.', other.rel, relation),
+                  DETAIL = format('The purge of %s already deletes the old rows of %s.', v_other.rel, relation),
                   HINT = format('Change that policy with dbops.alter_retention_policy(%L), or remove it with dbops.remove_retention_policy(%L) first.',
-                                other.rel::text, other.rel::text);
+                                v_other.rel::text, v_other.rel::text);
     END IF;
     IF FOUND THEN
         RAISE EXCEPTION '% has % %, with a retention policy of its own', relation,
-                CASE WHEN (SELECT c.relispartition FROM pg_class c WHERE c.oid = other.rel)
-                     THEN 'a partition' ELSE 'an inheritance child' END, other.rel
+                CASE WHEN (SELECT c.relispartition FROM pg_class c WHERE c.oid = v_other.rel)
+                     THEN 'a partition' ELSE 'an inheritance child' END, v_other.rel
             USING ERRCODE = 'duplicate_object',
-                  DETAIL = format('The purge of %s would delete the old rows of %s too.', relation, other.rel),
+                  DETAIL = format('The purge of %s would delete the old rows of %s too.', relation, v_other.rel),
                   HINT = format('Remove that policy with dbops.remove_retention_policy(%L) first; the policy on %s then covers it.',
-                                other.rel::text, relation);
+                                v_other.rel::text, relation);
     END IF;
 
     -- a usable index: a valid btree index whose first column is time_column
     IF NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
                     JOIN pg_am am ON am.oid = ic.relam
-                   WHERE i.indrelid = relation AND i.indkey[0] = attnum
+                   WHERE i.indrelid = relation AND i.indkey[0] = v_attnum
                      AND am.amname = 'btree' AND i.indpred IS NULL
                      AND (i.indisvalid OR ic.relkind = 'I')) THEN
         RAISE NOTICE 'no index on %(%): every purge batch would scan the whole table', relation, time_column
@@ -436,7 +436,7 @@ BEGIN
     END IF;
 
     -- foreign keys that point at the table
-    FOR fk IN
+    FOR v_fk IN
         SELECT con.conname, con.conrelid::regclass AS referencing, con.confdeltype,
                (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)
                   FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
@@ -450,17 +450,17 @@ BEGIN
            AND (con.confrelid = relation
                 OR con.confrelid IN (SELECT t.relid FROM pg_partition_tree(relation) t))
     LOOP
-        IF NOT fk.indexed THEN
+        IF NOT v_fk.indexed THEN
             RAISE NOTICE 'foreign key % on % references % and has no index on (%)',
-                    fk.conname, fk.referencing, relation, fk.cols
+                    v_fk.conname, v_fk.referencing, relation, v_fk.cols
                 USING HINT = format('Each purged row makes PostgreSQL look for referencing rows: CREATE INDEX CONCURRENTLY ON %s (%s);',
-                                    fk.referencing, fk.cols);
+                                    v_fk.referencing, v_fk.cols);
         END IF;
-        IF fk.confdeltype IN ('c', 'n', 'd') THEN
+        IF v_fk.confdeltype IN ('c', 'n', 'd') THEN
             RAISE NOTICE 'foreign key % on % references % with ON DELETE %: purging % also changes %',
-                    fk.conname, fk.referencing, relation,
-                    CASE fk.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' ELSE 'SET DEFAULT' END,
-                    relation, fk.referencing
+                    v_fk.conname, v_fk.referencing, relation,
+                    CASE v_fk.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' ELSE 'SET DEFAULT' END,
+                    relation, v_fk.referencing
                 USING HINT = 'Those changes run inside each purge batch and are not counted in rows_deleted; give the referencing table its own policy or lower batch_size.';
         END IF;
     END LOOP;
@@ -481,17 +481,17 @@ RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    id integer;
-    owner oid;
+    v_id integer;
+    v_owner oid;
 BEGIN
     -- the purge deletes the table's rows with its owner's rights: only a
     -- role with the owner's privileges may add its policy
-    SELECT c.relowner INTO owner FROM pg_class c WHERE c.oid = add_retention_policy.relation;
-    IF owner IS NOT NULL AND NOT pg_has_role(owner, 'USAGE') THEN
+    SELECT c.relowner INTO v_owner FROM pg_class c WHERE c.oid = add_retention_policy.relation;
+    IF v_owner IS NOT NULL AND NOT pg_has_role(v_owner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to add its retention policy', relation
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', owner::regrole),
-                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', owner::regrole, owner::regrole);
+                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', v_owner::regrole),
+                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', v_owner::regrole, v_owner::regrole);
     END IF;
     PERFORM dbops._retention_validate(relation, time_column, keep, batch_size);
     IF max_rows_per_run IS NOT NULL AND max_rows_per_run <= 0 THEN
@@ -522,8 +522,8 @@ BEGIN
     VALUES (relation, time_column, keep, batch_size,
             max_rows_per_run, max_run_time, coalesce(drop_partitions, true), coalesce(enabled, true),
             current_user)
-    RETURNING policy_id INTO id;
-    RETURN id;
+    RETURNING policy_id INTO v_id;
+    RETURN v_id;
 END
 $$;
 COMMENT ON FUNCTION dbops.add_retention_policy(regclass, name, interval, integer, bigint, interval, boolean, boolean) IS
@@ -542,8 +542,8 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p dbops.retention_policies;
-    owner oid;
+    v_p dbops.retention_policies;
+    v_owner oid;
 BEGIN
     IF relation IS NULL THEN
         RAISE EXCEPTION 'relation must not be NULL'
@@ -553,14 +553,14 @@ BEGIN
     -- the purge deletes the table's rows with its owner's rights: only a
     -- role with the owner's privileges may alter its policy (the creator's,
     -- once the table is gone)
-    SELECT c.relowner INTO owner FROM pg_class c WHERE c.oid = alter_retention_policy.relation;
-    IF owner IS NOT NULL AND NOT pg_has_role(owner, 'USAGE') THEN
+    SELECT c.relowner INTO v_owner FROM pg_class c WHERE c.oid = alter_retention_policy.relation;
+    IF v_owner IS NOT NULL AND NOT pg_has_role(v_owner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to alter its retention policy', relation
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', owner::regrole),
-                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', owner::regrole, owner::regrole);
+                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', v_owner::regrole),
+                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', v_owner::regrole, v_owner::regrole);
     END IF;
-    IF owner IS NULL AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false)
+    IF v_owner IS NULL AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false)
        AND EXISTS (SELECT FROM dbops.retention_policies r
                     WHERE r.relation = alter_retention_policy.relation
                       AND NOT (EXISTS (SELECT FROM pg_roles a WHERE a.rolname = r.created_by)
@@ -569,15 +569,15 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'The table is gone: the role in created_by or a superuser may alter its policy.';
     END IF;
-    SELECT * INTO p FROM dbops.retention_policies r WHERE r.relation = alter_retention_policy.relation FOR UPDATE;
+    SELECT * INTO v_p FROM dbops.retention_policies r WHERE r.relation = alter_retention_policy.relation FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'relation % has no retention policy', relation
             USING ERRCODE = 'undefined_object',
                   HINT = 'Add one with dbops.add_retention_policy().';
     END IF;
     IF time_column IS NOT NULL OR keep IS NOT NULL OR batch_size IS NOT NULL THEN
-        PERFORM dbops._retention_validate(relation, coalesce(time_column, p.time_column),
-                                          coalesce(keep, p.keep), coalesce(batch_size, p.batch_size));
+        PERFORM dbops._retention_validate(relation, coalesce(time_column, v_p.time_column),
+                                          coalesce(keep, v_p.keep), coalesce(batch_size, v_p.batch_size));
     END IF;
     IF max_rows_per_run < 0 THEN
         RAISE EXCEPTION 'max_rows_per_run must be positive (0 removes the cap)'
@@ -608,7 +608,7 @@ BEGIN
            drop_partitions = coalesce(alter_retention_policy.drop_partitions, r.drop_partitions),
            enabled = coalesce(alter_retention_policy.enabled, r.enabled),
            created_by = current_user
-     WHERE r.policy_id = p.policy_id;
+     WHERE r.policy_id = v_p.policy_id;
 END
 $$;
 COMMENT ON FUNCTION dbops.alter_retention_policy(regclass, interval, integer, name, bigint, interval, boolean, boolean) IS
@@ -619,7 +619,7 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    owner oid;
+    v_owner oid;
 BEGIN
     IF relation IS NULL THEN
         RAISE EXCEPTION 'relation must not be NULL'
@@ -629,14 +629,14 @@ BEGIN
     -- the purge deletes the table's rows with its owner's rights: only a
     -- role with the owner's privileges may remove its policy (the creator's,
     -- once the table is gone)
-    SELECT c.relowner INTO owner FROM pg_class c WHERE c.oid = remove_retention_policy.relation;
-    IF owner IS NOT NULL AND NOT pg_has_role(owner, 'USAGE') THEN
+    SELECT c.relowner INTO v_owner FROM pg_class c WHERE c.oid = remove_retention_policy.relation;
+    IF v_owner IS NOT NULL AND NOT pg_has_role(v_owner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to remove its retention policy', relation
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', owner::regrole),
-                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', owner::regrole, owner::regrole);
+                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', v_owner::regrole),
+                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', v_owner::regrole, v_owner::regrole);
     END IF;
-    IF owner IS NULL AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false)
+    IF v_owner IS NULL AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false)
        AND EXISTS (SELECT FROM dbops.retention_policies r
                     WHERE r.relation = remove_retention_policy.relation
                       AND NOT (EXISTS (SELECT FROM pg_roles a WHERE a.rolname = r.created_by)
@@ -664,45 +664,40 @@ RETURNS TABLE (partition regclass, upper_bound timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    typ text;
-    nparts integer;
-    r record;
-    upper text;
-    old boolean;
-    n integer := 0;
+    v_typ text;
+    v_r record;
+    v_upper text;
+    v_old boolean;
 BEGIN
     SELECT CASE a.atttypid WHEN 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 'pg_catalog.timestamptz'
                            WHEN 'pg_catalog.timestamp'::pg_catalog.regtype THEN 'pg_catalog.timestamp'
                            WHEN 'pg_catalog.date'::pg_catalog.regtype THEN 'pg_catalog.date' END
-      INTO typ
+      INTO v_typ
       FROM pg_partitioned_table pt
       JOIN pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]
      WHERE pt.partrelid = parent AND pt.partstrat = 'r' AND pt.partnatts = 1
        AND a.attname = time_column;
-    IF typ IS NULL THEN
+    IF v_typ IS NULL THEN
         RETURN;             -- not range-partitioned on the time column (of a date/time type)
     END IF;
-    SELECT count(*) INTO nparts
-      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-     WHERE i.inhparent = parent AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT';
-    FOR r IN
+    FOR v_r IN
         SELECT c.oid::regclass AS part,
                (regexp_match(pg_get_expr(c.relpartbound, c.oid), '^FOR VALUES FROM \(.*\) TO \((.*)\)$'))[1] AS ub
           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
          WHERE i.inhparent = parent
     LOOP
-        CONTINUE WHEN r.ub IS NULL OR r.ub = 'MAXVALUE' OR r.ub = 'MINVALUE';
-        upper := r.ub;
-        IF left(upper, 1) = '''' THEN
-            upper := replace(substr(upper, 2, length(upper) - 2), '''''', '''');
+        CONTINUE WHEN v_r.ub IS NULL OR v_r.ub = 'MAXVALUE' OR v_r.ub = 'MINVALUE';
+        v_upper := v_r.ub;
+        IF left(v_upper, 1) = '''' THEN
+            v_upper := replace(substr(v_upper, 2, length(v_upper) - 2), '''''', '''');
         END IF;
         -- compared in the column's type first: a bound beyond the range
         -- of timestamptz (a date far in the future) is never old
-        EXECUTE format('SELECT %L::%s OPERATOR(pg_catalog.<=) $1', upper, typ)
-           INTO old USING cutoff;
-        IF old THEN
-            EXECUTE format('SELECT %L::%s::pg_catalog.timestamptz', upper, typ) INTO upper_bound;
-            partition := r.part;
+        EXECUTE format('SELECT %L::%s OPERATOR(pg_catalog.<=) $1', v_upper, v_typ)
+           INTO v_old USING cutoff;
+        IF v_old THEN
+            EXECUTE format('SELECT %L::%s::pg_catalog.timestamptz', v_upper, v_typ) INTO upper_bound;
+            partition := v_r.part;
             RETURN NEXT;
         END IF;
     END LOOP;
@@ -717,13 +712,13 @@ RETURNS TABLE (target regclass, time_column name, cutoff timestamptz,
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p record;
-    chk record;
-    x record;
-    nparts integer;
-    e_state text;
-    e_msg text;
-    relname text;
+    v_p record;
+    v_chk record;
+    v_x record;
+    v_nparts integer;
+    v_state text;
+    v_msg text;
+    v_relname text;
 BEGIN
     IF purge_preview.relation IS NOT NULL AND NOT EXISTS
         (SELECT 1 FROM dbops.retention_policies r WHERE r.relation = purge_preview.relation) THEN
@@ -731,45 +726,45 @@ BEGIN
             USING ERRCODE = 'undefined_object',
                   HINT = 'Add one with dbops.add_retention_policy().';
     END IF;
-    FOR p IN SELECT r.* FROM dbops.retention_policies r
+    FOR v_p IN SELECT r.* FROM dbops.retention_policies r
               WHERE (purge_preview.relation IS NULL AND r.enabled) OR r.relation = purge_preview.relation
               ORDER BY r.policy_id
     LOOP
         -- what the purge would refuse (limits out of range, a relation that
         -- is gone or no longer a table...) is not read
-        chk := dbops._retention_problem(p.relation, p.created_by, p.time_column, p.keep, p.max_run_time);
-        IF chk.status IS NOT NULL THEN
-            RAISE NOTICE 'retention policy on % not previewed: %', p.relation, chk.message
-                USING DETAIL = CASE chk.status WHEN 'skipped' THEN 'CALL dbops.purge() skips it too.'
+        v_chk := dbops._retention_problem(v_p.relation, v_p.created_by, v_p.time_column, v_p.keep, v_p.max_run_time);
+        IF v_chk.status IS NOT NULL THEN
+            RAISE NOTICE 'retention policy on % not previewed: %', v_p.relation, v_chk.message
+                USING DETAIL = CASE v_chk.status WHEN 'skipped' THEN 'CALL dbops.purge() skips it too.'
                                                ELSE 'CALL dbops.purge() fails on it too.' END,
-                      HINT = chk.hint;
+                      HINT = v_chk.hint;
             CONTINUE;
         END IF;
-        relname := p.relation::text;     -- named before it may go
-        target := p.relation;
-        time_column := p.time_column;
-        cutoff := now() - p.keep;
+        v_relname := v_p.relation::text;     -- named before it may go
+        target := v_p.relation;
+        time_column := v_p.time_column;
+        cutoff := now() - v_p.keep;
         -- read as the table's owner, after its lock; what changed while
         -- waiting for the lock (dropped, no longer a table...) is said so
         BEGIN
-            x := dbops._purge_exec(p.policy_id, p.relation, 'preview', cutoff);
+            v_x := dbops._purge_exec(v_p.policy_id, v_p.relation, 'preview', cutoff);
         EXCEPTION WHEN undefined_table OR wrong_object_type OR undefined_column
                        OR datatype_mismatch OR object_not_in_prerequisite_state THEN
-            GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_msg = MESSAGE_TEXT;
-            RAISE NOTICE 'retention policy on % not previewed: %', relname, e_msg
-                USING DETAIL = format('SQLSTATE %s', e_state),
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+            RAISE NOTICE 'retention policy on % not previewed: %', v_relname, v_msg
+                USING DETAIL = format('SQLSTATE %s', v_state),
                       HINT = 'CALL dbops.purge() skips or fails on it too; see dbops.purge_runs after it.';
             CONTINUE;
         END;
-        rows_to_delete := x.n;
-        oldest := x.value::timestamptz;
-        newest := x.value2::timestamptz;
-        SELECT count(*) INTO nparts FROM dbops._purge_old_partitions(p.relation, p.time_column, cutoff);
-        partitions_to_drop := CASE WHEN nparts > 0 AND nparts = (SELECT count(*) FROM pg_inherits i
+        rows_to_delete := v_x.n;
+        oldest := v_x.value::timestamptz;
+        newest := v_x.value2::timestamptz;
+        SELECT count(*) INTO v_nparts FROM dbops._purge_old_partitions(v_p.relation, v_p.time_column, cutoff);
+        partitions_to_drop := CASE WHEN v_nparts > 0 AND v_nparts = (SELECT count(*) FROM pg_inherits i
                                        JOIN pg_class c ON c.oid = i.inhrelid
-                                      WHERE i.inhparent = p.relation
+                                      WHERE i.inhparent = v_p.relation
                                         AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT')
-                                   THEN nparts - 1 ELSE nparts END;
+                                   THEN v_nparts - 1 ELSE v_nparts END;
         RETURN NEXT;
     END LOOP;
 END

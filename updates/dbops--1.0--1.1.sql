@@ -77,24 +77,24 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    dir text;
+    v_dir text;
     -- what the messages quote of the row: at most 64 characters of each
-    name_q text := CASE WHEN length(NEW.check_name) > 64
-                        THEN left(NEW.check_name, 64) || '...' ELSE NEW.check_name END;
-    warning_q text := CASE WHEN length(NEW.warning::text) > 64
-                           THEN left(NEW.warning::text, 64) || '...' ELSE NEW.warning::text END;
-    critical_q text := CASE WHEN length(NEW.critical::text) > 64
-                            THEN left(NEW.critical::text, 64) || '...' ELSE NEW.critical::text END;
+    v_name_q text := CASE WHEN length(NEW.check_name) > 64
+                          THEN left(NEW.check_name, 64) || '...' ELSE NEW.check_name END;
+    v_warning_q text := CASE WHEN length(NEW.warning::text) > 64
+                             THEN left(NEW.warning::text, 64) || '...' ELSE NEW.warning::text END;
+    v_critical_q text := CASE WHEN length(NEW.critical::text) > 64
+                              THEN left(NEW.critical::text, 64) || '...' ELSE NEW.critical::text END;
 BEGIN
     IF NEW.check_name IS NULL THEN
         RAISE EXCEPTION 'check_name of a health threshold must not be NULL'
             USING ERRCODE = 'not_null_violation',
                   HINT = 'Name one of the checks listed by dbops.health_checks().';
     END IF;
-    SELECT c.direction INTO dir FROM dbops.health_checks() c
+    SELECT c.direction INTO v_dir FROM dbops.health_checks() c
      WHERE c.check_name = NEW.check_name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown health check "%"', name_q
+        RAISE EXCEPTION 'unknown health check "%"', v_name_q
             USING ERRCODE = 'undefined_object',
                   HINT = 'Known checks: ' ||
                          (SELECT string_agg(c.check_name, ', ' ORDER BY c.check_name)
@@ -102,22 +102,22 @@ BEGIN
     END IF;
     IF TG_OP = 'UPDATE' AND NEW.check_name <> OLD.check_name
        AND EXISTS (SELECT FROM dbops.health_thresholds t WHERE t.check_name = NEW.check_name) THEN
-        RAISE EXCEPTION 'health check "%" already has a thresholds row', name_q
+        RAISE EXCEPTION 'health check "%" already has a thresholds row', v_name_q
             USING ERRCODE = 'unique_violation',
                   HINT = 'Update that row instead of renaming this one.';
     END IF;
     IF NEW.enabled IS NULL THEN
-        RAISE EXCEPTION 'enabled of health check "%" must not be NULL', name_q
+        RAISE EXCEPTION 'enabled of health check "%" must not be NULL', v_name_q
             USING ERRCODE = 'not_null_violation',
                   HINT = 'Set enabled to true or false.';
     END IF;
     IF NEW.warning = 'NaN' OR NEW.critical = 'NaN' THEN
-        RAISE EXCEPTION 'thresholds of health check "%" must be numbers, not NaN', name_q
+        RAISE EXCEPTION 'thresholds of health check "%" must be numbers, not NaN', v_name_q
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use NULL for "no threshold".';
     END IF;
     IF NEW.warning IN ('Infinity', '-Infinity') OR NEW.critical IN ('Infinity', '-Infinity') THEN
-        RAISE EXCEPTION 'thresholds of health check "%" must be finite, not %', name_q,
+        RAISE EXCEPTION 'thresholds of health check "%" must be finite, not %', v_name_q,
                         CASE WHEN NEW.warning IN ('Infinity', '-Infinity')
                              THEN NEW.warning ELSE NEW.critical END
             USING ERRCODE = 'invalid_parameter_value',
@@ -129,20 +129,20 @@ BEGIN
        OR (NEW.critical <> 0 AND (abs(NEW.critical) > 1e300 OR abs(NEW.critical) < 1e-300)) THEN
         RAISE EXCEPTION 'threshold % of health check "%" is out of range',
                         CASE WHEN NEW.warning <> 0 AND (abs(NEW.warning) > 1e300 OR abs(NEW.warning) < 1e-300)
-                             THEN warning_q ELSE critical_q END, name_q
+                             THEN v_warning_q ELSE v_critical_q END, v_name_q
             USING ERRCODE = 'numeric_value_out_of_range',
                   HINT = 'Give a threshold of magnitude between 1e-300 and 1e300, or 0; NULL for "no threshold".';
     END IF;
-    IF dir = 'higher_is_worse' AND NEW.warning > NEW.critical THEN
+    IF v_dir = 'higher_is_worse' AND NEW.warning > NEW.critical THEN
         RAISE EXCEPTION 'warning threshold % of health check "%" is above its critical threshold %',
-                        warning_q, name_q, critical_q
+                        v_warning_q, v_name_q, v_critical_q
             USING ERRCODE = 'check_violation',
                   DETAIL = 'Higher values are worse for this check, so warning must be at most critical.',
                   HINT = 'Lower the warning threshold or raise the critical one; NULL disables a level.';
     END IF;
-    IF dir = 'lower_is_worse' AND NEW.warning < NEW.critical THEN
+    IF v_dir = 'lower_is_worse' AND NEW.warning < NEW.critical THEN
         RAISE EXCEPTION 'warning threshold % of health check "%" is below its critical threshold %',
-                        warning_q, name_q, critical_q
+                        v_warning_q, v_name_q, v_critical_q
             USING ERRCODE = 'check_violation',
                   DETAIL = 'Lower values are worse for this check, so warning must be at least critical.',
                   HINT = 'Raise the warning threshold or lower the critical one; NULL disables a level.';
@@ -165,14 +165,14 @@ LANGUAGE plpgsql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    bad text;
+    v_bad text;
 BEGIN
-    SELECT s INTO bad FROM unnest(statuses) AS u(s)
+    SELECT s INTO v_bad FROM unnest(statuses) AS u(s)
      WHERE s IS NOT NULL AND s NOT IN ('ok', 'skipped', 'unknown', 'warning', 'critical')
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'unknown health status "%"',
-                        CASE WHEN length(bad) > 64 THEN left(bad, 64) || '...' ELSE bad END
+                        CASE WHEN length(v_bad) > 64 THEN left(v_bad, 64) || '...' ELSE v_bad END
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Statuses are ok, skipped, unknown, warning and critical (lower case), as dbops.health() reports them; NULL counts as unknown.';
     END IF;
@@ -367,12 +367,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     -- what the messages quote of the row: at most 64 characters of each
-    state_q text := CASE WHEN length(NEW.state) > 64
-                         THEN left(NEW.state, 64) || '...' ELSE NEW.state END;
-    action_q text := CASE WHEN length(NEW.action) > 64
-                          THEN left(NEW.action, 64) || '...' ELSE NEW.action END;
-    app_q text := CASE WHEN length(NEW.application_name) > 64
-                       THEN left(NEW.application_name, 64) || '...' ELSE NEW.application_name END;
+    v_state_q text := CASE WHEN length(NEW.state) > 64
+                           THEN left(NEW.state, 64) || '...' ELSE NEW.state END;
+    v_action_q text := CASE WHEN length(NEW.action) > 64
+                            THEN left(NEW.action, 64) || '...' ELSE NEW.action END;
+    v_app_q text := CASE WHEN length(NEW.application_name) > 64
+                         THEN left(NEW.application_name, 64) || '...' ELSE NEW.application_name END;
 BEGIN
     IF NEW.id IS NULL THEN
         RAISE EXCEPTION 'id of a reaper policy must not be NULL'
@@ -391,13 +391,13 @@ BEGIN
                   HINT = 'Use terminate, cancel or exempt.';
     END IF;
     IF NEW.action NOT IN ('terminate', 'cancel', 'exempt') THEN
-        RAISE EXCEPTION 'unknown reaper policy action "%"', action_q
+        RAISE EXCEPTION 'unknown reaper policy action "%"', v_action_q
             USING ERRCODE = 'check_violation',
                   HINT = 'Use terminate, cancel or exempt.';
     END IF;
     IF NEW.state IS NOT NULL
        AND NEW.state NOT IN ('idle', 'idle in transaction', 'idle in transaction (aborted)') THEN
-        RAISE EXCEPTION 'unknown session state "%" in a reaper policy', state_q
+        RAISE EXCEPTION 'unknown session state "%" in a reaper policy', v_state_q
             USING ERRCODE = 'check_violation',
                   HINT = 'Use idle, idle in transaction or idle in transaction (aborted); NULL matches all three.';
     END IF;
@@ -439,7 +439,7 @@ BEGIN
     -- LIKE refuses a pattern whose last backslash escapes nothing (the
     -- run of backslashes it ends with is of odd length)
     IF length(substring(NEW.application_name FROM '\\*$')) % 2 = 1 THEN
-        RAISE EXCEPTION 'application_name pattern "%" of a reaper policy ends with an escape character', app_q
+        RAISE EXCEPTION 'application_name pattern "%" of a reaper policy ends with an escape character', v_app_q
             USING ERRCODE = 'invalid_escape_sequence',
                   HINT = 'application_name is a LIKE pattern: write \\ for a backslash, \% and \_ for a literal % or _.';
     END IF;
@@ -490,37 +490,40 @@ $$;
 -- (it was a number, or an error): rebuild the index on it
 REINDEX INDEX dbops.migrations_order_idx;
 
-CREATE OR REPLACE FUNCTION dbops._migration_decide(
-    p_version text, p_checksum text, p_requires text[],
-    p_allow_out_of_order boolean, p_caller text)
+-- 1.0's parameters were named p_*: an input parameter cannot be renamed in
+-- place.  The C entry points call it directly, so no grant on it matters.
+DROP FUNCTION dbops._migration_decide(text, text, text[], boolean, text);
+CREATE FUNCTION dbops._migration_decide(
+    version text, checksum text, requires text[],
+    allow_out_of_order boolean, caller text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r         dbops.migrations;
+    v_row     dbops.migrations;
     v_base    text;
     v_missing text[];
     v_later   text;
     -- messages quote at most 64 characters of a version
-    v_shown   text := CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END;
+    v_shown   text := CASE WHEN pg_catalog.length(_migration_decide.version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(_migration_decide.version, 64) OPERATOR(pg_catalog.||) '...' ELSE _migration_decide.version END;
 BEGIN
-    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
-    IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
-        IF r.checksum IS NOT NULL AND p_checksum IS NOT NULL
-           AND r.checksum OPERATOR(pg_catalog.<>) p_checksum THEN
+    SELECT * INTO v_row FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) _migration_decide.version;
+    IF FOUND AND v_row.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
+        IF v_row.checksum IS NOT NULL AND _migration_decide.checksum IS NOT NULL
+           AND v_row.checksum OPERATOR(pg_catalog.<>) _migration_decide.checksum THEN
             RAISE EXCEPTION 'checksum drift: migration % was applied from a different script', v_shown
                 USING ERRCODE = 'DB001',
                       DETAIL = pg_catalog.format('Recorded checksum %s (%s by %s); this script has %s.',
-                                                 r.checksum, r.status, r.applied_by, p_checksum),
+                                                 v_row.checksum, v_row.status, v_row.applied_by, _migration_decide.checksum),
                       HINT = 'Restore the script as it was applied, or accept the edit deliberately with dbops.migration_repair(version, checksum).';
         END IF;
-        IF p_caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
-            RAISE EXCEPTION 'migration % is already %', v_shown, r.status
+        IF caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
+            RAISE EXCEPTION 'migration % is already %', v_shown, v_row.status
                 USING ERRCODE = 'DB004',
                       HINT = 'Guard the script with \if on dbops.migration_pending(version) inside its transaction, as the README shows.';
         END IF;
-        RETURN pg_catalog.format('already %s', r.status);
+        RETURN pg_catalog.format('already %s', v_row.status);
     END IF;
 
     IF NOT FOUND THEN
@@ -528,14 +531,14 @@ BEGIN
         FROM dbops.migrations b
         WHERE b.status OPERATOR(pg_catalog.=) 'baseline'
           AND dbops.migration_version_key(b.version) IS NOT NULL
-          AND dbops.migration_version_key(p_version) IS NOT NULL
+          AND dbops.migration_version_key(_migration_decide.version) IS NOT NULL
           AND ROW(dbops.migration_version_key(b.version), b.version COLLATE pg_catalog."C")
-              OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(p_version), p_version COLLATE pg_catalog."C")
+              OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(_migration_decide.version), _migration_decide.version COLLATE pg_catalog."C")
         ORDER BY dbops.migration_version_key(b.version) DESC, b.version COLLATE pg_catalog."C" DESC
         LIMIT 1;
         IF v_base IS NOT NULL THEN
             v_base := CASE WHEN pg_catalog.length(v_base) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_base, 64) OPERATOR(pg_catalog.||) '...' ELSE v_base END;
-            IF p_caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
+            IF caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
                 RAISE EXCEPTION 'migration % is covered by baseline %', v_shown, v_base
                     USING ERRCODE = 'DB004',
                           HINT = 'Guard the script with \if on dbops.migration_pending(version) inside its transaction, as the README shows.';
@@ -545,7 +548,7 @@ BEGIN
     END IF;
 
     SELECT pg_catalog.array_agg(u.req ORDER BY u.ord) INTO v_missing
-    FROM pg_catalog.unnest(p_requires) WITH ORDINALITY AS u(req, ord)
+    FROM pg_catalog.unnest(_migration_decide.requires) WITH ORDINALITY AS u(req, ord)
     WHERE NOT EXISTS (SELECT 1 FROM dbops.migrations m
                       WHERE m.version OPERATOR(pg_catalog.=) u.req
                         AND m.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]))
@@ -569,16 +572,16 @@ BEGIN
                   HINT = 'Apply the required versions first; dbops.migration_status() shows what is applied.';
     END IF;
 
-    IF NOT coalesce(p_allow_out_of_order,
+    IF NOT coalesce(allow_out_of_order,
                     pg_catalog.current_setting('dbops.migration_allow_out_of_order')::boolean)
-       AND dbops.migration_version_key(p_version) IS NOT NULL THEN
+       AND dbops.migration_version_key(_migration_decide.version) IS NOT NULL THEN
         SELECT m.version INTO v_later
         FROM dbops.migrations m
         WHERE m.status OPERATOR(pg_catalog.=) 'applied'
-          AND m.version OPERATOR(pg_catalog.<>) p_version
+          AND m.version OPERATOR(pg_catalog.<>) _migration_decide.version
           AND dbops.migration_version_key(m.version) IS NOT NULL
           AND ROW(dbops.migration_version_key(m.version), m.version COLLATE pg_catalog."C")
-              OPERATOR(pg_catalog.>) ROW(dbops.migration_version_key(p_version), p_version COLLATE pg_catalog."C")
+              OPERATOR(pg_catalog.>) ROW(dbops.migration_version_key(_migration_decide.version), _migration_decide.version COLLATE pg_catalog."C")
         ORDER BY dbops.migration_version_key(m.version) DESC, m.version COLLATE pg_catalog."C" DESC
         LIMIT 1;
         IF FOUND THEN
@@ -595,8 +598,8 @@ $$;
 REVOKE ALL ON FUNCTION dbops._migration_decide(text, text, text[], boolean, text) FROM PUBLIC;
 
 CREATE FUNCTION dbops._migrate(
-    p_version text, p_description text, p_body text, p_requires text[],
-    p_checksum text, p_decision text, p_search_path text)
+    version text, description text, body text, requires text[],
+    checksum text, decision text, search_path text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -605,15 +608,15 @@ DECLARE
     v_started  timestamptz;
     v_finished timestamptz;
 BEGIN
-    IF p_decision OPERATOR(pg_catalog.<>) 'apply' THEN
+    IF decision OPERATOR(pg_catalog.<>) 'apply' THEN
         INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-        VALUES (p_version, 'skip', 'migrate', p_checksum, p_decision);
+        VALUES (_migrate.version, 'skip', 'migrate', _migrate.checksum, decision);
         RETURN 'skipped';
     END IF;
 
     v_started := pg_catalog.clock_timestamp();
-    PERFORM pg_catalog.set_config('search_path', p_search_path, true);
-    EXECUTE p_body;
+    PERFORM pg_catalog.set_config('search_path', search_path, true);
+    EXECUTE body;
     -- under whatever search_path the body left: qualified, and first
     PERFORM pg_catalog.set_config('search_path'::pg_catalog.text,
                                   'pg_catalog, pg_temp'::pg_catalog.text, true);
@@ -622,12 +625,12 @@ BEGIN
     INSERT INTO dbops.migrations AS m
         (version, description, checksum, status, started_at, finished_at,
          duration_ms, requires)
-    VALUES (p_version, p_description, p_checksum, 'applied', v_started,
+    VALUES (_migrate.version, _migrate.description, _migrate.checksum, 'applied', v_started,
             v_finished,
             pg_catalog.round(extract(epoch FROM v_finished OPERATOR(pg_catalog.-) v_started)
                              OPERATOR(pg_catalog.*) 1000::pg_catalog.numeric, 3),
-            p_requires)
-    ON CONFLICT (version) DO UPDATE
+            _migrate.requires)
+    ON CONFLICT ON CONSTRAINT migrations_pkey DO UPDATE
         SET description = EXCLUDED.description, checksum = EXCLUDED.checksum,
             status = 'applied', applied_by = EXCLUDED.applied_by,
             "session_user" = EXCLUDED."session_user",
@@ -636,7 +639,7 @@ BEGIN
             started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
             duration_ms = EXCLUDED.duration_ms, requires = EXCLUDED.requires;
     INSERT INTO dbops.migration_events (version, event, operation, checksum)
-    VALUES (p_version, 'apply', 'migrate', p_checksum);
+    VALUES (_migrate.version, 'apply', 'migrate', _migrate.checksum);
     RETURN 'applied';
 END;
 $$;
@@ -652,20 +655,20 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'dbops_migrate'
 LANGUAGE C VOLATILE;
 
-CREATE FUNCTION dbops._migration_pending(p_version text, p_checksum text)
+CREATE FUNCTION dbops._migration_pending(version text, checksum text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r dbops.migrations;
+    v_row dbops.migrations;
 BEGIN
-    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
-    IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
-        IF r.checksum IS NOT NULL AND p_checksum IS NOT NULL
-           AND r.checksum OPERATOR(pg_catalog.<>) p_checksum THEN
+    SELECT * INTO v_row FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) _migration_pending.version;
+    IF FOUND AND v_row.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
+        IF v_row.checksum IS NOT NULL AND _migration_pending.checksum IS NOT NULL
+           AND v_row.checksum OPERATOR(pg_catalog.<>) _migration_pending.checksum THEN
             RETURN pg_catalog.format('Recorded checksum %s (%s by %s); this script has %s.',
-                                     r.checksum, r.status, r.applied_by, p_checksum);
+                                     v_row.checksum, v_row.status, v_row.applied_by, _migration_pending.checksum);
         END IF;
         RETURN '';
     END IF;
@@ -673,9 +676,9 @@ BEGIN
         SELECT 1 FROM dbops.migrations b
         WHERE b.status OPERATOR(pg_catalog.=) 'baseline'
           AND dbops.migration_version_key(b.version) IS NOT NULL
-          AND dbops.migration_version_key(p_version) IS NOT NULL
+          AND dbops.migration_version_key(_migration_pending.version) IS NOT NULL
           AND ROW(dbops.migration_version_key(b.version), b.version COLLATE pg_catalog."C")
-              OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(p_version), p_version COLLATE pg_catalog."C")) THEN
+              OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(_migration_pending.version), _migration_pending.version COLLATE pg_catalog."C")) THEN
         RETURN '';
     END IF;
     RETURN NULL;
@@ -709,7 +712,7 @@ $$;
 REVOKE ALL ON FUNCTION dbops._migration_ledger_finish() FROM PUBLIC;
 
 CREATE FUNCTION dbops._migration_begin(
-    p_version text, p_description text, p_checksum text, p_requires text[])
+    version text, description text, checksum text, requires text[])
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -717,8 +720,8 @@ AS $$
 BEGIN
     INSERT INTO dbops.migrations AS m
         (version, description, checksum, status, requires)
-    VALUES (p_version, p_description, p_checksum, 'applied', p_requires)
-    ON CONFLICT (version) DO UPDATE
+    VALUES (_migration_begin.version, _migration_begin.description, _migration_begin.checksum, 'applied', _migration_begin.requires)
+    ON CONFLICT ON CONSTRAINT migrations_pkey DO UPDATE
         SET description = EXCLUDED.description, checksum = EXCLUDED.checksum,
             status = 'applied', applied_by = EXCLUDED.applied_by,
             "session_user" = EXCLUDED."session_user",
@@ -727,7 +730,7 @@ BEGIN
             started_at = EXCLUDED.started_at, finished_at = NULL,
             duration_ms = NULL, requires = EXCLUDED.requires;
     INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-    VALUES (p_version, 'apply', 'migration_begin', p_checksum,
+    VALUES (_migration_begin.version, 'apply', 'migration_begin', _migration_begin.checksum,
             'recorded when the transaction commits');
 END;
 $$;
@@ -839,29 +842,29 @@ END;
 $$;
 
 CREATE FUNCTION dbops._migration_rollback(
-    p_version text, p_body text, p_checksum text, p_search_path text)
+    version text, body text, checksum text, search_path text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r      dbops.migrations;
+    v_row  dbops.migrations;
     v_deps text[];
     -- messages quote at most 64 characters of a version
-    v_shown text := CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END;
+    v_shown text := CASE WHEN pg_catalog.length(_migration_rollback.version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(_migration_rollback.version, 64) OPERATOR(pg_catalog.||) '...' ELSE _migration_rollback.version END;
 BEGIN
-    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
-    IF NOT FOUND OR r.status OPERATOR(pg_catalog.<>) 'applied' THEN
+    SELECT * INTO v_row FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) _migration_rollback.version;
+    IF NOT FOUND OR v_row.status OPERATOR(pg_catalog.<>) 'applied' THEN
         RAISE EXCEPTION 'migration % is not applied', v_shown
             USING ERRCODE = 'DB005',
-                  DETAIL = CASE WHEN FOUND THEN pg_catalog.format('Its status is %s.', r.status)
+                  DETAIL = CASE WHEN FOUND THEN pg_catalog.format('Its status is %s.', v_row.status)
                                 ELSE 'It is not in dbops.migrations.' END,
                   HINT = 'Only applied versions can be rolled back; see dbops.migration_status().';
     END IF;
     SELECT pg_catalog.array_agg(m.version ORDER BY m.version) INTO v_deps
     FROM dbops.migrations m
     WHERE m.status OPERATOR(pg_catalog.=) 'applied'
-      AND p_version OPERATOR(pg_catalog.=) ANY (m.requires);
+      AND _migration_rollback.version OPERATOR(pg_catalog.=) ANY (m.requires);
     IF v_deps IS NOT NULL THEN
         RAISE EXCEPTION 'migration % is required by applied migrations: %',
             v_shown,
@@ -875,18 +878,18 @@ BEGIN
             USING ERRCODE = 'DB006',
                   HINT = 'Roll back the dependent versions first.';
     END IF;
-    IF p_body IS NOT NULL THEN
-        PERFORM pg_catalog.set_config('search_path', p_search_path, true);
-        EXECUTE p_body;
+    IF body IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('search_path', search_path, true);
+        EXECUTE body;
         -- under whatever search_path the body left: qualified, and first
         PERFORM pg_catalog.set_config('search_path'::pg_catalog.text,
                                       'pg_catalog, pg_temp'::pg_catalog.text, true);
     END IF;
     UPDATE dbops.migrations m SET status = 'rolled_back'
-    WHERE m.version OPERATOR(pg_catalog.=) p_version;
+    WHERE m.version OPERATOR(pg_catalog.=) _migration_rollback.version;
     INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-    VALUES (p_version, 'rollback', 'migration_rollback', p_checksum,
-            CASE WHEN p_body IS NULL THEN 'recorded without a rollback body' END);
+    VALUES (_migration_rollback.version, 'rollback', 'migration_rollback', _migration_rollback.checksum,
+            CASE WHEN body IS NULL THEN 'recorded without a rollback body' END);
     RETURN 'rolled_back';
 END;
 $$;
@@ -899,31 +902,31 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'dbops_migration_rollback'
 LANGUAGE C VOLATILE;
 
-CREATE FUNCTION dbops._migration_baseline(p_version text, p_description text)
+CREATE FUNCTION dbops._migration_baseline(version text, description text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r dbops.migrations;
+    v_row dbops.migrations;
 BEGIN
-    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
-    IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
-        RAISE EXCEPTION 'migration % is already %', CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END, r.status
+    SELECT * INTO v_row FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) _migration_baseline.version;
+    IF FOUND AND v_row.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
+        RAISE EXCEPTION 'migration % is already %', CASE WHEN pg_catalog.length(_migration_baseline.version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(_migration_baseline.version, 64) OPERATOR(pg_catalog.||) '...' ELSE _migration_baseline.version END, v_row.status
             USING ERRCODE = 'DB004',
                   HINT = 'A baseline is recorded for a version not applied yet, normally newer than every applied one; see dbops.migration_status().';
     END IF;
     INSERT INTO dbops.migrations AS m
         (version, description, checksum, status, finished_at, duration_ms)
-    VALUES (p_version, p_description, NULL, 'baseline', pg_catalog.clock_timestamp(), 0)
-    ON CONFLICT (version) DO UPDATE
+    VALUES (_migration_baseline.version, _migration_baseline.description, NULL, 'baseline', pg_catalog.clock_timestamp(), 0)
+    ON CONFLICT ON CONSTRAINT migrations_pkey DO UPDATE
         SET description = EXCLUDED.description, checksum = NULL, status = 'baseline',
             applied_by = EXCLUDED.applied_by, "session_user" = EXCLUDED."session_user",
             application_name = EXCLUDED.application_name, client_addr = EXCLUDED.client_addr,
             started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
             duration_ms = 0, requires = '{}';
     INSERT INTO dbops.migration_events (version, event, operation, message)
-    VALUES (p_version, 'baseline', 'migration_baseline',
+    VALUES (_migration_baseline.version, 'baseline', 'migration_baseline',
             'versions up to this one are taken as applied');
     RETURN 'baseline';
 END;
@@ -938,32 +941,32 @@ AS 'MODULE_PATHNAME', 'dbops_migration_baseline'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 
-CREATE FUNCTION dbops._migration_repair(p_version text, p_checksum text)
+CREATE FUNCTION dbops._migration_repair(version text, checksum text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r dbops.migrations;
+    v_row dbops.migrations;
 BEGIN
-    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
+    SELECT * INTO v_row FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) _migration_repair.version;
     IF FOUND THEN
-        UPDATE dbops.migrations m SET checksum = p_checksum
-        WHERE m.version OPERATOR(pg_catalog.=) p_version;
+        UPDATE dbops.migrations m SET checksum = _migration_repair.checksum
+        WHERE m.version OPERATOR(pg_catalog.=) _migration_repair.version;
         INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-        VALUES (p_version, 'repair', 'migration_repair', p_checksum,
-                pg_catalog.format('checksum %s -> %s', coalesce(r.checksum, 'NULL'),
-                                  coalesce(p_checksum, 'NULL')));
+        VALUES (_migration_repair.version, 'repair', 'migration_repair', _migration_repair.checksum,
+                pg_catalog.format('checksum %s -> %s', coalesce(v_row.checksum, 'NULL'),
+                                  coalesce(_migration_repair.checksum, 'NULL')));
         RETURN 'repaired';
     END IF;
     IF EXISTS (SELECT 1 FROM dbops.migration_events e
-               WHERE e.version OPERATOR(pg_catalog.=) p_version) THEN
+               WHERE e.version OPERATOR(pg_catalog.=) _migration_repair.version) THEN
         INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-        VALUES (p_version, 'repair', 'migration_repair', p_checksum,
+        VALUES (_migration_repair.version, 'repair', 'migration_repair', _migration_repair.checksum,
                 'failed attempts acknowledged');
         RETURN 'acknowledged';
     END IF;
-    RAISE EXCEPTION 'migration % is not in the ledger', CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END
+    RAISE EXCEPTION 'migration % is not in the ledger', CASE WHEN pg_catalog.length(_migration_repair.version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(_migration_repair.version, 64) OPERATOR(pg_catalog.||) '...' ELSE _migration_repair.version END
         USING ERRCODE = 'DB005',
               HINT = 'See dbops.migration_status() for the recorded versions.';
 END;
@@ -978,7 +981,7 @@ AS 'MODULE_PATHNAME', 'dbops_migration_repair'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 
-CREATE FUNCTION dbops._migration_import_read(p_source regclass)
+CREATE FUNCTION dbops._migration_import_read(source regclass)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -994,7 +997,7 @@ DECLARE
 BEGIN
     SELECT pg_catalog.array_agg(a.attname::pg_catalog.text) INTO v_cols
     FROM pg_catalog.pg_attribute a
-    WHERE a.attrelid OPERATOR(pg_catalog.=) p_source
+    WHERE a.attrelid OPERATOR(pg_catalog.=) source
       AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
 
     IF v_cols OPERATOR(pg_catalog.@>)
@@ -1005,22 +1008,22 @@ BEGIN
                    s.installed_by::pg_catalog.text, s.installed_on::pg_catalog.timestamptz,
                    s.execution_time::pg_catalog.numeric, s.installed_rank
             FROM %s s
-            WHERE s.version IS NOT NULL AND s.success$q$, p_source);
+            WHERE s.version IS NOT NULL AND s.success$q$, source);
     ELSIF v_cols OPERATOR(pg_catalog.@>) '{version_num}'::pg_catalog.text[] THEN
         v_shape := 'alembic';
         v_sql := pg_catalog.format($q$
             SELECT s.version_num::pg_catalog.text, 'alembic revision'::pg_catalog.text,
                    NULL::pg_catalog.text, NULL::pg_catalog.timestamptz, NULL::pg_catalog.numeric,
                    NULL::pg_catalog.int4
-            FROM %s s WHERE s.version_num IS NOT NULL$q$, p_source);
+            FROM %s s WHERE s.version_num IS NOT NULL$q$, source);
     ELSIF v_cols OPERATOR(pg_catalog.@>) '{version}'::pg_catalog.text[] THEN
         v_shape := 'schema_migrations';
         v_sql := pg_catalog.format($q$
             SELECT s.version::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.text,
                    NULL::pg_catalog.timestamptz, NULL::pg_catalog.numeric, NULL::pg_catalog.int4
-            FROM %s s WHERE s.version IS NOT NULL$q$, p_source);
+            FROM %s s WHERE s.version IS NOT NULL$q$, source);
     ELSE
-        RAISE EXCEPTION '"%" is not a migration ledger dbops can import', p_source
+        RAISE EXCEPTION '"%" is not a migration ledger dbops can import', source
             USING ERRCODE = 'DB007',
                   HINT = 'dbops.migration_import() reads a table with a "version" column (schema_migrations), alembic_version (version_num), or flyway_schema_history.';
     END IF;
@@ -1028,7 +1031,7 @@ BEGIN
     v_col := CASE v_shape WHEN 'alembic' THEN 'version_num' ELSE 'version' END;
     SELECT a.atttypid INTO v_type
     FROM pg_catalog.pg_attribute a
-    WHERE a.attrelid OPERATOR(pg_catalog.=) p_source
+    WHERE a.attrelid OPERATOR(pg_catalog.=) source
       AND a.attname OPERATOR(pg_catalog.=) v_col::pg_catalog.name AND NOT a.attisdropped;
     v_base := v_type;
     WHILE (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) v_base)
@@ -1038,10 +1041,10 @@ BEGIN
     END LOOP;
     IF NOT v_base OPERATOR(pg_catalog.=)
            ANY ('{text,varchar,bpchar,name,int2,int4,int8}'::pg_catalog.regtype[]) THEN
-        RAISE EXCEPTION 'column "%" of % is of type %, not of a text or integer type', v_col, p_source, v_type
+        RAISE EXCEPTION 'column "%" of % is of type %, not of a text or integer type', v_col, source, v_type
             USING ERRCODE = 'datatype_mismatch',
                   HINT = pg_catalog.format('Import from a view that casts it, such as CREATE VIEW v AS SELECT %I::text AS %I FROM %s.',
-                                           v_col, v_col, p_source);
+                                           v_col, v_col, source);
     END IF;
 
     -- the rows in order, as JSON, so that nothing of the source's types
@@ -1058,7 +1061,7 @@ END;
 $$;
 REVOKE ALL ON FUNCTION dbops._migration_import_read(regclass) FROM PUBLIC;
 
-CREATE FUNCTION dbops._migration_import(p_source text, p_read jsonb)
+CREATE FUNCTION dbops._migration_import(source text, rows_read jsonb)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1073,7 +1076,7 @@ BEGIN
                (r.value OPERATOR(pg_catalog.->>) 3)::pg_catalog.timestamptz AS installed_on,
                (r.value OPERATOR(pg_catalog.->>) 4)::pg_catalog.numeric AS execution_time,
                r.ord
-        FROM pg_catalog.jsonb_array_elements(p_read OPERATOR(pg_catalog.->) 'rows')
+        FROM pg_catalog.jsonb_array_elements(rows_read OPERATOR(pg_catalog.->) 'rows')
              WITH ORDINALITY AS r(value, ord)
     ), ins AS (
         INSERT INTO dbops.migrations AS m
@@ -1090,8 +1093,8 @@ BEGIN
         RETURNING m.version)
     INSERT INTO dbops.migration_events (version, event, operation, message)
     SELECT i.version, 'import', 'migration_import',
-           pg_catalog.format('imported from %s (%s)', p_source,
-                             p_read OPERATOR(pg_catalog.->>) 'shape')
+           pg_catalog.format('imported from %s (%s)', source,
+                             rows_read OPERATOR(pg_catalog.->>) 'shape')
     FROM ins i;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
@@ -1317,45 +1320,45 @@ RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    typid oid;
-    typ text;
-    lower_cond text;
+    v_typid oid;
+    v_typ text;
+    v_lower_cond text;
 BEGIN
-    SELECT a.atttypid INTO typid
+    SELECT a.atttypid INTO v_typid
       FROM pg_attribute a
      WHERE a.attrelid = target AND a.attname = time_column
        AND a.attnum > 0 AND NOT a.attisdropped;
-    IF typid IS NULL THEN
+    IF v_typid IS NULL THEN
         RAISE EXCEPTION 'column "%" of relation % does not exist', time_column, target
             USING ERRCODE = 'undefined_column',
                   HINT = 'time_column names the date/time column of the policy''s table.';
     END IF;
-    typ := CASE typid WHEN 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 'pg_catalog.timestamptz'
+    v_typ := CASE v_typid WHEN 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 'pg_catalog.timestamptz'
                       WHEN 'pg_catalog.timestamp'::pg_catalog.regtype THEN 'pg_catalog.timestamp'
                       WHEN 'pg_catalog.date'::pg_catalog.regtype THEN 'pg_catalog.date' END;
-    IF typ IS NULL THEN
+    IF v_typ IS NULL THEN
         RAISE EXCEPTION 'column "%" of relation % is of type %, not timestamptz, timestamp or date',
-                time_column, target, format_type(typid, NULL)
+                time_column, target, format_type(v_typid, NULL)
             USING ERRCODE = 'datatype_mismatch',
                   HINT = 'time_column must be of type timestamptz, timestamp or date.';
     END IF;
-    lower_cond := CASE WHEN from_value THEN format(' AND %I OPERATOR(pg_catalog.>=) $1::%s', time_column, typ) ELSE '' END;
+    v_lower_cond := CASE WHEN from_value THEN format(' AND %I OPERATOR(pg_catalog.>=) $1::%s', time_column, v_typ) ELSE '' END;
     CASE mode
     WHEN 'bound' THEN
         RETURN format('SELECT b.bound::pg_catalog.text, (SELECT pg_catalog.count(*) FROM (SELECT FROM %1$s WHERE %2$I OPERATOR(pg_catalog.=) b.bound LIMIT $3) t) '
                       'FROM (SELECT %2$I AS bound FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $2%3$s ORDER BY %2$I OFFSET $3 LIMIT 1) b',
-                      target, time_column, lower_cond);
+                      target, time_column, v_lower_cond);
     WHEN 'range' THEN
         RETURN format('DELETE FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $3%3$s%4$s',
-                      target, time_column, lower_cond,
-                      CASE WHEN to_value THEN format(' AND %I OPERATOR(pg_catalog.<=) $2::%s', time_column, typ) ELSE '' END);
+                      target, time_column, v_lower_cond,
+                      CASE WHEN to_value THEN format(' AND %I OPERATOR(pg_catalog.<=) $2::%s', time_column, v_typ) ELSE '' END);
     WHEN 'skip_locked' THEN
         RETURN format(
             'WITH d AS (DELETE FROM %1$s WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY('
             'SELECT ctid FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $2%3$s '
             'ORDER BY %2$I LIMIT $3 FOR UPDATE SKIP LOCKED)) AND %2$I OPERATOR(pg_catalog.<) $2 RETURNING %2$I) '
             'SELECT pg_catalog.count(*), pg_catalog.max(%2$I)::pg_catalog.text FROM d',
-            target, time_column, lower_cond);
+            target, time_column, v_lower_cond);
     WHEN 'exists' THEN
         RETURN format('SELECT EXISTS (SELECT FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $1)',
                       target, time_column);
@@ -1392,33 +1395,33 @@ RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    kind "char";
-    persistence "char";
-    nsp name;
-    typ oid;
-    attnum smallint;
-    fk record;
-    other record;
+    v_kind "char";
+    v_persistence "char";
+    v_nsp name;
+    v_typ oid;
+    v_attnum smallint;
+    v_fk record;
+    v_other record;
 BEGIN
     IF relation IS NULL OR time_column IS NULL OR keep IS NULL OR batch_size IS NULL THEN
         RAISE EXCEPTION 'relation, time_column, keep and batch_size must not be NULL'
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Give the table, its date/time column and how long rows are kept, e.g. (''events'', ''created_at'', interval ''90 days''); batch_size defaults to 5000.';
     END IF;
-    SELECT c.relkind, c.relpersistence, n.nspname INTO kind, persistence, nsp
+    SELECT c.relkind, c.relpersistence, n.nspname INTO v_kind, v_persistence, v_nsp
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = relation;
-    IF kind IS NULL THEN
+    IF v_kind IS NULL THEN
         RAISE EXCEPTION 'relation with OID % does not exist', relation::oid
             USING ERRCODE = 'undefined_table',
                   HINT = 'It was dropped; name an existing table.';
     END IF;
-    IF kind NOT IN ('r', 'p') THEN
+    IF v_kind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '% is not a table', relation
             USING ERRCODE = 'wrong_object_type',
                   HINT = 'Retention policies apply to tables and partitioned tables (not views, materialized views, foreign tables or indexes).';
     END IF;
-    IF persistence = 't' THEN
+    IF v_persistence = 't' THEN
         RAISE EXCEPTION '% is a temporary table', relation
             USING ERRCODE = 'wrong_object_type',
                   DETAIL = CASE WHEN (SELECT c.relnamespace FROM pg_class c WHERE c.oid = relation) = pg_my_temp_schema()
@@ -1426,7 +1429,7 @@ BEGIN
                                 ELSE 'It belongs to another session: only that session can read it, and it disappears with it.' END,
                   HINT = 'Retention policies apply to regular and unlogged tables; delete old rows of a temporary table directly.';
     END IF;
-    IF nsp IN ('pg_catalog', 'information_schema') THEN
+    IF v_nsp IN ('pg_catalog', 'information_schema') THEN
         RAISE EXCEPTION '% is a system catalog', relation
             USING ERRCODE = 'wrong_object_type',
                   HINT = 'Retention policies apply to user tables; PostgreSQL maintains its catalogs itself.';
@@ -1449,18 +1452,18 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'batch_size is the number of rows of the first batch (later ones adapt to dbops.purge_batch_target, at most dbops.purge_batch_max rows); the default is 5000.';
     END IF;
-    SELECT a.atttypid, a.attnum INTO typ, attnum
+    SELECT a.atttypid, a.attnum INTO v_typ, v_attnum
       FROM pg_attribute a
      WHERE a.attrelid = relation AND a.attname = time_column
        AND a.attnum > 0 AND NOT a.attisdropped;
-    IF typ IS NULL THEN
+    IF v_typ IS NULL THEN
         RAISE EXCEPTION 'column "%" of relation % does not exist', time_column, relation
             USING ERRCODE = 'undefined_column',
                   HINT = 'time_column names the date/time column rows are aged by.';
     END IF;
-    IF typ NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN
+    IF v_typ NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN
         RAISE EXCEPTION 'column "%" of relation % is of type %, not a date/time type',
-                time_column, relation, format_type(typ, NULL)
+                time_column, relation, format_type(v_typ, NULL)
             USING ERRCODE = 'datatype_mismatch',
                   HINT = 'time_column must be of type timestamptz, timestamp or date.';
     END IF;
@@ -1477,32 +1480,32 @@ BEGIN
         SELECT CASE WHEN r.up THEN i.inhparent ELSE i.inhrelid END, r.up
           FROM related r
           JOIN pg_inherits i ON r.relid = CASE WHEN r.up THEN i.inhrelid ELSE i.inhparent END)
-    SELECT p.relation AS rel, r.up INTO other
+    SELECT p.relation AS rel, r.up INTO v_other
       FROM dbops.retention_policies p JOIN related r ON p.relation = r.relid
      ORDER BY r.up DESC, p.policy_id LIMIT 1;
-    IF FOUND AND other.up THEN
+    IF FOUND AND v_other.up THEN
         RAISE EXCEPTION '% is % %, which has a retention policy', relation,
                 CASE WHEN (SELECT c.relispartition FROM pg_class c WHERE c.oid = relation)
-                     THEN 'a partition of' ELSE 'an inheritance child of' END, other.rel
+                     THEN 'a partition of' ELSE 'an inheritance child of' END, v_other.rel
             USING ERRCODE = 'duplicate_object',
-                  DETAIL = format('The purge of %s already deletes the old rows of %s.', other.rel, relation),
+                  DETAIL = format('The purge of %s already deletes the old rows of %s.', v_other.rel, relation),
                   HINT = format('Change that policy with dbops.alter_retention_policy(%L), or remove it with dbops.remove_retention_policy(%L) first.',
-                                other.rel::text, other.rel::text);
+                                v_other.rel::text, v_other.rel::text);
     END IF;
     IF FOUND THEN
         RAISE EXCEPTION '% has % %, with a retention policy of its own', relation,
-                CASE WHEN (SELECT c.relispartition FROM pg_class c WHERE c.oid = other.rel)
-                     THEN 'a partition' ELSE 'an inheritance child' END, other.rel
+                CASE WHEN (SELECT c.relispartition FROM pg_class c WHERE c.oid = v_other.rel)
+                     THEN 'a partition' ELSE 'an inheritance child' END, v_other.rel
             USING ERRCODE = 'duplicate_object',
-                  DETAIL = format('The purge of %s would delete the old rows of %s too.', relation, other.rel),
+                  DETAIL = format('The purge of %s would delete the old rows of %s too.', relation, v_other.rel),
                   HINT = format('Remove that policy with dbops.remove_retention_policy(%L) first; the policy on %s then covers it.',
-                                other.rel::text, relation);
+                                v_other.rel::text, relation);
     END IF;
 
     -- a usable index: a valid btree index whose first column is time_column
     IF NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
                     JOIN pg_am am ON am.oid = ic.relam
-                   WHERE i.indrelid = relation AND i.indkey[0] = attnum
+                   WHERE i.indrelid = relation AND i.indkey[0] = v_attnum
                      AND am.amname = 'btree' AND i.indpred IS NULL
                      AND (i.indisvalid OR ic.relkind = 'I')) THEN
         RAISE NOTICE 'no index on %(%): every purge batch would scan the whole table', relation, time_column
@@ -1511,7 +1514,7 @@ BEGIN
     END IF;
 
     -- foreign keys that point at the table
-    FOR fk IN
+    FOR v_fk IN
         SELECT con.conname, con.conrelid::regclass AS referencing, con.confdeltype,
                (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)
                   FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
@@ -1525,17 +1528,17 @@ BEGIN
            AND (con.confrelid = relation
                 OR con.confrelid IN (SELECT t.relid FROM pg_partition_tree(relation) t))
     LOOP
-        IF NOT fk.indexed THEN
+        IF NOT v_fk.indexed THEN
             RAISE NOTICE 'foreign key % on % references % and has no index on (%)',
-                    fk.conname, fk.referencing, relation, fk.cols
+                    v_fk.conname, v_fk.referencing, relation, v_fk.cols
                 USING HINT = format('Each purged row makes PostgreSQL look for referencing rows: CREATE INDEX CONCURRENTLY ON %s (%s);',
-                                    fk.referencing, fk.cols);
+                                    v_fk.referencing, v_fk.cols);
         END IF;
-        IF fk.confdeltype IN ('c', 'n', 'd') THEN
+        IF v_fk.confdeltype IN ('c', 'n', 'd') THEN
             RAISE NOTICE 'foreign key % on % references % with ON DELETE %: purging % also changes %',
-                    fk.conname, fk.referencing, relation,
-                    CASE fk.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' ELSE 'SET DEFAULT' END,
-                    relation, fk.referencing
+                    v_fk.conname, v_fk.referencing, relation,
+                    CASE v_fk.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' ELSE 'SET DEFAULT' END,
+                    relation, v_fk.referencing
                 USING HINT = 'Those changes run inside each purge batch and are not counted in rows_deleted; give the referencing table its own policy or lower batch_size.';
         END IF;
     END LOOP;
@@ -1555,17 +1558,17 @@ RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    id integer;
-    owner oid;
+    v_id integer;
+    v_owner oid;
 BEGIN
     -- the purge deletes the table's rows with its owner's rights: only a
     -- role with the owner's privileges may add its policy
-    SELECT c.relowner INTO owner FROM pg_class c WHERE c.oid = add_retention_policy.relation;
-    IF owner IS NOT NULL AND NOT pg_has_role(owner, 'USAGE') THEN
+    SELECT c.relowner INTO v_owner FROM pg_class c WHERE c.oid = add_retention_policy.relation;
+    IF v_owner IS NOT NULL AND NOT pg_has_role(v_owner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to add its retention policy', relation
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', owner::regrole),
-                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', owner::regrole, owner::regrole);
+                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', v_owner::regrole),
+                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', v_owner::regrole, v_owner::regrole);
     END IF;
     PERFORM dbops._retention_validate(relation, time_column, keep, batch_size);
     IF max_rows_per_run IS NOT NULL AND max_rows_per_run <= 0 THEN
@@ -1596,8 +1599,8 @@ BEGIN
     VALUES (relation, time_column, keep, batch_size,
             max_rows_per_run, max_run_time, coalesce(drop_partitions, true), coalesce(enabled, true),
             current_user)
-    RETURNING policy_id INTO id;
-    RETURN id;
+    RETURNING policy_id INTO v_id;
+    RETURN v_id;
 END
 $$;
 
@@ -1617,8 +1620,8 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p dbops.retention_policies;
-    owner oid;
+    v_p dbops.retention_policies;
+    v_owner oid;
 BEGIN
     IF relation IS NULL THEN
         RAISE EXCEPTION 'relation must not be NULL'
@@ -1628,14 +1631,14 @@ BEGIN
     -- the purge deletes the table's rows with its owner's rights: only a
     -- role with the owner's privileges may alter its policy (the creator's,
     -- once the table is gone)
-    SELECT c.relowner INTO owner FROM pg_class c WHERE c.oid = alter_retention_policy.relation;
-    IF owner IS NOT NULL AND NOT pg_has_role(owner, 'USAGE') THEN
+    SELECT c.relowner INTO v_owner FROM pg_class c WHERE c.oid = alter_retention_policy.relation;
+    IF v_owner IS NOT NULL AND NOT pg_has_role(v_owner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to alter its retention policy', relation
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', owner::regrole),
-                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', owner::regrole, owner::regrole);
+                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', v_owner::regrole),
+                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', v_owner::regrole, v_owner::regrole);
     END IF;
-    IF owner IS NULL AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false)
+    IF v_owner IS NULL AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false)
        AND EXISTS (SELECT FROM dbops.retention_policies r
                     WHERE r.relation = alter_retention_policy.relation
                       AND NOT (EXISTS (SELECT FROM pg_roles a WHERE a.rolname = r.created_by)
@@ -1644,15 +1647,15 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'The table is gone: the role in created_by or a superuser may alter its policy.';
     END IF;
-    SELECT * INTO p FROM dbops.retention_policies r WHERE r.relation = alter_retention_policy.relation FOR UPDATE;
+    SELECT * INTO v_p FROM dbops.retention_policies r WHERE r.relation = alter_retention_policy.relation FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'relation % has no retention policy', relation
             USING ERRCODE = 'undefined_object',
                   HINT = 'Add one with dbops.add_retention_policy().';
     END IF;
     IF time_column IS NOT NULL OR keep IS NOT NULL OR batch_size IS NOT NULL THEN
-        PERFORM dbops._retention_validate(relation, coalesce(time_column, p.time_column),
-                                          coalesce(keep, p.keep), coalesce(batch_size, p.batch_size));
+        PERFORM dbops._retention_validate(relation, coalesce(time_column, v_p.time_column),
+                                          coalesce(keep, v_p.keep), coalesce(batch_size, v_p.batch_size));
     END IF;
     IF max_rows_per_run < 0 THEN
         RAISE EXCEPTION 'max_rows_per_run must be positive (0 removes the cap)'
@@ -1683,7 +1686,7 @@ BEGIN
            drop_partitions = coalesce(alter_retention_policy.drop_partitions, r.drop_partitions),
            enabled = coalesce(alter_retention_policy.enabled, r.enabled),
            created_by = current_user
-     WHERE r.policy_id = p.policy_id;
+     WHERE r.policy_id = v_p.policy_id;
 END
 $$;
 
@@ -1695,7 +1698,7 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    owner oid;
+    v_owner oid;
 BEGIN
     IF relation IS NULL THEN
         RAISE EXCEPTION 'relation must not be NULL'
@@ -1705,14 +1708,14 @@ BEGIN
     -- the purge deletes the table's rows with its owner's rights: only a
     -- role with the owner's privileges may remove its policy (the creator's,
     -- once the table is gone)
-    SELECT c.relowner INTO owner FROM pg_class c WHERE c.oid = remove_retention_policy.relation;
-    IF owner IS NOT NULL AND NOT pg_has_role(owner, 'USAGE') THEN
+    SELECT c.relowner INTO v_owner FROM pg_class c WHERE c.oid = remove_retention_policy.relation;
+    IF v_owner IS NOT NULL AND NOT pg_has_role(v_owner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to remove its retention policy', relation
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', owner::regrole),
-                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', owner::regrole, owner::regrole);
+                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', v_owner::regrole),
+                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', v_owner::regrole, v_owner::regrole);
     END IF;
-    IF owner IS NULL AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false)
+    IF v_owner IS NULL AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false)
        AND EXISTS (SELECT FROM dbops.retention_policies r
                     WHERE r.relation = remove_retention_policy.relation
                       AND NOT (EXISTS (SELECT FROM pg_roles a WHERE a.rolname = r.created_by)
@@ -1741,45 +1744,40 @@ RETURNS TABLE (partition regclass, upper_bound timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    typ text;
-    nparts integer;
-    r record;
-    upper text;
-    old boolean;
-    n integer := 0;
+    v_typ text;
+    v_r record;
+    v_upper text;
+    v_old boolean;
 BEGIN
     SELECT CASE a.atttypid WHEN 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 'pg_catalog.timestamptz'
                            WHEN 'pg_catalog.timestamp'::pg_catalog.regtype THEN 'pg_catalog.timestamp'
                            WHEN 'pg_catalog.date'::pg_catalog.regtype THEN 'pg_catalog.date' END
-      INTO typ
+      INTO v_typ
       FROM pg_partitioned_table pt
       JOIN pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]
      WHERE pt.partrelid = parent AND pt.partstrat = 'r' AND pt.partnatts = 1
        AND a.attname = time_column;
-    IF typ IS NULL THEN
+    IF v_typ IS NULL THEN
         RETURN;             -- not range-partitioned on the time column (of a date/time type)
     END IF;
-    SELECT count(*) INTO nparts
-      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-     WHERE i.inhparent = parent AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT';
-    FOR r IN
+    FOR v_r IN
         SELECT c.oid::regclass AS part,
                (regexp_match(pg_get_expr(c.relpartbound, c.oid), '^FOR VALUES FROM \(.*\) TO \((.*)\)$'))[1] AS ub
           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
          WHERE i.inhparent = parent
     LOOP
-        CONTINUE WHEN r.ub IS NULL OR r.ub = 'MAXVALUE' OR r.ub = 'MINVALUE';
-        upper := r.ub;
-        IF left(upper, 1) = '''' THEN
-            upper := replace(substr(upper, 2, length(upper) - 2), '''''', '''');
+        CONTINUE WHEN v_r.ub IS NULL OR v_r.ub = 'MAXVALUE' OR v_r.ub = 'MINVALUE';
+        v_upper := v_r.ub;
+        IF left(v_upper, 1) = '''' THEN
+            v_upper := replace(substr(v_upper, 2, length(v_upper) - 2), '''''', '''');
         END IF;
         -- compared in the column's type first: a bound beyond the range
         -- of timestamptz (a date far in the future) is never old
-        EXECUTE format('SELECT %L::%s OPERATOR(pg_catalog.<=) $1', upper, typ)
-           INTO old USING cutoff;
-        IF old THEN
-            EXECUTE format('SELECT %L::%s::pg_catalog.timestamptz', upper, typ) INTO upper_bound;
-            partition := r.part;
+        EXECUTE format('SELECT %L::%s OPERATOR(pg_catalog.<=) $1', v_upper, v_typ)
+           INTO v_old USING cutoff;
+        IF v_old THEN
+            EXECUTE format('SELECT %L::%s::pg_catalog.timestamptz', v_upper, v_typ) INTO upper_bound;
+            partition := v_r.part;
             RETURN NEXT;
         END IF;
     END LOOP;
@@ -1793,13 +1791,13 @@ RETURNS TABLE (target regclass, time_column name, cutoff timestamptz,
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p record;
-    chk record;
-    x record;
-    nparts integer;
-    e_state text;
-    e_msg text;
-    relname text;
+    v_p record;
+    v_chk record;
+    v_x record;
+    v_nparts integer;
+    v_state text;
+    v_msg text;
+    v_relname text;
 BEGIN
     IF purge_preview.relation IS NOT NULL AND NOT EXISTS
         (SELECT 1 FROM dbops.retention_policies r WHERE r.relation = purge_preview.relation) THEN
@@ -1807,45 +1805,45 @@ BEGIN
             USING ERRCODE = 'undefined_object',
                   HINT = 'Add one with dbops.add_retention_policy().';
     END IF;
-    FOR p IN SELECT r.* FROM dbops.retention_policies r
+    FOR v_p IN SELECT r.* FROM dbops.retention_policies r
               WHERE (purge_preview.relation IS NULL AND r.enabled) OR r.relation = purge_preview.relation
               ORDER BY r.policy_id
     LOOP
         -- what the purge would refuse (limits out of range, a relation that
         -- is gone or no longer a table...) is not read
-        chk := dbops._retention_problem(p.relation, p.created_by, p.time_column, p.keep, p.max_run_time);
-        IF chk.status IS NOT NULL THEN
-            RAISE NOTICE 'retention policy on % not previewed: %', p.relation, chk.message
-                USING DETAIL = CASE chk.status WHEN 'skipped' THEN 'CALL dbops.purge() skips it too.'
+        v_chk := dbops._retention_problem(v_p.relation, v_p.created_by, v_p.time_column, v_p.keep, v_p.max_run_time);
+        IF v_chk.status IS NOT NULL THEN
+            RAISE NOTICE 'retention policy on % not previewed: %', v_p.relation, v_chk.message
+                USING DETAIL = CASE v_chk.status WHEN 'skipped' THEN 'CALL dbops.purge() skips it too.'
                                                ELSE 'CALL dbops.purge() fails on it too.' END,
-                      HINT = chk.hint;
+                      HINT = v_chk.hint;
             CONTINUE;
         END IF;
-        relname := p.relation::text;     -- named before it may go
-        target := p.relation;
-        time_column := p.time_column;
-        cutoff := now() - p.keep;
+        v_relname := v_p.relation::text;     -- named before it may go
+        target := v_p.relation;
+        time_column := v_p.time_column;
+        cutoff := now() - v_p.keep;
         -- read as the table's owner, after its lock; what changed while
         -- waiting for the lock (dropped, no longer a table...) is said so
         BEGIN
-            x := dbops._purge_exec(p.policy_id, p.relation, 'preview', cutoff);
+            v_x := dbops._purge_exec(v_p.policy_id, v_p.relation, 'preview', cutoff);
         EXCEPTION WHEN undefined_table OR wrong_object_type OR undefined_column
                        OR datatype_mismatch OR object_not_in_prerequisite_state THEN
-            GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_msg = MESSAGE_TEXT;
-            RAISE NOTICE 'retention policy on % not previewed: %', relname, e_msg
-                USING DETAIL = format('SQLSTATE %s', e_state),
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+            RAISE NOTICE 'retention policy on % not previewed: %', v_relname, v_msg
+                USING DETAIL = format('SQLSTATE %s', v_state),
                       HINT = 'CALL dbops.purge() skips or fails on it too; see dbops.purge_runs after it.';
             CONTINUE;
         END;
-        rows_to_delete := x.n;
-        oldest := x.value::timestamptz;
-        newest := x.value2::timestamptz;
-        SELECT count(*) INTO nparts FROM dbops._purge_old_partitions(p.relation, p.time_column, cutoff);
-        partitions_to_drop := CASE WHEN nparts > 0 AND nparts = (SELECT count(*) FROM pg_inherits i
+        rows_to_delete := v_x.n;
+        oldest := v_x.value::timestamptz;
+        newest := v_x.value2::timestamptz;
+        SELECT count(*) INTO v_nparts FROM dbops._purge_old_partitions(v_p.relation, v_p.time_column, cutoff);
+        partitions_to_drop := CASE WHEN v_nparts > 0 AND v_nparts = (SELECT count(*) FROM pg_inherits i
                                        JOIN pg_class c ON c.oid = i.inhrelid
-                                      WHERE i.inhparent = p.relation
+                                      WHERE i.inhparent = v_p.relation
                                         AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT')
-                                   THEN nparts - 1 ELSE nparts END;
+                                   THEN v_nparts - 1 ELSE v_nparts END;
         RETURN NEXT;
     END LOOP;
 END
@@ -2696,34 +2694,34 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    st record;
+    v_st record;
 BEGIN
-    st := dbops.cron_status();
-    IF st.installed THEN
-        IF pg_catalog.string_to_array(pg_catalog.split_part(st.version, '-', 1), '.')::pg_catalog.int4[]
+    v_st := dbops.cron_status();
+    IF v_st.installed THEN
+        IF pg_catalog.string_to_array(pg_catalog.split_part(v_st.version, '-', 1), '.')::pg_catalog.int4[]
            OPERATOR(pg_catalog.<) '{1,3}'::pg_catalog.int4[] THEN
-            RAISE EXCEPTION 'pg_cron % is too old for dbops', st.version
+            RAISE EXCEPTION 'pg_cron % is too old for dbops', v_st.version
                 USING ERRCODE = 'feature_not_supported',
                       HINT = 'Run ALTER EXTENSION pg_cron UPDATE (dbops needs pg_cron 1.4 or later).';
         END IF;
-        RETURN st.version;
+        RETURN v_st.version;
     END IF;
-    IF NOT st.loaded THEN
+    IF NOT v_st.loaded THEN
         RAISE EXCEPTION 'pg_cron is not available on this server'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = 'pg_cron is not loaded: it is not in shared_preload_libraries.',
                   HINT = 'Add pg_cron to shared_preload_libraries, restart the server, and run '
                          'CREATE EXTENSION pg_cron in the database named by cron.database_name.';
     END IF;
-    IF st.cron_database IS NULL
-       OR st.cron_database OPERATOR(pg_catalog.<>) pg_catalog.current_database()::pg_catalog.text THEN
+    IF v_st.cron_database IS NULL
+       OR v_st.cron_database OPERATOR(pg_catalog.<>) pg_catalog.current_database()::pg_catalog.text THEN
         RAISE EXCEPTION 'pg_cron keeps its jobs in database "%", not in "%"',
-                st.cron_database, pg_catalog.current_database()
+                v_st.cron_database, pg_catalog.current_database()
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = 'pg_cron schedules and records jobs only in the database named by cron.database_name.',
                   HINT = pg_catalog.format('Connect to database %I, CREATE EXTENSION dbops there, and use '
                                            'dbops.schedule(database => %L) and dbops.jobs from there.',
-                                           st.cron_database, pg_catalog.current_database());
+                                           v_st.cron_database, pg_catalog.current_database());
     END IF;
     RAISE EXCEPTION 'pg_cron is not installed in this database'
         USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -2756,12 +2754,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    log_run boolean;
+    v_log_run boolean;
     v_name  text;
     v_all   boolean;
 BEGIN
     PERFORM dbops.require_pg_cron();
-    log_run := coalesce((dbops.cron_status()).log_run, true);
+    v_log_run := coalesce((dbops.cron_status()).log_run, true);
     SELECT r.rolname::pg_catalog.text, r.rolsuper INTO v_name, v_all
     FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) viewer;
     v_all := coalesce(v_all, false);
@@ -2813,7 +2811,7 @@ BEGIN
     LEFT JOIN LATERAL (
         SELECT dbops._cron_run(j.schedule,
                    pg_catalog.now() OPERATOR(pg_catalog.-) '5 minutes'::pg_catalog.interval, false) AS due_at
-        WHERE j.dbops_job AND j.active AND log_run AND NOT j.every_seconds
+        WHERE j.dbops_job AND j.active AND v_log_run AND NOT j.every_seconds
           AND r.scheduled_at IS NOT NULL
     ) due ON true
     ORDER BY j.name, j.jobid;
@@ -2851,31 +2849,31 @@ SET IntervalStyle = 'postgres'
 AS $$
 #variable_conflict use_variable
 DECLARE
-    target text := coalesce($6, pg_catalog.current_database()::pg_catalog.text);
+    v_target text := coalesce($6, pg_catalog.current_database()::pg_catalog.text);
     -- messages quote at most 64 characters of an argument
-    shown text := CASE WHEN pg_catalog.length(target) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(target, 64) OPERATOR(pg_catalog.||) '...' ELSE target END;
-    suffix text;
-    crondb text;
-    v text;
-    spec record;
-    cur record;
-    id bigint;
-    db record;
-    me record;
+    v_shown text := CASE WHEN pg_catalog.length(v_target) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_target, 64) OPERATOR(pg_catalog.||) '...' ELSE v_target END;
+    v_suffix text;
+    v_crondb text;
+    v_text text;
+    v_spec record;
+    v_cur record;
+    v_id bigint;
+    v_db record;
+    v_me record;
 BEGIN
     IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot schedule jobs on a standby'
             USING ERRCODE = 'read_only_sql_transaction',
                   HINT = 'Run dbops.schedule() on the primary: pg_cron runs jobs only there.';
     END IF;
-    v := dbops.require_pg_cron();
-    IF pg_catalog.string_to_array(pg_catalog.split_part(v, '-', 1), '.')::pg_catalog.int4[]
+    v_text := dbops.require_pg_cron();
+    IF pg_catalog.string_to_array(pg_catalog.split_part(v_text, '-', 1), '.')::pg_catalog.int4[]
        OPERATOR(pg_catalog.<) '{1,4}'::pg_catalog.int4[] THEN
-        RAISE EXCEPTION 'dbops.schedule() needs pg_cron 1.4 or later, not %', v
+        RAISE EXCEPTION 'dbops.schedule() needs pg_cron 1.4 or later, not %', v_text
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Run ALTER EXTENSION pg_cron UPDATE.';
     END IF;
-    crondb := (dbops.cron_status()).cron_database;
+    v_crondb := (dbops.cron_status()).cron_database;
     -- the grants the README lists, checked before anything changes
     IF NOT pg_catalog.has_schema_privilege('cron', 'USAGE') THEN
         RAISE EXCEPTION 'permission denied for schema cron'
@@ -2893,69 +2891,69 @@ BEGIN
 
     -- pg_cron runs every job in a session of the role that schedules it,
     -- in the job's database: both must let it in
-    SELECT d.datname, d.datallowconn INTO db
+    SELECT d.datname, d.datallowconn INTO v_db
     FROM pg_catalog.pg_database d
-    WHERE pg_catalog.octet_length(target) OPERATOR(pg_catalog.<=) 63
-      AND d.datname OPERATOR(pg_catalog.=) target::pg_catalog.name;
+    WHERE pg_catalog.octet_length(v_target) OPERATOR(pg_catalog.<=) 63
+      AND d.datname OPERATOR(pg_catalog.=) v_target::pg_catalog.name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'database "%" does not exist', shown
+        RAISE EXCEPTION 'database "%" does not exist', v_shown
             USING ERRCODE = 'invalid_catalog_name',
                   HINT = 'database names the database the jobs run in; dbops must be installed there.';
     END IF;
-    IF NOT db.datallowconn THEN
-        RAISE EXCEPTION 'database "%" does not allow connections', shown
+    IF NOT v_db.datallowconn THEN
+        RAISE EXCEPTION 'database "%" does not allow connections', v_shown
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'pg_cron could never run the jobs there: schedule them for a database that allows connections.';
     END IF;
-    SELECT r.rolname, r.rolsuper, r.rolcanlogin INTO me
+    SELECT r.rolname, r.rolsuper, r.rolcanlogin INTO v_me
     FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER;
-    IF NOT me.rolcanlogin THEN
-        RAISE EXCEPTION 'role "%" cannot log in, so pg_cron cannot run its jobs', me.rolname
+    IF NOT v_me.rolcanlogin THEN
+        RAISE EXCEPTION 'role "%" cannot log in, so pg_cron cannot run its jobs', v_me.rolname
             USING ERRCODE = 'insufficient_privilege',
                   HINT = pg_catalog.format('pg_cron runs a job as the role that schedules it: ALTER ROLE %I LOGIN, '
-                                           'or schedule the jobs as a role that can log in.', me.rolname);
+                                           'or schedule the jobs as a role that can log in.', v_me.rolname);
     END IF;
-    IF NOT pg_catalog.has_database_privilege(target, 'CONNECT') THEN
-        RAISE EXCEPTION 'role "%" may not connect to database "%"', me.rolname, shown
+    IF NOT pg_catalog.has_database_privilege(v_target, 'CONNECT') THEN
+        RAISE EXCEPTION 'role "%" may not connect to database "%"', v_me.rolname, v_shown
             USING ERRCODE = 'insufficient_privilege',
                   HINT = pg_catalog.format('pg_cron runs a job as the role that schedules it: GRANT CONNECT ON DATABASE %I TO %I.',
-                                           target, me.rolname);
+                                           v_target, v_me.rolname);
     END IF;
-    IF me.rolsuper
+    IF v_me.rolsuper
        AND NOT coalesce(pg_catalog.current_setting('cron.enable_superuser_jobs', true), 'on')::pg_catalog.bool THEN
         RAISE EXCEPTION 'pg_cron does not run jobs of superusers here'
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'cron.enable_superuser_jobs is off.',
                   HINT = 'Schedule the jobs as a role that is not a superuser, with the grants the README lists.';
     END IF;
-    suffix := CASE WHEN target OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text
-                   THEN '' ELSE '@' OPERATOR(pg_catalog.||) target END;
-    IF pg_catalog.octet_length('dbops-health-snapshot' OPERATOR(pg_catalog.||) suffix)
+    v_suffix := CASE WHEN v_target OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text
+                   THEN '' ELSE '@' OPERATOR(pg_catalog.||) v_target END;
+    IF pg_catalog.octet_length('dbops-health-snapshot' OPERATOR(pg_catalog.||) v_suffix)
        OPERATOR(pg_catalog.>) 63 THEN
-        RAISE EXCEPTION 'database name "%" is too long for a pg_cron job name', shown
+        RAISE EXCEPTION 'database name "%" is too long for a pg_cron job name', v_shown
             USING ERRCODE = 'name_too_long',
                   HINT = 'Job names are "dbops-<job>@<database>" and pg_cron keeps 63 bytes of them.';
     END IF;
 
     -- check every argument before changing anything
-    FOR spec IN
+    FOR v_spec IN
         SELECT * FROM (VALUES ('purge', purge), ('health_snapshot', health_snapshot),
                               ('bloat_snapshot', bloat_snapshot), ('reap', reap)) AS a(arg, sched)
         WHERE a.sched IS NOT NULL
     LOOP
         -- as the pg_cron loaded here reads it
         BEGIN
-            PERFORM dbops.cron_next_run(spec.sched, pg_catalog.now(), 'GMT');
+            PERFORM dbops.cron_next_run(v_spec.sched, pg_catalog.now(), 'GMT');
         EXCEPTION WHEN invalid_parameter_value THEN
-            GET STACKED DIAGNOSTICS v = PG_EXCEPTION_DETAIL;
-            RAISE EXCEPTION 'invalid schedule for %: "%"', spec.arg, CASE WHEN pg_catalog.length(spec.sched) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(spec.sched, 64) OPERATOR(pg_catalog.||) '...' ELSE spec.sched END
+            GET STACKED DIAGNOSTICS v_text = PG_EXCEPTION_DETAIL;
+            RAISE EXCEPTION 'invalid schedule for %: "%"', v_spec.arg, CASE WHEN pg_catalog.length(v_spec.sched) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_spec.sched, 64) OPERATOR(pg_catalog.||) '...' ELSE v_spec.sched END
                 USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = v,
+                      DETAIL = v_text,
                       HINT = 'Write five fields "minute hour day-of-month month day-of-week" '
                              '(for example ''30 3 * * *''), or @hourly, @daily, ...; NULL removes the job.';
         END;
     END LOOP;
-    FOR spec IN
+    FOR v_spec IN
         SELECT * FROM (VALUES ('cron_history_keep', cron_history_keep, true),
                               ('health_history_keep', health_history_keep, health_snapshot IS NOT NULL),
                               ('bloat_history_keep', bloat_history_keep, bloat_snapshot IS NOT NULL),
@@ -2965,10 +2963,10 @@ BEGIN
         -- the jobs subtract these from now(): positive, no part negative
         -- (''1 month -29 days'' would reach past now() in February), and at
         -- most 1000 years
-        IF spec.val IS NULL THEN
-            RAISE EXCEPTION '% must not be NULL', spec.arg
+        IF v_spec.val IS NULL THEN
+            RAISE EXCEPTION '% must not be NULL', v_spec.arg
                 USING ERRCODE = 'null_value_not_allowed',
-                      HINT = CASE spec.arg
+                      HINT = CASE v_spec.arg
                                  WHEN 'cron_history_keep' THEN
                                      'Pass how long cron.job_run_details keeps runs, e.g. ''7 days''; '
                                      'dbops.unschedule() removes the jobs, dbops-cron-history included.'
@@ -2976,15 +2974,15 @@ BEGIN
                                  ELSE 'Pass how long the history is kept, e.g. ''14 days''; a NULL schedule removes the job.'
                              END;
         END IF;
-        IF spec.val OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval
+        IF v_spec.val OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval
            OR EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
-                      WHERE pg_catalog.date_part(f, spec.val) OPERATOR(pg_catalog.<) 0::pg_catalog.float8) THEN
-            RAISE EXCEPTION '% must be a positive interval, not %', spec.arg, spec.val
+                      WHERE pg_catalog.date_part(f, v_spec.val) OPERATOR(pg_catalog.<) 0::pg_catalog.float8) THEN
+            RAISE EXCEPTION '% must be a positive interval, not %', v_spec.arg, v_spec.val
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'For example ''7 days''; every part of it must be zero or more (not ''1 month -29 days'').';
         END IF;
-        IF spec.val OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
-            RAISE EXCEPTION '% must be at most 1000 years, not %', spec.arg, spec.val
+        IF v_spec.val OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
+            RAISE EXCEPTION '% must be at most 1000 years, not %', v_spec.arg, v_spec.val
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'The job subtracts it from the current time; keep it within 1000 years.';
         END IF;
@@ -2992,19 +2990,19 @@ BEGIN
 
     -- The commands run in a session of their own, with the search_path of
     -- the database and of the role: they name everything by schema.
-    FOR spec IN
+    FOR v_spec IN
         SELECT * FROM (VALUES
-            (1, 'dbops-purge' OPERATOR(pg_catalog.||) suffix, purge, 'CALL dbops.purge()', target),
-            (2, 'dbops-health-snapshot' OPERATOR(pg_catalog.||) suffix, health_snapshot,
+            (1, 'dbops-purge' OPERATOR(pg_catalog.||) v_suffix, purge, 'CALL dbops.purge()', v_target),
+            (2, 'dbops-health-snapshot' OPERATOR(pg_catalog.||) v_suffix, health_snapshot,
                 pg_catalog.format('SELECT * FROM dbops.health_snapshot(keep => %L::pg_catalog.interval)',
-                                  health_history_keep), target),
-            (3, 'dbops-bloat-snapshot' OPERATOR(pg_catalog.||) suffix, bloat_snapshot,
+                                  health_history_keep), v_target),
+            (3, 'dbops-bloat-snapshot' OPERATOR(pg_catalog.||) v_suffix, bloat_snapshot,
                 pg_catalog.format('SELECT * FROM dbops.bloat_snapshot(keep => %L::pg_catalog.interval)',
-                                  bloat_history_keep), target),
-            (4, 'dbops-reap' OPERATOR(pg_catalog.||) suffix, reap,
+                                  bloat_history_keep), v_target),
+            (4, 'dbops-reap' OPERATOR(pg_catalog.||) v_suffix, reap,
                 pg_catalog.format('SELECT pg_catalog.count(*) FROM dbops.reap_idle('
                                   'idle_for => %L::pg_catalog.interval, dry_run => false)',
-                                  reap_idle_for), target),
+                                  reap_idle_for), v_target),
             (5, 'dbops-cron-history',
                 CASE WHEN cron_history_keep IS NOT NULL THEN '7 * * * *' END,
                 pg_catalog.format('DELETE FROM cron.job_run_details WHERE end_time '
@@ -3015,57 +3013,57 @@ BEGIN
         ) AS s(ord, name, sched, cmd, db)
         ORDER BY s.ord
     LOOP
-        SELECT j.jobid, j.schedule, j.command, j.database, j.active INTO cur
+        SELECT j.jobid, j.schedule, j.command, j.database, j.active INTO v_cur
         FROM cron.job j
-        WHERE j.jobname OPERATOR(pg_catalog.=) spec.name
+        WHERE j.jobname OPERATOR(pg_catalog.=) v_spec.name
           AND j.username OPERATOR(pg_catalog.=) CURRENT_USER::pg_catalog.text;
 
-        IF spec.sched IS NULL THEN
-            IF cur.jobid IS NULL THEN
+        IF v_spec.sched IS NULL THEN
+            IF v_cur.jobid IS NULL THEN
                 CONTINUE;
             END IF;
-            PERFORM cron.unschedule(spec.name);
+            PERFORM cron.unschedule(v_spec.name);
             DELETE FROM dbops.scheduled_jobs r
-            WHERE r.job_name OPERATOR(pg_catalog.=) spec.name
+            WHERE r.job_name OPERATOR(pg_catalog.=) v_spec.name
               AND r.username OPERATOR(pg_catalog.=) CURRENT_USER::pg_catalog.text;
-            job_name := spec.name; action := 'removed'; jobid := cur.jobid;
-            dbname := cur.database; schedule := cur.schedule; active := cur.active;
-            command := cur.command;
+            job_name := v_spec.name; action := 'removed'; jobid := v_cur.jobid;
+            dbname := v_cur.database; schedule := v_cur.schedule; active := v_cur.active;
+            command := v_cur.command;
             RETURN NEXT;
             CONTINUE;
         END IF;
 
-        IF cur.jobid IS NOT NULL AND cur.schedule OPERATOR(pg_catalog.=) spec.sched
-           AND cur.command OPERATOR(pg_catalog.=) spec.cmd
-           AND cur.database OPERATOR(pg_catalog.=) spec.db THEN
+        IF v_cur.jobid IS NOT NULL AND v_cur.schedule OPERATOR(pg_catalog.=) v_spec.sched
+           AND v_cur.command OPERATOR(pg_catalog.=) v_spec.cmd
+           AND v_cur.database OPERATOR(pg_catalog.=) v_spec.db THEN
             action := 'unchanged';
-            id := cur.jobid;
+            v_id := v_cur.jobid;
             INSERT INTO dbops.scheduled_jobs AS r (job_name, username, database, schedule, command)
-            VALUES (spec.name, CURRENT_USER, spec.db, spec.sched, spec.cmd)
+            VALUES (v_spec.name, CURRENT_USER, v_spec.db, v_spec.sched, v_spec.cmd)
             ON CONFLICT ON CONSTRAINT scheduled_jobs_pkey DO NOTHING;
         ELSE
-            IF cur.jobid IS NOT NULL AND cur.database OPERATOR(pg_catalog.<>) spec.db THEN
+            IF v_cur.jobid IS NOT NULL AND v_cur.database OPERATOR(pg_catalog.<>) v_spec.db THEN
                 -- pg_cron 1.4 keeps the database of an existing job: start over
-                PERFORM cron.unschedule(spec.name);
+                PERFORM cron.unschedule(v_spec.name);
             END IF;
             BEGIN
-                IF spec.db OPERATOR(pg_catalog.=) crondb THEN
-                    id := cron.schedule(spec.name, spec.sched, spec.cmd);
+                IF v_spec.db OPERATOR(pg_catalog.=) v_crondb THEN
+                    v_id := cron.schedule(v_spec.name, v_spec.sched, v_spec.cmd);
                 ELSE
-                    id := cron.schedule_in_database(spec.name, spec.sched, spec.cmd, spec.db);
+                    v_id := cron.schedule_in_database(v_spec.name, v_spec.sched, v_spec.cmd, v_spec.db);
                 END IF;
             EXCEPTION WHEN insufficient_privilege OR invalid_parameter_value THEN
-                GET STACKED DIAGNOSTICS v = MESSAGE_TEXT;
-                RAISE EXCEPTION 'pg_cron refused job %: %', spec.name, CASE WHEN pg_catalog.length(v) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v, 64) OPERATOR(pg_catalog.||) '...' ELSE v END
+                GET STACKED DIAGNOSTICS v_text = MESSAGE_TEXT;
+                RAISE EXCEPTION 'pg_cron refused job %: %', v_spec.name, CASE WHEN pg_catalog.length(v_text) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_text, 64) OPERATOR(pg_catalog.||) '...' ELSE v_text END
                     USING ERRCODE = SQLSTATE,
-                          HINT = CASE WHEN spec.db OPERATOR(pg_catalog.=) crondb
+                          HINT = CASE WHEN v_spec.db OPERATOR(pg_catalog.=) v_crondb
                                       THEN 'See the README''s Scheduling section for what pg_cron needs.'
                                       ELSE 'Jobs in another database are created with cron.schedule_in_database(), '
                                            'which needs a superuser or EXECUTE on it.' END;
             END;
-            action := CASE WHEN cur.jobid IS NULL THEN 'created' ELSE 'updated' END;
+            action := CASE WHEN v_cur.jobid IS NULL THEN 'created' ELSE 'updated' END;
             INSERT INTO dbops.scheduled_jobs AS r (job_name, username, database, schedule, command)
-            VALUES (spec.name, CURRENT_USER, spec.db, spec.sched, spec.cmd)
+            VALUES (v_spec.name, CURRENT_USER, v_spec.db, v_spec.sched, v_spec.cmd)
             ON CONFLICT ON CONSTRAINT scheduled_jobs_pkey DO UPDATE
                 SET database = excluded.database, schedule = excluded.schedule,
                     command = excluded.command, scheduled_at = excluded.scheduled_at;
@@ -3073,8 +3071,8 @@ BEGIN
 
         SELECT j.jobid, j.database, j.schedule, j.active, j.command
         INTO jobid, dbname, schedule, active, command
-        FROM cron.job j WHERE j.jobid OPERATOR(pg_catalog.=) id;
-        job_name := spec.name;
+        FROM cron.job j WHERE j.jobid OPERATOR(pg_catalog.=) v_id;
+        job_name := v_spec.name;
         RETURN NEXT;
     END LOOP;
 END;
@@ -3090,8 +3088,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
-    names text[];
-    j record;
+    v_names text[];
+    v_job record;
 BEGIN
     IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot unschedule jobs on a standby'
@@ -3112,28 +3110,28 @@ BEGIN
                   HINT = 'Name the database whose dbops jobs to remove, or pass NULL to remove all of this role''s dbops jobs.';
     END IF;
     IF unschedule.database IS NOT NULL THEN
-        names := ARRAY(SELECT 'dbops-' OPERATOR(pg_catalog.||) n OPERATOR(pg_catalog.||)
+        v_names := ARRAY(SELECT 'dbops-' OPERATOR(pg_catalog.||) n OPERATOR(pg_catalog.||)
                               CASE WHEN unschedule.database OPERATOR(pg_catalog.=)
                                         pg_catalog.current_database()::pg_catalog.text
                                    THEN '' ELSE '@' OPERATOR(pg_catalog.||) unschedule.database END
                        FROM pg_catalog.unnest('{purge,health-snapshot,bloat-snapshot,reap}'::pg_catalog.text[]) AS n);
     END IF;
-    FOR j IN
+    FOR v_job IN
         SELECT c.jobid, c.jobname::pg_catalog.text AS name, c.database, c.schedule, c.active, c.command
         FROM cron.job c
         WHERE c.username OPERATOR(pg_catalog.=) CURRENT_USER::pg_catalog.text
-          AND CASE WHEN names IS NULL
+          AND CASE WHEN v_names IS NULL
                    THEN c.jobname OPERATOR(pg_catalog.~)
                         '^dbops-(purge|health-snapshot|bloat-snapshot|reap|cron-history)(@.+)?$'::pg_catalog.text
-                   ELSE c.jobname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (names) END
+                   ELSE c.jobname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (v_names) END
         ORDER BY c.jobid
     LOOP
-        PERFORM cron.unschedule(j.name);
+        PERFORM cron.unschedule(v_job.name);
         DELETE FROM dbops.scheduled_jobs r
-        WHERE r.job_name OPERATOR(pg_catalog.=) j.name
+        WHERE r.job_name OPERATOR(pg_catalog.=) v_job.name
           AND r.username OPERATOR(pg_catalog.=) CURRENT_USER::pg_catalog.text;
-        job_name := j.name; action := 'removed'; jobid := j.jobid; dbname := j.database;
-        schedule := j.schedule; active := j.active; command := j.command;
+        job_name := v_job.name; action := 'removed'; jobid := v_job.jobid; dbname := v_job.database;
+        schedule := v_job.schedule; active := v_job.active; command := v_job.command;
         RETURN NEXT;
     END LOOP;
 END;
