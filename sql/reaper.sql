@@ -69,7 +69,7 @@ SELECT p.proname,
        has_function_privilege('public', p.oid, 'EXECUTE') AS public,
        has_function_privilege('pg_monitor', p.oid, 'EXECUTE') AS pg_monitor,
        has_function_privilege('pg_signal_backend', p.oid, 'EXECUTE') AS pg_signal_backend
-FROM pg_proc p WHERE p.pronamespace = 'dbops'::regnamespace AND p.proname LIKE 'reap%'
+FROM pg_proc p WHERE p.pronamespace = 'dbops'::regnamespace AND p.proname ~ '^_?reap'
 ORDER BY p.proname;
 SELECT has_table_privilege('public', 'dbops.reaper_log', 'SELECT') AS log_public,
        has_table_privilege('pg_monitor', 'dbops.reaper_log', 'SELECT') AS log_monitor,

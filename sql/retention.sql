@@ -220,7 +220,16 @@ GRANT EXECUTE ON PROCEDURE dbops.purge(regclass, boolean) TO retention_ops;
 GRANT EXECUTE ON FUNCTION dbops._purge_begin(boolean), dbops._purge_lock(integer),
     dbops._purge_unlock(integer), dbops._purge_busy_sessions(), dbops._purge_batch_sql(regclass, name, text, boolean, boolean),
     dbops._purge_old_partitions(regclass, name, timestamptz), dbops.purge_preview(regclass),
-    dbops._purge_start(regclass, boolean, text), dbops._purge_step(dbops._purge_state),
+    dbops._purge_start(regclass, boolean, text), dbops._purge_dry_run(dbops._purge_state),
+    dbops._purge_policies(dbops._purge_state), dbops._purge_policy(dbops._purge_state),
+    dbops._purge_partition(dbops._purge_state), dbops._purge_target(dbops._purge_state),
+    dbops._purge_batch(dbops._purge_state), dbops._purge_lag(dbops._purge_state),
+    dbops._purge_pause(dbops._purge_state), dbops._purge_record(dbops._purge_state),
+    dbops._purge_release(dbops._purge_state), dbops._purge_finish(dbops._purge_state),
+    dbops._purge_abort(dbops._purge_state, text, text, text),
+    dbops._purge_require_phase(dbops._purge_state, text), dbops._purge_stop(dbops._purge_state, text, text, text),
+    dbops._purge_wait(dbops._purge_state, double precision), dbops._purge_backoff(dbops._purge_state, text),
+    dbops._purge_target_gone(regclass, regclass, text),
     dbops._purge_exec(integer, regclass, text, timestamptz, text, text, bigint),
     dbops._purge_relname(regclass, text), dbops._retention_problem(regclass, name, name, interval, interval) TO retention_ops;
 GRANT SELECT ON dbops.retention_policies TO retention_ops;

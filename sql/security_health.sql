@@ -343,11 +343,11 @@ SELECT p.oid::regprocedure AS function, l.lanname AS lang,
 FROM pg_proc p
 JOIN pg_language l ON l.oid = p.prolang
 WHERE p.pronamespace = 'dbops'::regnamespace
-  AND p.proname IN ('_require_positive_interval', 'health_checks', 'health_thresholds_validate',
+  AND p.proname IN ('_require_positive_interval', 'health_checks', '_health_thresholds_validate',
                     'health', 'health_overall', 'health_status', 'health_json',
                     'lock_tree', 'lock_tree_text', 'cancel_blockers',
                     '_bloat_stats', 'bloat',
-                    'reap_idle', 'reaper_status', 'reaper_events', 'reaper_policies_validate')
+                    'reap_idle', 'reaper_status', 'reaper_events', '_reaper_policies_validate')
 ORDER BY p.oid::regprocedure::text;
 
 -- clean up

@@ -148,3 +148,72 @@ COMMENT ON FUNCTION dbops.bloat(regclass, text, bigint, float8, integer) IS
 
 INSERT INTO dbops.health_thresholds (check_name, warning, critical) VALUES
     ('bloat', 30, 60);
+
+-- ---------------------------------------------------------------------------
+-- bloat history: snapshots of dbops.bloat() (a job of dbops.schedule())
+-- ---------------------------------------------------------------------------
+-- bloat_snapshot() is SECURITY DEFINER (it reads every relation as the
+-- extension's owner).
+
+CREATE TABLE dbops.bloat_history (
+    taken_at     timestamptz NOT NULL,
+    relid        oid NOT NULL,
+    relation     text NOT NULL,
+    kind         text NOT NULL,
+    method       text,
+    size_bytes   bigint,
+    bloat_bytes  bigint,
+    bloat_pct    numeric,
+    PRIMARY KEY (relid, kind, taken_at)
+);
+CREATE INDEX bloat_history_taken_at_idx ON dbops.bloat_history (taken_at);
+COMMENT ON TABLE dbops.bloat_history IS
+    'dbops.bloat() snapshots taken by dbops.bloat_snapshot(); kept for its "keep" interval';
+SELECT pg_catalog.pg_extension_config_dump('dbops.bloat_history', '');
+GRANT SELECT ON dbops.bloat_history TO pg_monitor;
+
+CREATE FUNCTION dbops.bloat_snapshot(
+    keep interval DEFAULT '90 days',
+    method text DEFAULT 'auto',
+    min_size bigint DEFAULT 1048576,
+    OUT inserted bigint, OUT deleted bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dbops._require_history_keep(keep, '90 days');
+    IF method IS NULL THEN
+        RAISE EXCEPTION 'method must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Use one of the methods of dbops.bloat(), e.g. ''auto''.';
+    END IF;
+    IF min_size IS NULL OR min_size OPERATOR(pg_catalog.<) 0::pg_catalog.int8 THEN
+        RAISE EXCEPTION 'min_size must be zero or more bytes, not %', coalesce(min_size::pg_catalog.text, 'NULL')
+            USING ERRCODE = CASE WHEN min_size IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
+                  HINT = 'Relations smaller than min_size bytes are left out, e.g. min_size => 1048576 (the default); 0 keeps every relation.';
+    END IF;
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot take a bloat snapshot on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Schedule dbops.bloat_snapshot() on the primary.';
+    END IF;
+    INSERT INTO dbops.bloat_history AS h
+        (taken_at, relid, relation, kind, method, size_bytes, bloat_bytes, bloat_pct)
+    SELECT pg_catalog.now(), b.relation::pg_catalog.oid, b.relation::pg_catalog.text, b.kind, b.method,
+           b.size_bytes, b.bloat_bytes, b.bloat_pct
+    FROM dbops.bloat(NULL::pg_catalog.regclass, bloat_snapshot.method) b
+    WHERE b.size_bytes OPERATOR(pg_catalog.>=) min_size
+    ON CONFLICT (relid, kind, taken_at) DO UPDATE
+        SET relation = excluded.relation, method = excluded.method,
+            size_bytes = excluded.size_bytes, bloat_bytes = excluded.bloat_bytes,
+            bloat_pct = excluded.bloat_pct;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    DELETE FROM dbops.bloat_history h
+    WHERE h.taken_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops.bloat_snapshot(interval, text, bigint) FROM PUBLIC;
+COMMENT ON FUNCTION dbops.bloat_snapshot(interval, text, bigint) IS
+    'Append dbops.bloat() for relations of at least min_size bytes to dbops.bloat_history; delete history older than keep';

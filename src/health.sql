@@ -28,29 +28,29 @@ GRANT SELECT ON dbops.health_thresholds TO PUBLIC;
 -- in the check's direction.  NULL means "no threshold at this level".  An INSERT of
 -- a check that already has a row updates that row (so that pg_dump's copy of
 -- user-changed thresholds restores over the defaults CREATE EXTENSION puts).
-CREATE FUNCTION dbops.health_thresholds_validate() RETURNS trigger
+CREATE FUNCTION dbops._health_thresholds_validate() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    dir text;
+    v_dir text;
     -- what the messages quote of the row: at most 64 characters of each
-    name_q text := CASE WHEN length(NEW.check_name) > 64
-                        THEN left(NEW.check_name, 64) || '...' ELSE NEW.check_name END;
-    warning_q text := CASE WHEN length(NEW.warning::text) > 64
-                           THEN left(NEW.warning::text, 64) || '...' ELSE NEW.warning::text END;
-    critical_q text := CASE WHEN length(NEW.critical::text) > 64
-                            THEN left(NEW.critical::text, 64) || '...' ELSE NEW.critical::text END;
+    v_name_q text := CASE WHEN length(NEW.check_name) > 64
+                          THEN left(NEW.check_name, 64) || '...' ELSE NEW.check_name END;
+    v_warning_q text := CASE WHEN length(NEW.warning::text) > 64
+                             THEN left(NEW.warning::text, 64) || '...' ELSE NEW.warning::text END;
+    v_critical_q text := CASE WHEN length(NEW.critical::text) > 64
+                              THEN left(NEW.critical::text, 64) || '...' ELSE NEW.critical::text END;
 BEGIN
     IF NEW.check_name IS NULL THEN
         RAISE EXCEPTION 'check_name of a health threshold must not be NULL'
             USING ERRCODE = 'not_null_violation',
                   HINT = 'Name one of the checks listed by dbops.health_checks().';
     END IF;
-    SELECT c.direction INTO dir FROM dbops.health_checks() c
+    SELECT c.direction INTO v_dir FROM dbops.health_checks() c
      WHERE c.check_name = NEW.check_name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown health check "%"', name_q
+        RAISE EXCEPTION 'unknown health check "%"', v_name_q
             USING ERRCODE = 'undefined_object',
                   HINT = 'Known checks: ' ||
                          (SELECT string_agg(c.check_name, ', ' ORDER BY c.check_name)
@@ -58,22 +58,22 @@ BEGIN
     END IF;
     IF TG_OP = 'UPDATE' AND NEW.check_name <> OLD.check_name
        AND EXISTS (SELECT FROM dbops.health_thresholds t WHERE t.check_name = NEW.check_name) THEN
-        RAISE EXCEPTION 'health check "%" already has a thresholds row', name_q
+        RAISE EXCEPTION 'health check "%" already has a thresholds row', v_name_q
             USING ERRCODE = 'unique_violation',
                   HINT = 'Update that row instead of renaming this one.';
     END IF;
     IF NEW.enabled IS NULL THEN
-        RAISE EXCEPTION 'enabled of health check "%" must not be NULL', name_q
+        RAISE EXCEPTION 'enabled of health check "%" must not be NULL', v_name_q
             USING ERRCODE = 'not_null_violation',
                   HINT = 'Set enabled to true or false.';
     END IF;
     IF NEW.warning = 'NaN' OR NEW.critical = 'NaN' THEN
-        RAISE EXCEPTION 'thresholds of health check "%" must be numbers, not NaN', name_q
+        RAISE EXCEPTION 'thresholds of health check "%" must be numbers, not NaN', v_name_q
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use NULL for "no threshold".';
     END IF;
     IF NEW.warning IN ('Infinity', '-Infinity') OR NEW.critical IN ('Infinity', '-Infinity') THEN
-        RAISE EXCEPTION 'thresholds of health check "%" must be finite, not %', name_q,
+        RAISE EXCEPTION 'thresholds of health check "%" must be finite, not %', v_name_q,
                         CASE WHEN NEW.warning IN ('Infinity', '-Infinity')
                              THEN NEW.warning ELSE NEW.critical END
             USING ERRCODE = 'invalid_parameter_value',
@@ -85,20 +85,20 @@ BEGIN
        OR (NEW.critical <> 0 AND (abs(NEW.critical) > 1e300 OR abs(NEW.critical) < 1e-300)) THEN
         RAISE EXCEPTION 'threshold % of health check "%" is out of range',
                         CASE WHEN NEW.warning <> 0 AND (abs(NEW.warning) > 1e300 OR abs(NEW.warning) < 1e-300)
-                             THEN warning_q ELSE critical_q END, name_q
+                             THEN v_warning_q ELSE v_critical_q END, v_name_q
             USING ERRCODE = 'numeric_value_out_of_range',
                   HINT = 'Give a threshold of magnitude between 1e-300 and 1e300, or 0; NULL for "no threshold".';
     END IF;
-    IF dir = 'higher_is_worse' AND NEW.warning > NEW.critical THEN
+    IF v_dir = 'higher_is_worse' AND NEW.warning > NEW.critical THEN
         RAISE EXCEPTION 'warning threshold % of health check "%" is above its critical threshold %',
-                        warning_q, name_q, critical_q
+                        v_warning_q, v_name_q, v_critical_q
             USING ERRCODE = 'check_violation',
                   DETAIL = 'Higher values are worse for this check, so warning must be at most critical.',
                   HINT = 'Lower the warning threshold or raise the critical one; NULL disables a level.';
     END IF;
-    IF dir = 'lower_is_worse' AND NEW.warning < NEW.critical THEN
+    IF v_dir = 'lower_is_worse' AND NEW.warning < NEW.critical THEN
         RAISE EXCEPTION 'warning threshold % of health check "%" is below its critical threshold %',
-                        warning_q, name_q, critical_q
+                        v_warning_q, v_name_q, v_critical_q
             USING ERRCODE = 'check_violation',
                   DETAIL = 'Lower values are worse for this check, so warning must be at least critical.',
                   HINT = 'Raise the warning threshold or lower the critical one; NULL disables a level.';
@@ -114,11 +114,11 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION dbops.health_thresholds_validate() FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbops._health_thresholds_validate() FROM PUBLIC;
 
 CREATE TRIGGER health_thresholds_validate
     BEFORE INSERT OR UPDATE ON dbops.health_thresholds
-    FOR EACH ROW EXECUTE FUNCTION dbops.health_thresholds_validate();
+    FOR EACH ROW EXECUTE FUNCTION dbops._health_thresholds_validate();
 
 -- pg_dump keeps the thresholds (the trigger turns their restore into
 -- updates of the defaults).
@@ -167,14 +167,14 @@ LANGUAGE plpgsql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    bad text;
+    v_bad text;
 BEGIN
-    SELECT s INTO bad FROM unnest(statuses) AS u(s)
+    SELECT s INTO v_bad FROM unnest(statuses) AS u(s)
      WHERE s IS NOT NULL AND s NOT IN ('ok', 'skipped', 'unknown', 'warning', 'critical')
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'unknown health status "%"',
-                        CASE WHEN length(bad) > 64 THEN left(bad, 64) || '...' ELSE bad END
+                        CASE WHEN length(v_bad) > 64 THEN left(v_bad, 64) || '...' ELSE v_bad END
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Statuses are ok, skipped, unknown, warning and critical (lower case), as dbops.health() reports them; NULL counts as unknown.';
     END IF;
@@ -227,3 +227,130 @@ AS $$
 $$;
 COMMENT ON FUNCTION dbops.health_json() IS
     'Health report as one jsonb document: overall status, server facts and every check';
+
+-- ---------------------------------------------------------------------------
+-- health history: snapshots of dbops.health() (a job of dbops.schedule()),
+-- the trend of one check, and the report in Prometheus format
+-- ---------------------------------------------------------------------------
+-- health_snapshot() is SECURITY DEFINER (it runs the checks as the
+-- extension's owner); its rows hold no pg_cron job message.
+
+CREATE TABLE dbops.health_history (
+    taken_at    timestamptz NOT NULL,
+    check_name  text NOT NULL,
+    status      text NOT NULL,
+    value       numeric,
+    unit        text,
+    detail      text,
+    PRIMARY KEY (check_name, taken_at)
+);
+CREATE INDEX health_history_taken_at_idx ON dbops.health_history (taken_at);
+COMMENT ON TABLE dbops.health_history IS
+    'dbops.health() snapshots taken by dbops.health_snapshot(); kept for its "keep" interval';
+SELECT pg_catalog.pg_extension_config_dump('dbops.health_history', '');
+GRANT SELECT ON dbops.health_history TO pg_monitor;
+
+-- The rows of dbops.health() the history keeps: the checks see no pg_cron
+-- job message (dbops.health_history is read by pg_monitor).
+CREATE FUNCTION dbops._health_snapshot_rows(
+    OUT check_name text, OUT status text, OUT value numeric, OUT unit text,
+    OUT detail text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dbops_health_snapshot_rows'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops._health_snapshot_rows() FROM PUBLIC;
+
+CREATE FUNCTION dbops.health_snapshot(
+    keep interval DEFAULT '14 days',
+    OUT inserted bigint, OUT deleted bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dbops._require_history_keep(keep, '14 days');
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot take a health snapshot on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Schedule dbops.health_snapshot() on the primary.';
+    END IF;
+    INSERT INTO dbops.health_history AS h (taken_at, check_name, status, value, unit, detail)
+    SELECT pg_catalog.now(), r.check_name, r.status, r.value, r.unit, r.detail
+    FROM dbops._health_snapshot_rows() r
+    ON CONFLICT (check_name, taken_at) DO UPDATE
+        SET status = excluded.status, value = excluded.value,
+            unit = excluded.unit, detail = excluded.detail;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    DELETE FROM dbops.health_history h
+    WHERE h.taken_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops.health_snapshot(interval) FROM PUBLIC;
+COMMENT ON FUNCTION dbops.health_snapshot(interval) IS
+    'Append dbops.health() to dbops.health_history and delete history older than keep';
+
+CREATE FUNCTION dbops.health_trend(
+    check_name text, since interval DEFAULT '1 day')
+RETURNS TABLE (taken_at timestamptz, status text, value numeric, change numeric,
+               unit text, detail text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF health_trend.check_name IS NULL THEN
+        RAISE EXCEPTION 'check_name must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Name a check of dbops.health(), e.g. ''connections''.';
+    END IF;
+    IF since IS NULL THEN
+        RAISE EXCEPTION 'since must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'For example since => ''1 day''.';
+    END IF;
+    IF since OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
+        RAISE EXCEPTION 'since must be a positive interval, not %', since
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example since => ''1 day''.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM dbops.health_thresholds t
+                   WHERE t.check_name OPERATOR(pg_catalog.=) health_trend.check_name)
+       AND NOT EXISTS (SELECT 1 FROM dbops.health_history h
+                       WHERE h.check_name OPERATOR(pg_catalog.=) health_trend.check_name) THEN
+        RAISE EXCEPTION 'unknown health check "%"',
+                        CASE WHEN pg_catalog.length(health_trend.check_name) OPERATOR(pg_catalog.>) 64
+                             THEN pg_catalog."left"(health_trend.check_name, 64) OPERATOR(pg_catalog.||) '...'
+                             ELSE health_trend.check_name END
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'The checks are listed in dbops.health_thresholds.';
+    END IF;
+    -- more than 1000 years back is all of the history (now() - since could
+    -- leave the range of timestamps)
+    IF since OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
+        since := '1000 years';
+    END IF;
+    RETURN QUERY
+        SELECT h.taken_at, h.status, h.value,
+               h.value OPERATOR(pg_catalog.-) pg_catalog.lag(h.value) OVER (ORDER BY h.taken_at),
+               h.unit, h.detail
+        FROM dbops.health_history h
+        WHERE h.check_name OPERATOR(pg_catalog.=) health_trend.check_name
+          AND h.taken_at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) since)
+        ORDER BY h.taken_at;
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops.health_trend(text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dbops.health_trend(text, interval) TO pg_monitor;
+COMMENT ON FUNCTION dbops.health_trend(text, interval) IS
+    'How one check moved: its snapshots in dbops.health_history since "since" ago, with the change from the previous one';
+
+-- The health report in the Prometheus text exposition format (0.0.4).
+CREATE FUNCTION dbops.health_metrics()
+RETURNS text
+AS 'MODULE_PATHNAME', 'dbops_health_metrics'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops.health_metrics() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dbops.health_metrics() TO pg_monitor;
+COMMENT ON FUNCTION dbops.health_metrics() IS
+    'The dbops.health() report in the Prometheus text exposition format';

@@ -163,36 +163,36 @@ CREATE INDEX migrations_order_idx
 -- lock.  Returns 'apply', or the reason to skip.  Raises DB001..DB004.
 -- "Covered by a baseline": a baseline version at or above it.
 CREATE FUNCTION dbops._migration_decide(
-    p_version text, p_checksum text, p_requires text[],
-    p_allow_out_of_order boolean, p_caller text)
+    version text, checksum text, requires text[],
+    allow_out_of_order boolean, caller text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r         dbops.migrations;
+    v_row     dbops.migrations;
     v_base    text;
     v_missing text[];
     v_later   text;
     -- messages quote at most 64 characters of a version
-    v_shown   text := CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END;
+    v_shown   text := CASE WHEN pg_catalog.length(_migration_decide.version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(_migration_decide.version, 64) OPERATOR(pg_catalog.||) '...' ELSE _migration_decide.version END;
 BEGIN
-    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
-    IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
-        IF r.checksum IS NOT NULL AND p_checksum IS NOT NULL
-           AND r.checksum OPERATOR(pg_catalog.<>) p_checksum THEN
+    SELECT * INTO v_row FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) _migration_decide.version;
+    IF FOUND AND v_row.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
+        IF v_row.checksum IS NOT NULL AND _migration_decide.checksum IS NOT NULL
+           AND v_row.checksum OPERATOR(pg_catalog.<>) _migration_decide.checksum THEN
             RAISE EXCEPTION 'checksum drift: migration % was applied from a different script', v_shown
                 USING ERRCODE = 'DB001',
                       DETAIL = pg_catalog.format('Recorded checksum %s (%s by %s); this script has %s.',
-                                                 r.checksum, r.status, r.applied_by, p_checksum),
+                                                 v_row.checksum, v_row.status, v_row.applied_by, _migration_decide.checksum),
                       HINT = 'Restore the script as it was applied, or accept the edit deliberately with dbops.migration_repair(version, checksum).';
         END IF;
-        IF p_caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
-            RAISE EXCEPTION 'migration % is already %', v_shown, r.status
+        IF caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
+            RAISE EXCEPTION 'migration % is already %', v_shown, v_row.status
                 USING ERRCODE = 'DB004',
                       HINT = 'Guard the script with \if on dbops.migration_pending(version) inside its transaction, as the README shows.';
         END IF;
-        RETURN pg_catalog.format('already %s', r.status);
+        RETURN pg_catalog.format('already %s', v_row.status);
     END IF;
 
     IF NOT FOUND THEN
@@ -200,14 +200,14 @@ BEGIN
         FROM dbops.migrations b
         WHERE b.status OPERATOR(pg_catalog.=) 'baseline'
           AND dbops.migration_version_key(b.version) IS NOT NULL
-          AND dbops.migration_version_key(p_version) IS NOT NULL
+          AND dbops.migration_version_key(_migration_decide.version) IS NOT NULL
           AND ROW(dbops.migration_version_key(b.version), b.version COLLATE pg_catalog."C")
-              OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(p_version), p_version COLLATE pg_catalog."C")
+              OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(_migration_decide.version), _migration_decide.version COLLATE pg_catalog."C")
         ORDER BY dbops.migration_version_key(b.version) DESC, b.version COLLATE pg_catalog."C" DESC
         LIMIT 1;
         IF v_base IS NOT NULL THEN
             v_base := CASE WHEN pg_catalog.length(v_base) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_base, 64) OPERATOR(pg_catalog.||) '...' ELSE v_base END;
-            IF p_caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
+            IF caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
                 RAISE EXCEPTION 'migration % is covered by baseline %', v_shown, v_base
                     USING ERRCODE = 'DB004',
                           HINT = 'Guard the script with \if on dbops.migration_pending(version) inside its transaction, as the README shows.';
@@ -217,7 +217,7 @@ BEGIN
     END IF;
 
     SELECT pg_catalog.array_agg(u.req ORDER BY u.ord) INTO v_missing
-    FROM pg_catalog.unnest(p_requires) WITH ORDINALITY AS u(req, ord)
+    FROM pg_catalog.unnest(_migration_decide.requires) WITH ORDINALITY AS u(req, ord)
     WHERE NOT EXISTS (SELECT 1 FROM dbops.migrations m
                       WHERE m.version OPERATOR(pg_catalog.=) u.req
                         AND m.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]))
@@ -241,16 +241,16 @@ BEGIN
                   HINT = 'Apply the required versions first; dbops.migration_status() shows what is applied.';
     END IF;
 
-    IF NOT coalesce(p_allow_out_of_order,
+    IF NOT coalesce(allow_out_of_order,
                     pg_catalog.current_setting('dbops.migration_allow_out_of_order')::boolean)
-       AND dbops.migration_version_key(p_version) IS NOT NULL THEN
+       AND dbops.migration_version_key(_migration_decide.version) IS NOT NULL THEN
         SELECT m.version INTO v_later
         FROM dbops.migrations m
         WHERE m.status OPERATOR(pg_catalog.=) 'applied'
-          AND m.version OPERATOR(pg_catalog.<>) p_version
+          AND m.version OPERATOR(pg_catalog.<>) _migration_decide.version
           AND dbops.migration_version_key(m.version) IS NOT NULL
           AND ROW(dbops.migration_version_key(m.version), m.version COLLATE pg_catalog."C")
-              OPERATOR(pg_catalog.>) ROW(dbops.migration_version_key(p_version), p_version COLLATE pg_catalog."C")
+              OPERATOR(pg_catalog.>) ROW(dbops.migration_version_key(_migration_decide.version), _migration_decide.version COLLATE pg_catalog."C")
         ORDER BY dbops.migration_version_key(m.version) DESC, m.version COLLATE pg_catalog."C" DESC
         LIMIT 1;
         IF FOUND THEN
@@ -269,11 +269,11 @@ REVOKE ALL ON FUNCTION dbops._migration_decide(text, text, text[], boolean, text
 -- ---------------------------------------------------------------------------
 -- dbops.migrate(): run a migration body and record it, atomically
 -- ---------------------------------------------------------------------------
--- The part after the checks.  p_search_path is the caller's: the body runs
+-- The part after the checks.  search_path is the caller's: the body runs
 -- with it (and with the caller's rights), nothing else does.
 CREATE FUNCTION dbops._migrate(
-    p_version text, p_description text, p_body text, p_requires text[],
-    p_checksum text, p_decision text, p_search_path text)
+    version text, description text, body text, requires text[],
+    checksum text, decision text, search_path text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -282,15 +282,15 @@ DECLARE
     v_started  timestamptz;
     v_finished timestamptz;
 BEGIN
-    IF p_decision OPERATOR(pg_catalog.<>) 'apply' THEN
+    IF decision OPERATOR(pg_catalog.<>) 'apply' THEN
         INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-        VALUES (p_version, 'skip', 'migrate', p_checksum, p_decision);
+        VALUES (_migrate.version, 'skip', 'migrate', _migrate.checksum, decision);
         RETURN 'skipped';
     END IF;
 
     v_started := pg_catalog.clock_timestamp();
-    PERFORM pg_catalog.set_config('search_path', p_search_path, true);
-    EXECUTE p_body;
+    PERFORM pg_catalog.set_config('search_path', search_path, true);
+    EXECUTE body;
     -- under whatever search_path the body left: qualified, and first
     PERFORM pg_catalog.set_config('search_path'::pg_catalog.text,
                                   'pg_catalog, pg_temp'::pg_catalog.text, true);
@@ -299,12 +299,12 @@ BEGIN
     INSERT INTO dbops.migrations AS m
         (version, description, checksum, status, started_at, finished_at,
          duration_ms, requires)
-    VALUES (p_version, p_description, p_checksum, 'applied', v_started,
+    VALUES (_migrate.version, _migrate.description, _migrate.checksum, 'applied', v_started,
             v_finished,
             pg_catalog.round(extract(epoch FROM v_finished OPERATOR(pg_catalog.-) v_started)
                              OPERATOR(pg_catalog.*) 1000::pg_catalog.numeric, 3),
-            p_requires)
-    ON CONFLICT (version) DO UPDATE
+            _migrate.requires)
+    ON CONFLICT ON CONSTRAINT migrations_pkey DO UPDATE
         SET description = EXCLUDED.description, checksum = EXCLUDED.checksum,
             status = 'applied', applied_by = EXCLUDED.applied_by,
             "session_user" = EXCLUDED."session_user",
@@ -313,7 +313,7 @@ BEGIN
             started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
             duration_ms = EXCLUDED.duration_ms, requires = EXCLUDED.requires;
     INSERT INTO dbops.migration_events (version, event, operation, checksum)
-    VALUES (p_version, 'apply', 'migrate', p_checksum);
+    VALUES (_migrate.version, 'apply', 'migrate', _migrate.checksum);
     RETURN 'applied';
 END;
 $$;
@@ -338,20 +338,20 @@ COMMENT ON FUNCTION dbops.migrate(text, text, text, text[], boolean) IS
 -- NULL: pending; '': not pending; else the detail of a checksum drift.
 -- VOLATILE: after waiting for the ledger lock it must see the commit of the
 -- runner it waited for (a statement snapshot of its own, READ COMMITTED).
-CREATE FUNCTION dbops._migration_pending(p_version text, p_checksum text)
+CREATE FUNCTION dbops._migration_pending(version text, checksum text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r dbops.migrations;
+    v_row dbops.migrations;
 BEGIN
-    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
-    IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
-        IF r.checksum IS NOT NULL AND p_checksum IS NOT NULL
-           AND r.checksum OPERATOR(pg_catalog.<>) p_checksum THEN
+    SELECT * INTO v_row FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) _migration_pending.version;
+    IF FOUND AND v_row.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
+        IF v_row.checksum IS NOT NULL AND _migration_pending.checksum IS NOT NULL
+           AND v_row.checksum OPERATOR(pg_catalog.<>) _migration_pending.checksum THEN
             RETURN pg_catalog.format('Recorded checksum %s (%s by %s); this script has %s.',
-                                     r.checksum, r.status, r.applied_by, p_checksum);
+                                     v_row.checksum, v_row.status, v_row.applied_by, _migration_pending.checksum);
         END IF;
         RETURN '';
     END IF;
@@ -359,9 +359,9 @@ BEGIN
         SELECT 1 FROM dbops.migrations b
         WHERE b.status OPERATOR(pg_catalog.=) 'baseline'
           AND dbops.migration_version_key(b.version) IS NOT NULL
-          AND dbops.migration_version_key(p_version) IS NOT NULL
+          AND dbops.migration_version_key(_migration_pending.version) IS NOT NULL
           AND ROW(dbops.migration_version_key(b.version), b.version COLLATE pg_catalog."C")
-              OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(p_version), p_version COLLATE pg_catalog."C")) THEN
+              OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(_migration_pending.version), _migration_pending.version COLLATE pg_catalog."C")) THEN
         RETURN '';
     END IF;
     RETURN NULL;
@@ -405,7 +405,7 @@ CREATE CONSTRAINT TRIGGER migrations_finish_at_commit
 
 -- The rows of migration_begin(), after its checks.
 CREATE FUNCTION dbops._migration_begin(
-    p_version text, p_description text, p_checksum text, p_requires text[])
+    version text, description text, checksum text, requires text[])
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -413,8 +413,8 @@ AS $$
 BEGIN
     INSERT INTO dbops.migrations AS m
         (version, description, checksum, status, requires)
-    VALUES (p_version, p_description, p_checksum, 'applied', p_requires)
-    ON CONFLICT (version) DO UPDATE
+    VALUES (_migration_begin.version, _migration_begin.description, _migration_begin.checksum, 'applied', _migration_begin.requires)
+    ON CONFLICT ON CONSTRAINT migrations_pkey DO UPDATE
         SET description = EXCLUDED.description, checksum = EXCLUDED.checksum,
             status = 'applied', applied_by = EXCLUDED.applied_by,
             "session_user" = EXCLUDED."session_user",
@@ -423,7 +423,7 @@ BEGIN
             started_at = EXCLUDED.started_at, finished_at = NULL,
             duration_ms = NULL, requires = EXCLUDED.requires;
     INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-    VALUES (p_version, 'apply', 'migration_begin', p_checksum,
+    VALUES (_migration_begin.version, 'apply', 'migration_begin', _migration_begin.checksum,
             'recorded when the transaction commits');
 END;
 $$;
@@ -554,33 +554,33 @@ $$;
 COMMENT ON FUNCTION dbops.migration_status(jsonb) IS
     'Every version with status, timing, last event, and drift against the checksums supplied as {"version": "checksum"}';
 
--- The part after the argument checks.  p_search_path is the caller's: the
+-- The part after the argument checks.  search_path is the caller's: the
 -- rollback body runs with it (and with the caller's rights), nothing else
 -- does.  The refusals DB005 and DB006 are not failed attempts (ledger.c).
 CREATE FUNCTION dbops._migration_rollback(
-    p_version text, p_body text, p_checksum text, p_search_path text)
+    version text, body text, checksum text, search_path text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r      dbops.migrations;
+    v_row  dbops.migrations;
     v_deps text[];
     -- messages quote at most 64 characters of a version
-    v_shown text := CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END;
+    v_shown text := CASE WHEN pg_catalog.length(_migration_rollback.version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(_migration_rollback.version, 64) OPERATOR(pg_catalog.||) '...' ELSE _migration_rollback.version END;
 BEGIN
-    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
-    IF NOT FOUND OR r.status OPERATOR(pg_catalog.<>) 'applied' THEN
+    SELECT * INTO v_row FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) _migration_rollback.version;
+    IF NOT FOUND OR v_row.status OPERATOR(pg_catalog.<>) 'applied' THEN
         RAISE EXCEPTION 'migration % is not applied', v_shown
             USING ERRCODE = 'DB005',
-                  DETAIL = CASE WHEN FOUND THEN pg_catalog.format('Its status is %s.', r.status)
+                  DETAIL = CASE WHEN FOUND THEN pg_catalog.format('Its status is %s.', v_row.status)
                                 ELSE 'It is not in dbops.migrations.' END,
                   HINT = 'Only applied versions can be rolled back; see dbops.migration_status().';
     END IF;
     SELECT pg_catalog.array_agg(m.version ORDER BY m.version) INTO v_deps
     FROM dbops.migrations m
     WHERE m.status OPERATOR(pg_catalog.=) 'applied'
-      AND p_version OPERATOR(pg_catalog.=) ANY (m.requires);
+      AND _migration_rollback.version OPERATOR(pg_catalog.=) ANY (m.requires);
     IF v_deps IS NOT NULL THEN
         RAISE EXCEPTION 'migration % is required by applied migrations: %',
             v_shown,
@@ -594,18 +594,18 @@ BEGIN
             USING ERRCODE = 'DB006',
                   HINT = 'Roll back the dependent versions first.';
     END IF;
-    IF p_body IS NOT NULL THEN
-        PERFORM pg_catalog.set_config('search_path', p_search_path, true);
-        EXECUTE p_body;
+    IF body IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('search_path', search_path, true);
+        EXECUTE body;
         -- under whatever search_path the body left: qualified, and first
         PERFORM pg_catalog.set_config('search_path'::pg_catalog.text,
                                       'pg_catalog, pg_temp'::pg_catalog.text, true);
     END IF;
     UPDATE dbops.migrations m SET status = 'rolled_back'
-    WHERE m.version OPERATOR(pg_catalog.=) p_version;
+    WHERE m.version OPERATOR(pg_catalog.=) _migration_rollback.version;
     INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-    VALUES (p_version, 'rollback', 'migration_rollback', p_checksum,
-            CASE WHEN p_body IS NULL THEN 'recorded without a rollback body' END);
+    VALUES (_migration_rollback.version, 'rollback', 'migration_rollback', _migration_rollback.checksum,
+            CASE WHEN body IS NULL THEN 'recorded without a rollback body' END);
     RETURN 'rolled_back';
 END;
 $$;
@@ -621,31 +621,31 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION dbops.migration_rollback(text, text) IS
     'Run the rollback body of an applied version (if given) and mark it rolled_back';
 
-CREATE FUNCTION dbops._migration_baseline(p_version text, p_description text)
+CREATE FUNCTION dbops._migration_baseline(version text, description text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r dbops.migrations;
+    v_row dbops.migrations;
 BEGIN
-    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
-    IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
-        RAISE EXCEPTION 'migration % is already %', CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END, r.status
+    SELECT * INTO v_row FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) _migration_baseline.version;
+    IF FOUND AND v_row.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
+        RAISE EXCEPTION 'migration % is already %', CASE WHEN pg_catalog.length(_migration_baseline.version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(_migration_baseline.version, 64) OPERATOR(pg_catalog.||) '...' ELSE _migration_baseline.version END, v_row.status
             USING ERRCODE = 'DB004',
                   HINT = 'A baseline is recorded for a version not applied yet, normally newer than every applied one; see dbops.migration_status().';
     END IF;
     INSERT INTO dbops.migrations AS m
         (version, description, checksum, status, finished_at, duration_ms)
-    VALUES (p_version, p_description, NULL, 'baseline', pg_catalog.clock_timestamp(), 0)
-    ON CONFLICT (version) DO UPDATE
+    VALUES (_migration_baseline.version, _migration_baseline.description, NULL, 'baseline', pg_catalog.clock_timestamp(), 0)
+    ON CONFLICT ON CONSTRAINT migrations_pkey DO UPDATE
         SET description = EXCLUDED.description, checksum = NULL, status = 'baseline',
             applied_by = EXCLUDED.applied_by, "session_user" = EXCLUDED."session_user",
             application_name = EXCLUDED.application_name, client_addr = EXCLUDED.client_addr,
             started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
             duration_ms = 0, requires = '{}';
     INSERT INTO dbops.migration_events (version, event, operation, message)
-    VALUES (p_version, 'baseline', 'migration_baseline',
+    VALUES (_migration_baseline.version, 'baseline', 'migration_baseline',
             'versions up to this one are taken as applied');
     RETURN 'baseline';
 END;
@@ -662,32 +662,32 @@ SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION dbops.migration_baseline(text, text) IS
     'Record that the schema already contains every version up to this one';
 
-CREATE FUNCTION dbops._migration_repair(p_version text, p_checksum text)
+CREATE FUNCTION dbops._migration_repair(version text, checksum text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r dbops.migrations;
+    v_row dbops.migrations;
 BEGIN
-    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
+    SELECT * INTO v_row FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) _migration_repair.version;
     IF FOUND THEN
-        UPDATE dbops.migrations m SET checksum = p_checksum
-        WHERE m.version OPERATOR(pg_catalog.=) p_version;
+        UPDATE dbops.migrations m SET checksum = _migration_repair.checksum
+        WHERE m.version OPERATOR(pg_catalog.=) _migration_repair.version;
         INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-        VALUES (p_version, 'repair', 'migration_repair', p_checksum,
-                pg_catalog.format('checksum %s -> %s', coalesce(r.checksum, 'NULL'),
-                                  coalesce(p_checksum, 'NULL')));
+        VALUES (_migration_repair.version, 'repair', 'migration_repair', _migration_repair.checksum,
+                pg_catalog.format('checksum %s -> %s', coalesce(v_row.checksum, 'NULL'),
+                                  coalesce(_migration_repair.checksum, 'NULL')));
         RETURN 'repaired';
     END IF;
     IF EXISTS (SELECT 1 FROM dbops.migration_events e
-               WHERE e.version OPERATOR(pg_catalog.=) p_version) THEN
+               WHERE e.version OPERATOR(pg_catalog.=) _migration_repair.version) THEN
         INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-        VALUES (p_version, 'repair', 'migration_repair', p_checksum,
+        VALUES (_migration_repair.version, 'repair', 'migration_repair', _migration_repair.checksum,
                 'failed attempts acknowledged');
         RETURN 'acknowledged';
     END IF;
-    RAISE EXCEPTION 'migration % is not in the ledger', CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END
+    RAISE EXCEPTION 'migration % is not in the ledger', CASE WHEN pg_catalog.length(_migration_repair.version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(_migration_repair.version, 64) OPERATOR(pg_catalog.||) '...' ELSE _migration_repair.version END
         USING ERRCODE = 'DB005',
               HINT = 'See dbops.migration_status() for the recorded versions.';
 END;
@@ -708,7 +708,7 @@ COMMENT ON FUNCTION dbops.migration_repair(text, text) IS
 -- security-restricted operation.  Returns {"shape": ..., "rows": [...]}.
 -- The version column must be of a text or integer type (or a domain over
 -- one), whose text form does not depend on settings.
-CREATE FUNCTION dbops._migration_import_read(p_source regclass)
+CREATE FUNCTION dbops._migration_import_read(source regclass)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -724,7 +724,7 @@ DECLARE
 BEGIN
     SELECT pg_catalog.array_agg(a.attname::pg_catalog.text) INTO v_cols
     FROM pg_catalog.pg_attribute a
-    WHERE a.attrelid OPERATOR(pg_catalog.=) p_source
+    WHERE a.attrelid OPERATOR(pg_catalog.=) source
       AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
 
     IF v_cols OPERATOR(pg_catalog.@>)
@@ -735,22 +735,22 @@ BEGIN
                    s.installed_by::pg_catalog.text, s.installed_on::pg_catalog.timestamptz,
                    s.execution_time::pg_catalog.numeric, s.installed_rank
             FROM %s s
-            WHERE s.version IS NOT NULL AND s.success$q$, p_source);
+            WHERE s.version IS NOT NULL AND s.success$q$, source);
     ELSIF v_cols OPERATOR(pg_catalog.@>) '{version_num}'::pg_catalog.text[] THEN
         v_shape := 'alembic';
         v_sql := pg_catalog.format($q$
             SELECT s.version_num::pg_catalog.text, 'alembic revision'::pg_catalog.text,
                    NULL::pg_catalog.text, NULL::pg_catalog.timestamptz, NULL::pg_catalog.numeric,
                    NULL::pg_catalog.int4
-            FROM %s s WHERE s.version_num IS NOT NULL$q$, p_source);
+            FROM %s s WHERE s.version_num IS NOT NULL$q$, source);
     ELSIF v_cols OPERATOR(pg_catalog.@>) '{version}'::pg_catalog.text[] THEN
         v_shape := 'schema_migrations';
         v_sql := pg_catalog.format($q$
             SELECT s.version::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.text,
                    NULL::pg_catalog.timestamptz, NULL::pg_catalog.numeric, NULL::pg_catalog.int4
-            FROM %s s WHERE s.version IS NOT NULL$q$, p_source);
+            FROM %s s WHERE s.version IS NOT NULL$q$, source);
     ELSE
-        RAISE EXCEPTION '"%" is not a migration ledger dbops can import', p_source
+        RAISE EXCEPTION '"%" is not a migration ledger dbops can import', source
             USING ERRCODE = 'DB007',
                   HINT = 'dbops.migration_import() reads a table with a "version" column (schema_migrations), alembic_version (version_num), or flyway_schema_history.';
     END IF;
@@ -758,7 +758,7 @@ BEGIN
     v_col := CASE v_shape WHEN 'alembic' THEN 'version_num' ELSE 'version' END;
     SELECT a.atttypid INTO v_type
     FROM pg_catalog.pg_attribute a
-    WHERE a.attrelid OPERATOR(pg_catalog.=) p_source
+    WHERE a.attrelid OPERATOR(pg_catalog.=) source
       AND a.attname OPERATOR(pg_catalog.=) v_col::pg_catalog.name AND NOT a.attisdropped;
     v_base := v_type;
     WHILE (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) v_base)
@@ -768,10 +768,10 @@ BEGIN
     END LOOP;
     IF NOT v_base OPERATOR(pg_catalog.=)
            ANY ('{text,varchar,bpchar,name,int2,int4,int8}'::pg_catalog.regtype[]) THEN
-        RAISE EXCEPTION 'column "%" of % is of type %, not of a text or integer type', v_col, p_source, v_type
+        RAISE EXCEPTION 'column "%" of % is of type %, not of a text or integer type', v_col, source, v_type
             USING ERRCODE = 'datatype_mismatch',
                   HINT = pg_catalog.format('Import from a view that casts it, such as CREATE VIEW v AS SELECT %I::text AS %I FROM %s.',
-                                           v_col, v_col, p_source);
+                                           v_col, v_col, source);
     END IF;
 
     -- the rows in order, as JSON, so that nothing of the source's types
@@ -789,8 +789,8 @@ $$;
 REVOKE ALL ON FUNCTION dbops._migration_import_read(regclass) FROM PUBLIC;
 
 -- Writes the versions read by _migration_import_read() with the caller's
--- rights.  p_source names the source in the events.
-CREATE FUNCTION dbops._migration_import(p_source text, p_read jsonb)
+-- rights.  source names the source in the events.
+CREATE FUNCTION dbops._migration_import(source text, rows_read jsonb)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -805,7 +805,7 @@ BEGIN
                (r.value OPERATOR(pg_catalog.->>) 3)::pg_catalog.timestamptz AS installed_on,
                (r.value OPERATOR(pg_catalog.->>) 4)::pg_catalog.numeric AS execution_time,
                r.ord
-        FROM pg_catalog.jsonb_array_elements(p_read OPERATOR(pg_catalog.->) 'rows')
+        FROM pg_catalog.jsonb_array_elements(rows_read OPERATOR(pg_catalog.->) 'rows')
              WITH ORDINALITY AS r(value, ord)
     ), ins AS (
         INSERT INTO dbops.migrations AS m
@@ -822,8 +822,8 @@ BEGIN
         RETURNING m.version)
     INSERT INTO dbops.migration_events (version, event, operation, message)
     SELECT i.version, 'import', 'migration_import',
-           pg_catalog.format('imported from %s (%s)', p_source,
-                             p_read OPERATOR(pg_catalog.->>) 'shape')
+           pg_catalog.format('imported from %s (%s)', source,
+                             rows_read OPERATOR(pg_catalog.->>) 'shape')
     FROM ins i;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;

@@ -34,18 +34,18 @@ SELECT pg_catalog.pg_extension_config_dump('dbops.reaper_policies_id_seq', '');
 -- fix (the CHECK constraints above stay as the last line): a policy the
 -- reaper could not apply (an idle_timeout too long to count, a LIKE pattern
 -- that LIKE refuses) is refused here rather than failing every sweep.
-CREATE FUNCTION dbops.reaper_policies_validate() RETURNS trigger
+CREATE FUNCTION dbops._reaper_policies_validate() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     -- what the messages quote of the row: at most 64 characters of each
-    state_q text := CASE WHEN length(NEW.state) > 64
-                         THEN left(NEW.state, 64) || '...' ELSE NEW.state END;
-    action_q text := CASE WHEN length(NEW.action) > 64
-                          THEN left(NEW.action, 64) || '...' ELSE NEW.action END;
-    app_q text := CASE WHEN length(NEW.application_name) > 64
-                       THEN left(NEW.application_name, 64) || '...' ELSE NEW.application_name END;
+    v_state_q text := CASE WHEN length(NEW.state) > 64
+                           THEN left(NEW.state, 64) || '...' ELSE NEW.state END;
+    v_action_q text := CASE WHEN length(NEW.action) > 64
+                            THEN left(NEW.action, 64) || '...' ELSE NEW.action END;
+    v_app_q text := CASE WHEN length(NEW.application_name) > 64
+                         THEN left(NEW.application_name, 64) || '...' ELSE NEW.application_name END;
 BEGIN
     IF NEW.id IS NULL THEN
         RAISE EXCEPTION 'id of a reaper policy must not be NULL'
@@ -64,13 +64,13 @@ BEGIN
                   HINT = 'Use terminate, cancel or exempt.';
     END IF;
     IF NEW.action NOT IN ('terminate', 'cancel', 'exempt') THEN
-        RAISE EXCEPTION 'unknown reaper policy action "%"', action_q
+        RAISE EXCEPTION 'unknown reaper policy action "%"', v_action_q
             USING ERRCODE = 'check_violation',
                   HINT = 'Use terminate, cancel or exempt.';
     END IF;
     IF NEW.state IS NOT NULL
        AND NEW.state NOT IN ('idle', 'idle in transaction', 'idle in transaction (aborted)') THEN
-        RAISE EXCEPTION 'unknown session state "%" in a reaper policy', state_q
+        RAISE EXCEPTION 'unknown session state "%" in a reaper policy', v_state_q
             USING ERRCODE = 'check_violation',
                   HINT = 'Use idle, idle in transaction or idle in transaction (aborted); NULL matches all three.';
     END IF;
@@ -112,18 +112,18 @@ BEGIN
     -- LIKE refuses a pattern whose last backslash escapes nothing (the
     -- run of backslashes it ends with is of odd length)
     IF length(substring(NEW.application_name FROM '\\*$')) % 2 = 1 THEN
-        RAISE EXCEPTION 'application_name pattern "%" of a reaper policy ends with an escape character', app_q
+        RAISE EXCEPTION 'application_name pattern "%" of a reaper policy ends with an escape character', v_app_q
             USING ERRCODE = 'invalid_escape_sequence',
                   HINT = 'application_name is a LIKE pattern: write \\ for a backslash, \% and \_ for a literal % or _.';
     END IF;
     RETURN NEW;
 END
 $$;
-REVOKE ALL ON FUNCTION dbops.reaper_policies_validate() FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbops._reaper_policies_validate() FROM PUBLIC;
 
 CREATE TRIGGER reaper_policies_validate
     BEFORE INSERT OR UPDATE ON dbops.reaper_policies
-    FOR EACH ROW EXECUTE FUNCTION dbops.reaper_policies_validate();
+    FOR EACH ROW EXECUTE FUNCTION dbops._reaper_policies_validate();
 
 CREATE TABLE dbops.reaper_log (
     log_id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

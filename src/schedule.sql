@@ -1,7 +1,7 @@
 
 -- ---------------------------------------------------------------------------
--- scheduling: pg_cron jobs for the recurring pieces, their state, health and
--- bloat history, and the health report in Prometheus format
+-- scheduling: pg_cron jobs for the recurring pieces and their state (the
+-- history the snapshot jobs fill is in the health and bloat fragments)
 -- ---------------------------------------------------------------------------
 --
 -- Nothing here refers to pg_cron's objects at install time: pg_cron may be
@@ -13,10 +13,8 @@
 -- of the job's database and role (which a database owner may set): the
 -- commands schedule() writes name every function, operator and type by
 -- schema.  Every SQL and PL/pgSQL function here pins search_path =
--- pg_catalog, pg_temp and names everything by schema as well;
--- health_snapshot() and bloat_snapshot() are SECURITY DEFINER (they run the
--- checks as the extension's owner).  Job messages are shown only to the
--- job's owner and to superusers (schedule.c).
+-- pg_catalog, pg_temp and names everything by schema as well.  Job messages
+-- are shown only to the job's owner and to superusers (schedule.c).
 
 INSERT INTO dbops.health_thresholds (check_name, warning, critical) VALUES
     ('cron_failures', 1, NULL);
@@ -66,34 +64,34 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    st record;
+    v_st record;
 BEGIN
-    st := dbops.cron_status();
-    IF st.installed THEN
-        IF pg_catalog.string_to_array(pg_catalog.split_part(st.version, '-', 1), '.')::pg_catalog.int4[]
+    v_st := dbops.cron_status();
+    IF v_st.installed THEN
+        IF pg_catalog.string_to_array(pg_catalog.split_part(v_st.version, '-', 1), '.')::pg_catalog.int4[]
            OPERATOR(pg_catalog.<) '{1,3}'::pg_catalog.int4[] THEN
-            RAISE EXCEPTION 'pg_cron % is too old for dbops', st.version
+            RAISE EXCEPTION 'pg_cron % is too old for dbops', v_st.version
                 USING ERRCODE = 'feature_not_supported',
                       HINT = 'Run ALTER EXTENSION pg_cron UPDATE (dbops needs pg_cron 1.4 or later).';
         END IF;
-        RETURN st.version;
+        RETURN v_st.version;
     END IF;
-    IF NOT st.loaded THEN
+    IF NOT v_st.loaded THEN
         RAISE EXCEPTION 'pg_cron is not available on this server'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = 'pg_cron is not loaded: it is not in shared_preload_libraries.',
                   HINT = 'Add pg_cron to shared_preload_libraries, restart the server, and run '
                          'CREATE EXTENSION pg_cron in the database named by cron.database_name.';
     END IF;
-    IF st.cron_database IS NULL
-       OR st.cron_database OPERATOR(pg_catalog.<>) pg_catalog.current_database()::pg_catalog.text THEN
+    IF v_st.cron_database IS NULL
+       OR v_st.cron_database OPERATOR(pg_catalog.<>) pg_catalog.current_database()::pg_catalog.text THEN
         RAISE EXCEPTION 'pg_cron keeps its jobs in database "%", not in "%"',
-                st.cron_database, pg_catalog.current_database()
+                v_st.cron_database, pg_catalog.current_database()
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = 'pg_cron schedules and records jobs only in the database named by cron.database_name.',
                   HINT = pg_catalog.format('Connect to database %I, CREATE EXTENSION dbops there, and use '
                                            'dbops.schedule(database => %L) and dbops.jobs from there.',
-                                           st.cron_database, pg_catalog.current_database());
+                                           v_st.cron_database, pg_catalog.current_database());
     END IF;
     RAISE EXCEPTION 'pg_cron is not installed in this database'
         USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -120,194 +118,6 @@ COMMENT ON TABLE dbops.scheduled_jobs IS
 SELECT pg_catalog.pg_extension_config_dump('dbops.scheduled_jobs', '');
 GRANT SELECT ON dbops.scheduled_jobs TO pg_monitor;
 
-CREATE TABLE dbops.health_history (
-    taken_at    timestamptz NOT NULL,
-    check_name  text NOT NULL,
-    status      text NOT NULL,
-    value       numeric,
-    unit        text,
-    detail      text,
-    PRIMARY KEY (check_name, taken_at)
-);
-CREATE INDEX health_history_taken_at_idx ON dbops.health_history (taken_at);
-COMMENT ON TABLE dbops.health_history IS
-    'dbops.health() snapshots taken by dbops.health_snapshot(); kept for its "keep" interval';
-SELECT pg_catalog.pg_extension_config_dump('dbops.health_history', '');
-GRANT SELECT ON dbops.health_history TO pg_monitor;
-
-CREATE TABLE dbops.bloat_history (
-    taken_at     timestamptz NOT NULL,
-    relid        oid NOT NULL,
-    relation     text NOT NULL,
-    kind         text NOT NULL,
-    method       text,
-    size_bytes   bigint,
-    bloat_bytes  bigint,
-    bloat_pct    numeric,
-    PRIMARY KEY (relid, kind, taken_at)
-);
-CREATE INDEX bloat_history_taken_at_idx ON dbops.bloat_history (taken_at);
-COMMENT ON TABLE dbops.bloat_history IS
-    'dbops.bloat() snapshots taken by dbops.bloat_snapshot(); kept for its "keep" interval';
-SELECT pg_catalog.pg_extension_config_dump('dbops.bloat_history', '');
-GRANT SELECT ON dbops.bloat_history TO pg_monitor;
-
--- The rows of dbops.health() the history keeps: the checks see no pg_cron
--- job message (dbops.health_history is read by pg_monitor).
-CREATE FUNCTION dbops._health_snapshot_rows(
-    OUT check_name text, OUT status text, OUT value numeric, OUT unit text,
-    OUT detail text)
-RETURNS SETOF record
-AS 'MODULE_PATHNAME', 'dbops_health_snapshot_rows'
-LANGUAGE C VOLATILE
-SET search_path = pg_catalog, pg_temp;
-REVOKE ALL ON FUNCTION dbops._health_snapshot_rows() FROM PUBLIC;
-
-CREATE FUNCTION dbops.health_snapshot(
-    keep interval DEFAULT '14 days',
-    OUT inserted bigint, OUT deleted bigint)
-RETURNS record
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM dbops._require_positive_interval('keep', keep, 'History older than keep is deleted, e.g. keep => ''14 days''.');
-    -- subtracted from now(): no part negative, at most 1000 years
-    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
-               WHERE pg_catalog.date_part(f, keep) OPERATOR(pg_catalog.<) 0::pg_catalog.float8)
-       OR keep OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
-        RAISE EXCEPTION 'keep must be a positive interval of at most 1000 years, not %', keep
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'History older than keep is deleted, e.g. keep => ''14 days''; every part of it must be zero or more.';
-    END IF;
-    IF pg_catalog.pg_is_in_recovery() THEN
-        RAISE EXCEPTION 'cannot take a health snapshot on a standby'
-            USING ERRCODE = 'read_only_sql_transaction',
-                  HINT = 'Schedule dbops.health_snapshot() on the primary.';
-    END IF;
-    INSERT INTO dbops.health_history AS h (taken_at, check_name, status, value, unit, detail)
-    SELECT pg_catalog.now(), r.check_name, r.status, r.value, r.unit, r.detail
-    FROM dbops._health_snapshot_rows() r
-    ON CONFLICT (check_name, taken_at) DO UPDATE
-        SET status = excluded.status, value = excluded.value,
-            unit = excluded.unit, detail = excluded.detail;
-    GET DIAGNOSTICS inserted = ROW_COUNT;
-    DELETE FROM dbops.health_history h
-    WHERE h.taken_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep);
-    GET DIAGNOSTICS deleted = ROW_COUNT;
-END;
-$$;
-REVOKE ALL ON FUNCTION dbops.health_snapshot(interval) FROM PUBLIC;
-COMMENT ON FUNCTION dbops.health_snapshot(interval) IS
-    'Append dbops.health() to dbops.health_history and delete history older than keep';
-
-CREATE FUNCTION dbops.bloat_snapshot(
-    keep interval DEFAULT '90 days',
-    method text DEFAULT 'auto',
-    min_size bigint DEFAULT 1048576,
-    OUT inserted bigint, OUT deleted bigint)
-RETURNS record
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM dbops._require_positive_interval('keep', keep, 'History older than keep is deleted, e.g. keep => ''90 days''.');
-    -- subtracted from now(): no part negative, at most 1000 years
-    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
-               WHERE pg_catalog.date_part(f, keep) OPERATOR(pg_catalog.<) 0::pg_catalog.float8)
-       OR keep OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
-        RAISE EXCEPTION 'keep must be a positive interval of at most 1000 years, not %', keep
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'History older than keep is deleted, e.g. keep => ''90 days''; every part of it must be zero or more.';
-    END IF;
-    IF method IS NULL THEN
-        RAISE EXCEPTION 'method must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'Use one of the methods of dbops.bloat(), e.g. ''auto''.';
-    END IF;
-    IF min_size IS NULL OR min_size OPERATOR(pg_catalog.<) 0::pg_catalog.int8 THEN
-        RAISE EXCEPTION 'min_size must be zero or more bytes, not %', coalesce(min_size::pg_catalog.text, 'NULL')
-            USING ERRCODE = CASE WHEN min_size IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
-                  HINT = 'Relations smaller than min_size bytes are left out, e.g. min_size => 1048576 (the default); 0 keeps every relation.';
-    END IF;
-    IF pg_catalog.pg_is_in_recovery() THEN
-        RAISE EXCEPTION 'cannot take a bloat snapshot on a standby'
-            USING ERRCODE = 'read_only_sql_transaction',
-                  HINT = 'Schedule dbops.bloat_snapshot() on the primary.';
-    END IF;
-    INSERT INTO dbops.bloat_history AS h
-        (taken_at, relid, relation, kind, method, size_bytes, bloat_bytes, bloat_pct)
-    SELECT pg_catalog.now(), b.relation::pg_catalog.oid, b.relation::pg_catalog.text, b.kind, b.method,
-           b.size_bytes, b.bloat_bytes, b.bloat_pct
-    FROM dbops.bloat(NULL::pg_catalog.regclass, bloat_snapshot.method) b
-    WHERE b.size_bytes OPERATOR(pg_catalog.>=) min_size
-    ON CONFLICT (relid, kind, taken_at) DO UPDATE
-        SET relation = excluded.relation, method = excluded.method,
-            size_bytes = excluded.size_bytes, bloat_bytes = excluded.bloat_bytes,
-            bloat_pct = excluded.bloat_pct;
-    GET DIAGNOSTICS inserted = ROW_COUNT;
-    DELETE FROM dbops.bloat_history h
-    WHERE h.taken_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep);
-    GET DIAGNOSTICS deleted = ROW_COUNT;
-END;
-$$;
-REVOKE ALL ON FUNCTION dbops.bloat_snapshot(interval, text, bigint) FROM PUBLIC;
-COMMENT ON FUNCTION dbops.bloat_snapshot(interval, text, bigint) IS
-    'Append dbops.bloat() for relations of at least min_size bytes to dbops.bloat_history; delete history older than keep';
-
-CREATE FUNCTION dbops.health_trend(
-    check_name text, since interval DEFAULT '1 day')
-RETURNS TABLE (taken_at timestamptz, status text, value numeric, change numeric,
-               unit text, detail text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-BEGIN
-    IF health_trend.check_name IS NULL THEN
-        RAISE EXCEPTION 'check_name must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'Name a check of dbops.health(), e.g. ''connections''.';
-    END IF;
-    IF since IS NULL THEN
-        RAISE EXCEPTION 'since must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed', HINT = 'For example since => ''1 day''.';
-    END IF;
-    IF since OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
-        RAISE EXCEPTION 'since must be a positive interval, not %', since
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example since => ''1 day''.';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM dbops.health_thresholds t
-                   WHERE t.check_name OPERATOR(pg_catalog.=) health_trend.check_name)
-       AND NOT EXISTS (SELECT 1 FROM dbops.health_history h
-                       WHERE h.check_name OPERATOR(pg_catalog.=) health_trend.check_name) THEN
-        RAISE EXCEPTION 'unknown health check "%"',
-                        CASE WHEN pg_catalog.length(health_trend.check_name) OPERATOR(pg_catalog.>) 64
-                             THEN pg_catalog."left"(health_trend.check_name, 64) OPERATOR(pg_catalog.||) '...'
-                             ELSE health_trend.check_name END
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'The checks are listed in dbops.health_thresholds.';
-    END IF;
-    -- more than 1000 years back is all of the history (now() - since could
-    -- leave the range of timestamps)
-    IF since OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
-        since := '1000 years';
-    END IF;
-    RETURN QUERY
-        SELECT h.taken_at, h.status, h.value,
-               h.value OPERATOR(pg_catalog.-) pg_catalog.lag(h.value) OVER (ORDER BY h.taken_at),
-               h.unit, h.detail
-        FROM dbops.health_history h
-        WHERE h.check_name OPERATOR(pg_catalog.=) health_trend.check_name
-          AND h.taken_at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) since)
-        ORDER BY h.taken_at;
-END;
-$$;
-REVOKE ALL ON FUNCTION dbops.health_trend(text, interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION dbops.health_trend(text, interval) TO pg_monitor;
-COMMENT ON FUNCTION dbops.health_trend(text, interval) IS
-    'How one check moved: its snapshots in dbops.health_history since "since" ago, with the change from the previous one';
-
 -- Every pg_cron job with its last run; dbops jobs also with their command and
 -- whether a run they were due for did not happen.  SECURITY DEFINER because
 -- pg_cron's row-level security shows a role only its own jobs: monitoring
@@ -328,12 +138,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    log_run boolean;
+    v_log_run boolean;
     v_name  text;
     v_all   boolean;
 BEGIN
     PERFORM dbops.require_pg_cron();
-    log_run := coalesce((dbops.cron_status()).log_run, true);
+    v_log_run := coalesce((dbops.cron_status()).log_run, true);
     SELECT r.rolname::pg_catalog.text, r.rolsuper INTO v_name, v_all
     FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) viewer;
     v_all := coalesce(v_all, false);
@@ -385,7 +195,7 @@ BEGIN
     LEFT JOIN LATERAL (
         SELECT dbops._cron_run(j.schedule,
                    pg_catalog.now() OPERATOR(pg_catalog.-) '5 minutes'::pg_catalog.interval, false) AS due_at
-        WHERE j.dbops_job AND j.active AND log_run AND NOT j.every_seconds
+        WHERE j.dbops_job AND j.active AND v_log_run AND NOT j.every_seconds
           AND r.scheduled_at IS NOT NULL
     ) due ON true
     ORDER BY j.name, j.jobid;
@@ -438,31 +248,31 @@ SET IntervalStyle = 'postgres'
 AS $$
 #variable_conflict use_variable
 DECLARE
-    target text := coalesce($6, pg_catalog.current_database()::pg_catalog.text);
+    v_target text := coalesce($6, pg_catalog.current_database()::pg_catalog.text);
     -- messages quote at most 64 characters of an argument
-    shown text := CASE WHEN pg_catalog.length(target) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(target, 64) OPERATOR(pg_catalog.||) '...' ELSE target END;
-    suffix text;
-    crondb text;
-    v text;
-    spec record;
-    cur record;
-    id bigint;
-    db record;
-    me record;
+    v_shown text := CASE WHEN pg_catalog.length(v_target) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_target, 64) OPERATOR(pg_catalog.||) '...' ELSE v_target END;
+    v_suffix text;
+    v_crondb text;
+    v_text text;
+    v_spec record;
+    v_cur record;
+    v_id bigint;
+    v_db record;
+    v_me record;
 BEGIN
     IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot schedule jobs on a standby'
             USING ERRCODE = 'read_only_sql_transaction',
                   HINT = 'Run dbops.schedule() on the primary: pg_cron runs jobs only there.';
     END IF;
-    v := dbops.require_pg_cron();
-    IF pg_catalog.string_to_array(pg_catalog.split_part(v, '-', 1), '.')::pg_catalog.int4[]
+    v_text := dbops.require_pg_cron();
+    IF pg_catalog.string_to_array(pg_catalog.split_part(v_text, '-', 1), '.')::pg_catalog.int4[]
        OPERATOR(pg_catalog.<) '{1,4}'::pg_catalog.int4[] THEN
-        RAISE EXCEPTION 'dbops.schedule() needs pg_cron 1.4 or later, not %', v
+        RAISE EXCEPTION 'dbops.schedule() needs pg_cron 1.4 or later, not %', v_text
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Run ALTER EXTENSION pg_cron UPDATE.';
     END IF;
-    crondb := (dbops.cron_status()).cron_database;
+    v_crondb := (dbops.cron_status()).cron_database;
     -- the grants the README lists, checked before anything changes
     IF NOT pg_catalog.has_schema_privilege('cron', 'USAGE') THEN
         RAISE EXCEPTION 'permission denied for schema cron'
@@ -480,69 +290,69 @@ BEGIN
 
     -- pg_cron runs every job in a session of the role that schedules it,
     -- in the job's database: both must let it in
-    SELECT d.datname, d.datallowconn INTO db
+    SELECT d.datname, d.datallowconn INTO v_db
     FROM pg_catalog.pg_database d
-    WHERE pg_catalog.octet_length(target) OPERATOR(pg_catalog.<=) 63
-      AND d.datname OPERATOR(pg_catalog.=) target::pg_catalog.name;
+    WHERE pg_catalog.octet_length(v_target) OPERATOR(pg_catalog.<=) 63
+      AND d.datname OPERATOR(pg_catalog.=) v_target::pg_catalog.name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'database "%" does not exist', shown
+        RAISE EXCEPTION 'database "%" does not exist', v_shown
             USING ERRCODE = 'invalid_catalog_name',
                   HINT = 'database names the database the jobs run in; dbops must be installed there.';
     END IF;
-    IF NOT db.datallowconn THEN
-        RAISE EXCEPTION 'database "%" does not allow connections', shown
+    IF NOT v_db.datallowconn THEN
+        RAISE EXCEPTION 'database "%" does not allow connections', v_shown
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'pg_cron could never run the jobs there: schedule them for a database that allows connections.';
     END IF;
-    SELECT r.rolname, r.rolsuper, r.rolcanlogin INTO me
+    SELECT r.rolname, r.rolsuper, r.rolcanlogin INTO v_me
     FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER;
-    IF NOT me.rolcanlogin THEN
-        RAISE EXCEPTION 'role "%" cannot log in, so pg_cron cannot run its jobs', me.rolname
+    IF NOT v_me.rolcanlogin THEN
+        RAISE EXCEPTION 'role "%" cannot log in, so pg_cron cannot run its jobs', v_me.rolname
             USING ERRCODE = 'insufficient_privilege',
                   HINT = pg_catalog.format('pg_cron runs a job as the role that schedules it: ALTER ROLE %I LOGIN, '
-                                           'or schedule the jobs as a role that can log in.', me.rolname);
+                                           'or schedule the jobs as a role that can log in.', v_me.rolname);
     END IF;
-    IF NOT pg_catalog.has_database_privilege(target, 'CONNECT') THEN
-        RAISE EXCEPTION 'role "%" may not connect to database "%"', me.rolname, shown
+    IF NOT pg_catalog.has_database_privilege(v_target, 'CONNECT') THEN
+        RAISE EXCEPTION 'role "%" may not connect to database "%"', v_me.rolname, v_shown
             USING ERRCODE = 'insufficient_privilege',
                   HINT = pg_catalog.format('pg_cron runs a job as the role that schedules it: GRANT CONNECT ON DATABASE %I TO %I.',
-                                           target, me.rolname);
+                                           v_target, v_me.rolname);
     END IF;
-    IF me.rolsuper
+    IF v_me.rolsuper
        AND NOT coalesce(pg_catalog.current_setting('cron.enable_superuser_jobs', true), 'on')::pg_catalog.bool THEN
         RAISE EXCEPTION 'pg_cron does not run jobs of superusers here'
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'cron.enable_superuser_jobs is off.',
                   HINT = 'Schedule the jobs as a role that is not a superuser, with the grants the README lists.';
     END IF;
-    suffix := CASE WHEN target OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text
-                   THEN '' ELSE '@' OPERATOR(pg_catalog.||) target END;
-    IF pg_catalog.octet_length('dbops-health-snapshot' OPERATOR(pg_catalog.||) suffix)
+    v_suffix := CASE WHEN v_target OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text
+                   THEN '' ELSE '@' OPERATOR(pg_catalog.||) v_target END;
+    IF pg_catalog.octet_length('dbops-health-snapshot' OPERATOR(pg_catalog.||) v_suffix)
        OPERATOR(pg_catalog.>) 63 THEN
-        RAISE EXCEPTION 'database name "%" is too long for a pg_cron job name', shown
+        RAISE EXCEPTION 'database name "%" is too long for a pg_cron job name', v_shown
             USING ERRCODE = 'name_too_long',
                   HINT = 'Job names are "dbops-<job>@<database>" and pg_cron keeps 63 bytes of them.';
     END IF;
 
     -- check every argument before changing anything
-    FOR spec IN
+    FOR v_spec IN
         SELECT * FROM (VALUES ('purge', purge), ('health_snapshot', health_snapshot),
                               ('bloat_snapshot', bloat_snapshot), ('reap', reap)) AS a(arg, sched)
         WHERE a.sched IS NOT NULL
     LOOP
         -- as the pg_cron loaded here reads it
         BEGIN
-            PERFORM dbops.cron_next_run(spec.sched, pg_catalog.now(), 'GMT');
+            PERFORM dbops.cron_next_run(v_spec.sched, pg_catalog.now(), 'GMT');
         EXCEPTION WHEN invalid_parameter_value THEN
-            GET STACKED DIAGNOSTICS v = PG_EXCEPTION_DETAIL;
-            RAISE EXCEPTION 'invalid schedule for %: "%"', spec.arg, CASE WHEN pg_catalog.length(spec.sched) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(spec.sched, 64) OPERATOR(pg_catalog.||) '...' ELSE spec.sched END
+            GET STACKED DIAGNOSTICS v_text = PG_EXCEPTION_DETAIL;
+            RAISE EXCEPTION 'invalid schedule for %: "%"', v_spec.arg, CASE WHEN pg_catalog.length(v_spec.sched) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_spec.sched, 64) OPERATOR(pg_catalog.||) '...' ELSE v_spec.sched END
                 USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = v,
+                      DETAIL = v_text,
                       HINT = 'Write five fields "minute hour day-of-month month day-of-week" '
                              '(for example ''30 3 * * *''), or @hourly, @daily, ...; NULL removes the job.';
         END;
     END LOOP;
-    FOR spec IN
+    FOR v_spec IN
         SELECT * FROM (VALUES ('cron_history_keep', cron_history_keep, true),
                               ('health_history_keep', health_history_keep, health_snapshot IS NOT NULL),
                               ('bloat_history_keep', bloat_history_keep, bloat_snapshot IS NOT NULL),
@@ -552,10 +362,10 @@ BEGIN
         -- the jobs subtract these from now(): positive, no part negative
         -- (''1 month -29 days'' would reach past now() in February), and at
         -- most 1000 years
-        IF spec.val IS NULL THEN
-            RAISE EXCEPTION '% must not be NULL', spec.arg
+        IF v_spec.val IS NULL THEN
+            RAISE EXCEPTION '% must not be NULL', v_spec.arg
                 USING ERRCODE = 'null_value_not_allowed',
-                      HINT = CASE spec.arg
+                      HINT = CASE v_spec.arg
                                  WHEN 'cron_history_keep' THEN
                                      'Pass how long cron.job_run_details keeps runs, e.g. ''7 days''; '
                                      'dbops.unschedule() removes the jobs, dbops-cron-history included.'
@@ -563,15 +373,15 @@ BEGIN
                                  ELSE 'Pass how long the history is kept, e.g. ''14 days''; a NULL schedule removes the job.'
                              END;
         END IF;
-        IF spec.val OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval
+        IF v_spec.val OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval
            OR EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
-                      WHERE pg_catalog.date_part(f, spec.val) OPERATOR(pg_catalog.<) 0::pg_catalog.float8) THEN
-            RAISE EXCEPTION '% must be a positive interval, not %', spec.arg, spec.val
+                      WHERE pg_catalog.date_part(f, v_spec.val) OPERATOR(pg_catalog.<) 0::pg_catalog.float8) THEN
+            RAISE EXCEPTION '% must be a positive interval, not %', v_spec.arg, v_spec.val
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'For example ''7 days''; every part of it must be zero or more (not ''1 month -29 days'').';
         END IF;
-        IF spec.val OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
-            RAISE EXCEPTION '% must be at most 1000 years, not %', spec.arg, spec.val
+        IF v_spec.val OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
+            RAISE EXCEPTION '% must be at most 1000 years, not %', v_spec.arg, v_spec.val
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'The job subtracts it from the current time; keep it within 1000 years.';
         END IF;
@@ -579,19 +389,19 @@ BEGIN
 
     -- The commands run in a session of their own, with the search_path of
     -- the database and of the role: they name everything by schema.
-    FOR spec IN
+    FOR v_spec IN
         SELECT * FROM (VALUES
-            (1, 'dbops-purge' OPERATOR(pg_catalog.||) suffix, purge, 'CALL dbops.purge()', target),
-            (2, 'dbops-health-snapshot' OPERATOR(pg_catalog.||) suffix, health_snapshot,
+            (1, 'dbops-purge' OPERATOR(pg_catalog.||) v_suffix, purge, 'CALL dbops.purge()', v_target),
+            (2, 'dbops-health-snapshot' OPERATOR(pg_catalog.||) v_suffix, health_snapshot,
                 pg_catalog.format('SELECT * FROM dbops.health_snapshot(keep => %L::pg_catalog.interval)',
-                                  health_history_keep), target),
-            (3, 'dbops-bloat-snapshot' OPERATOR(pg_catalog.||) suffix, bloat_snapshot,
+                                  health_history_keep), v_target),
+            (3, 'dbops-bloat-snapshot' OPERATOR(pg_catalog.||) v_suffix, bloat_snapshot,
                 pg_catalog.format('SELECT * FROM dbops.bloat_snapshot(keep => %L::pg_catalog.interval)',
-                                  bloat_history_keep), target),
-            (4, 'dbops-reap' OPERATOR(pg_catalog.||) suffix, reap,
+                                  bloat_history_keep), v_target),
+            (4, 'dbops-reap' OPERATOR(pg_catalog.||) v_suffix, reap,
                 pg_catalog.format('SELECT pg_catalog.count(*) FROM dbops.reap_idle('
                                   'idle_for => %L::pg_catalog.interval, dry_run => false)',
-                                  reap_idle_for), target),
+                                  reap_idle_for), v_target),
             (5, 'dbops-cron-history',
                 CASE WHEN cron_history_keep IS NOT NULL THEN '7 * * * *' END,
                 pg_catalog.format('DELETE FROM cron.job_run_details WHERE end_time '
@@ -602,57 +412,57 @@ BEGIN
         ) AS s(ord, name, sched, cmd, db)
         ORDER BY s.ord
     LOOP
-        SELECT j.jobid, j.schedule, j.command, j.database, j.active INTO cur
+        SELECT j.jobid, j.schedule, j.command, j.database, j.active INTO v_cur
         FROM cron.job j
-        WHERE j.jobname OPERATOR(pg_catalog.=) spec.name
+        WHERE j.jobname OPERATOR(pg_catalog.=) v_spec.name
           AND j.username OPERATOR(pg_catalog.=) CURRENT_USER::pg_catalog.text;
 
-        IF spec.sched IS NULL THEN
-            IF cur.jobid IS NULL THEN
+        IF v_spec.sched IS NULL THEN
+            IF v_cur.jobid IS NULL THEN
                 CONTINUE;
             END IF;
-            PERFORM cron.unschedule(spec.name);
+            PERFORM cron.unschedule(v_spec.name);
             DELETE FROM dbops.scheduled_jobs r
-            WHERE r.job_name OPERATOR(pg_catalog.=) spec.name
+            WHERE r.job_name OPERATOR(pg_catalog.=) v_spec.name
               AND r.username OPERATOR(pg_catalog.=) CURRENT_USER::pg_catalog.text;
-            job_name := spec.name; action := 'removed'; jobid := cur.jobid;
-            dbname := cur.database; schedule := cur.schedule; active := cur.active;
-            command := cur.command;
+            job_name := v_spec.name; action := 'removed'; jobid := v_cur.jobid;
+            dbname := v_cur.database; schedule := v_cur.schedule; active := v_cur.active;
+            command := v_cur.command;
             RETURN NEXT;
             CONTINUE;
         END IF;
 
-        IF cur.jobid IS NOT NULL AND cur.schedule OPERATOR(pg_catalog.=) spec.sched
-           AND cur.command OPERATOR(pg_catalog.=) spec.cmd
-           AND cur.database OPERATOR(pg_catalog.=) spec.db THEN
+        IF v_cur.jobid IS NOT NULL AND v_cur.schedule OPERATOR(pg_catalog.=) v_spec.sched
+           AND v_cur.command OPERATOR(pg_catalog.=) v_spec.cmd
+           AND v_cur.database OPERATOR(pg_catalog.=) v_spec.db THEN
             action := 'unchanged';
-            id := cur.jobid;
+            v_id := v_cur.jobid;
             INSERT INTO dbops.scheduled_jobs AS r (job_name, username, database, schedule, command)
-            VALUES (spec.name, CURRENT_USER, spec.db, spec.sched, spec.cmd)
+            VALUES (v_spec.name, CURRENT_USER, v_spec.db, v_spec.sched, v_spec.cmd)
             ON CONFLICT ON CONSTRAINT scheduled_jobs_pkey DO NOTHING;
         ELSE
-            IF cur.jobid IS NOT NULL AND cur.database OPERATOR(pg_catalog.<>) spec.db THEN
+            IF v_cur.jobid IS NOT NULL AND v_cur.database OPERATOR(pg_catalog.<>) v_spec.db THEN
                 -- pg_cron 1.4 keeps the database of an existing job: start over
-                PERFORM cron.unschedule(spec.name);
+                PERFORM cron.unschedule(v_spec.name);
             END IF;
             BEGIN
-                IF spec.db OPERATOR(pg_catalog.=) crondb THEN
-                    id := cron.schedule(spec.name, spec.sched, spec.cmd);
+                IF v_spec.db OPERATOR(pg_catalog.=) v_crondb THEN
+                    v_id := cron.schedule(v_spec.name, v_spec.sched, v_spec.cmd);
                 ELSE
-                    id := cron.schedule_in_database(spec.name, spec.sched, spec.cmd, spec.db);
+                    v_id := cron.schedule_in_database(v_spec.name, v_spec.sched, v_spec.cmd, v_spec.db);
                 END IF;
             EXCEPTION WHEN insufficient_privilege OR invalid_parameter_value THEN
-                GET STACKED DIAGNOSTICS v = MESSAGE_TEXT;
-                RAISE EXCEPTION 'pg_cron refused job %: %', spec.name, CASE WHEN pg_catalog.length(v) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v, 64) OPERATOR(pg_catalog.||) '...' ELSE v END
+                GET STACKED DIAGNOSTICS v_text = MESSAGE_TEXT;
+                RAISE EXCEPTION 'pg_cron refused job %: %', v_spec.name, CASE WHEN pg_catalog.length(v_text) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_text, 64) OPERATOR(pg_catalog.||) '...' ELSE v_text END
                     USING ERRCODE = SQLSTATE,
-                          HINT = CASE WHEN spec.db OPERATOR(pg_catalog.=) crondb
+                          HINT = CASE WHEN v_spec.db OPERATOR(pg_catalog.=) v_crondb
                                       THEN 'See the README''s Scheduling section for what pg_cron needs.'
                                       ELSE 'Jobs in another database are created with cron.schedule_in_database(), '
                                            'which needs a superuser or EXECUTE on it.' END;
             END;
-            action := CASE WHEN cur.jobid IS NULL THEN 'created' ELSE 'updated' END;
+            action := CASE WHEN v_cur.jobid IS NULL THEN 'created' ELSE 'updated' END;
             INSERT INTO dbops.scheduled_jobs AS r (job_name, username, database, schedule, command)
-            VALUES (spec.name, CURRENT_USER, spec.db, spec.sched, spec.cmd)
+            VALUES (v_spec.name, CURRENT_USER, v_spec.db, v_spec.sched, v_spec.cmd)
             ON CONFLICT ON CONSTRAINT scheduled_jobs_pkey DO UPDATE
                 SET database = excluded.database, schedule = excluded.schedule,
                     command = excluded.command, scheduled_at = excluded.scheduled_at;
@@ -660,8 +470,8 @@ BEGIN
 
         SELECT j.jobid, j.database, j.schedule, j.active, j.command
         INTO jobid, dbname, schedule, active, command
-        FROM cron.job j WHERE j.jobid OPERATOR(pg_catalog.=) id;
-        job_name := spec.name;
+        FROM cron.job j WHERE j.jobid OPERATOR(pg_catalog.=) v_id;
+        job_name := v_spec.name;
         RETURN NEXT;
     END LOOP;
 END;
@@ -681,8 +491,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
-    names text[];
-    j record;
+    v_names text[];
+    v_job record;
 BEGIN
     IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot unschedule jobs on a standby'
@@ -703,28 +513,28 @@ BEGIN
                   HINT = 'Name the database whose dbops jobs to remove, or pass NULL to remove all of this role''s dbops jobs.';
     END IF;
     IF unschedule.database IS NOT NULL THEN
-        names := ARRAY(SELECT 'dbops-' OPERATOR(pg_catalog.||) n OPERATOR(pg_catalog.||)
+        v_names := ARRAY(SELECT 'dbops-' OPERATOR(pg_catalog.||) n OPERATOR(pg_catalog.||)
                               CASE WHEN unschedule.database OPERATOR(pg_catalog.=)
                                         pg_catalog.current_database()::pg_catalog.text
                                    THEN '' ELSE '@' OPERATOR(pg_catalog.||) unschedule.database END
                        FROM pg_catalog.unnest('{purge,health-snapshot,bloat-snapshot,reap}'::pg_catalog.text[]) AS n);
     END IF;
-    FOR j IN
+    FOR v_job IN
         SELECT c.jobid, c.jobname::pg_catalog.text AS name, c.database, c.schedule, c.active, c.command
         FROM cron.job c
         WHERE c.username OPERATOR(pg_catalog.=) CURRENT_USER::pg_catalog.text
-          AND CASE WHEN names IS NULL
+          AND CASE WHEN v_names IS NULL
                    THEN c.jobname OPERATOR(pg_catalog.~)
                         '^dbops-(purge|health-snapshot|bloat-snapshot|reap|cron-history)(@.+)?$'::pg_catalog.text
-                   ELSE c.jobname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (names) END
+                   ELSE c.jobname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (v_names) END
         ORDER BY c.jobid
     LOOP
-        PERFORM cron.unschedule(j.name);
+        PERFORM cron.unschedule(v_job.name);
         DELETE FROM dbops.scheduled_jobs r
-        WHERE r.job_name OPERATOR(pg_catalog.=) j.name
+        WHERE r.job_name OPERATOR(pg_catalog.=) v_job.name
           AND r.username OPERATOR(pg_catalog.=) CURRENT_USER::pg_catalog.text;
-        job_name := j.name; action := 'removed'; jobid := j.jobid; dbname := j.database;
-        schedule := j.schedule; active := j.active; command := j.command;
+        job_name := v_job.name; action := 'removed'; jobid := v_job.jobid; dbname := v_job.database;
+        schedule := v_job.schedule; active := v_job.active; command := v_job.command;
         RETURN NEXT;
     END LOOP;
 END;
@@ -732,14 +542,3 @@ $$;
 REVOKE ALL ON FUNCTION dbops.unschedule(text) FROM PUBLIC;
 COMMENT ON FUNCTION dbops.unschedule(text) IS
     'Remove the dbops pg_cron jobs of this role (all of them, or those running in one database)';
-
--- The health report in the Prometheus text exposition format (0.0.4).
-CREATE FUNCTION dbops.health_metrics()
-RETURNS text
-AS 'MODULE_PATHNAME', 'dbops_health_metrics'
-LANGUAGE C VOLATILE
-SET search_path = pg_catalog, pg_temp;
-REVOKE ALL ON FUNCTION dbops.health_metrics() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION dbops.health_metrics() TO pg_monitor;
-COMMENT ON FUNCTION dbops.health_metrics() IS
-    'The dbops.health() report in the Prometheus text exposition format';

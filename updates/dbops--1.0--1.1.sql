@@ -10,7 +10,7 @@
 -- ---------------------------------------------------------------- dbops.sql
 
 -- Pinned search_path; internal: revoked from PUBLIC (only the SECURITY
--- DEFINER snapshot functions call it).
+-- DEFINER snapshot functions reach it, through _require_history_keep()).
 ALTER FUNCTION dbops._require_positive_interval(text, interval, text)
     SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION dbops._require_positive_interval(text, interval, text) FROM PUBLIC;
@@ -35,42 +35,66 @@ BEGIN
 END;
 $$;
 
+-- The keep of a history snapshot (health_snapshot(), bloat_snapshot()): a
+-- positive interval of at most 1000 years, no part of it negative, as it
+-- is subtracted from now().  example is the keep the hints suggest.
+CREATE FUNCTION dbops._require_history_keep(keep interval, example text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dbops._require_positive_interval('keep', keep,
+                format('History older than keep is deleted, e.g. keep => %L.', example));
+    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
+               WHERE pg_catalog.date_part(f, keep) OPERATOR(pg_catalog.<) 0::pg_catalog.float8)
+       OR keep OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
+        RAISE EXCEPTION 'keep must be a positive interval of at most 1000 years, not %', keep
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('History older than keep is deleted, e.g. keep => %L; every part of it must be zero or more.', example);
+    END IF;
+END;
+$$;
+-- Used by the SECURITY DEFINER snapshot functions, which run as its owner.
+REVOKE ALL ON FUNCTION dbops._require_history_keep(interval, text) FROM PUBLIC;
+
 -- --------------------------------------------------------------- health.sql
 
 -- Every function pins search_path (the C ones run queries); the trigger
--- function is internal.
+-- function is internal, and named so (the trigger follows the rename).
 ALTER FUNCTION dbops.health_checks() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION dbops.health() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION dbops.health_status() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION dbops.health_json() SET search_path = pg_catalog, pg_temp;
-REVOKE ALL ON FUNCTION dbops.health_thresholds_validate() FROM PUBLIC;
+ALTER FUNCTION dbops.health_thresholds_validate() RENAME TO _health_thresholds_validate;
+REVOKE ALL ON FUNCTION dbops._health_thresholds_validate() FROM PUBLIC;
 
 -- Thresholds must be finite and within what dbops.health() grades with
 -- (double precision); the messages quote at most 64 characters of the row.
 -- Rows already stored are kept as they are.
-CREATE OR REPLACE FUNCTION dbops.health_thresholds_validate() RETURNS trigger
+CREATE OR REPLACE FUNCTION dbops._health_thresholds_validate() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    dir text;
+    v_dir text;
     -- what the messages quote of the row: at most 64 characters of each
-    name_q text := CASE WHEN length(NEW.check_name) > 64
-                        THEN left(NEW.check_name, 64) || '...' ELSE NEW.check_name END;
-    warning_q text := CASE WHEN length(NEW.warning::text) > 64
-                           THEN left(NEW.warning::text, 64) || '...' ELSE NEW.warning::text END;
-    critical_q text := CASE WHEN length(NEW.critical::text) > 64
-                            THEN left(NEW.critical::text, 64) || '...' ELSE NEW.critical::text END;
+    v_name_q text := CASE WHEN length(NEW.check_name) > 64
+                          THEN left(NEW.check_name, 64) || '...' ELSE NEW.check_name END;
+    v_warning_q text := CASE WHEN length(NEW.warning::text) > 64
+                             THEN left(NEW.warning::text, 64) || '...' ELSE NEW.warning::text END;
+    v_critical_q text := CASE WHEN length(NEW.critical::text) > 64
+                              THEN left(NEW.critical::text, 64) || '...' ELSE NEW.critical::text END;
 BEGIN
     IF NEW.check_name IS NULL THEN
         RAISE EXCEPTION 'check_name of a health threshold must not be NULL'
             USING ERRCODE = 'not_null_violation',
                   HINT = 'Name one of the checks listed by dbops.health_checks().';
     END IF;
-    SELECT c.direction INTO dir FROM dbops.health_checks() c
+    SELECT c.direction INTO v_dir FROM dbops.health_checks() c
      WHERE c.check_name = NEW.check_name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown health check "%"', name_q
+        RAISE EXCEPTION 'unknown health check "%"', v_name_q
             USING ERRCODE = 'undefined_object',
                   HINT = 'Known checks: ' ||
                          (SELECT string_agg(c.check_name, ', ' ORDER BY c.check_name)
@@ -78,22 +102,22 @@ BEGIN
     END IF;
     IF TG_OP = 'UPDATE' AND NEW.check_name <> OLD.check_name
        AND EXISTS (SELECT FROM dbops.health_thresholds t WHERE t.check_name = NEW.check_name) THEN
-        RAISE EXCEPTION 'health check "%" already has a thresholds row', name_q
+        RAISE EXCEPTION 'health check "%" already has a thresholds row', v_name_q
             USING ERRCODE = 'unique_violation',
                   HINT = 'Update that row instead of renaming this one.';
     END IF;
     IF NEW.enabled IS NULL THEN
-        RAISE EXCEPTION 'enabled of health check "%" must not be NULL', name_q
+        RAISE EXCEPTION 'enabled of health check "%" must not be NULL', v_name_q
             USING ERRCODE = 'not_null_violation',
                   HINT = 'Set enabled to true or false.';
     END IF;
     IF NEW.warning = 'NaN' OR NEW.critical = 'NaN' THEN
-        RAISE EXCEPTION 'thresholds of health check "%" must be numbers, not NaN', name_q
+        RAISE EXCEPTION 'thresholds of health check "%" must be numbers, not NaN', v_name_q
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use NULL for "no threshold".';
     END IF;
     IF NEW.warning IN ('Infinity', '-Infinity') OR NEW.critical IN ('Infinity', '-Infinity') THEN
-        RAISE EXCEPTION 'thresholds of health check "%" must be finite, not %', name_q,
+        RAISE EXCEPTION 'thresholds of health check "%" must be finite, not %', v_name_q,
                         CASE WHEN NEW.warning IN ('Infinity', '-Infinity')
                              THEN NEW.warning ELSE NEW.critical END
             USING ERRCODE = 'invalid_parameter_value',
@@ -105,20 +129,20 @@ BEGIN
        OR (NEW.critical <> 0 AND (abs(NEW.critical) > 1e300 OR abs(NEW.critical) < 1e-300)) THEN
         RAISE EXCEPTION 'threshold % of health check "%" is out of range',
                         CASE WHEN NEW.warning <> 0 AND (abs(NEW.warning) > 1e300 OR abs(NEW.warning) < 1e-300)
-                             THEN warning_q ELSE critical_q END, name_q
+                             THEN v_warning_q ELSE v_critical_q END, v_name_q
             USING ERRCODE = 'numeric_value_out_of_range',
                   HINT = 'Give a threshold of magnitude between 1e-300 and 1e300, or 0; NULL for "no threshold".';
     END IF;
-    IF dir = 'higher_is_worse' AND NEW.warning > NEW.critical THEN
+    IF v_dir = 'higher_is_worse' AND NEW.warning > NEW.critical THEN
         RAISE EXCEPTION 'warning threshold % of health check "%" is above its critical threshold %',
-                        warning_q, name_q, critical_q
+                        v_warning_q, v_name_q, v_critical_q
             USING ERRCODE = 'check_violation',
                   DETAIL = 'Higher values are worse for this check, so warning must be at most critical.',
                   HINT = 'Lower the warning threshold or raise the critical one; NULL disables a level.';
     END IF;
-    IF dir = 'lower_is_worse' AND NEW.warning < NEW.critical THEN
+    IF v_dir = 'lower_is_worse' AND NEW.warning < NEW.critical THEN
         RAISE EXCEPTION 'warning threshold % of health check "%" is below its critical threshold %',
-                        warning_q, name_q, critical_q
+                        v_warning_q, v_name_q, v_critical_q
             USING ERRCODE = 'check_violation',
                   DETAIL = 'Lower values are worse for this check, so warning must be at least critical.',
                   HINT = 'Raise the warning threshold or lower the critical one; NULL disables a level.';
@@ -141,14 +165,14 @@ LANGUAGE plpgsql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    bad text;
+    v_bad text;
 BEGIN
-    SELECT s INTO bad FROM unnest(statuses) AS u(s)
+    SELECT s INTO v_bad FROM unnest(statuses) AS u(s)
      WHERE s IS NOT NULL AND s NOT IN ('ok', 'skipped', 'unknown', 'warning', 'critical')
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'unknown health status "%"',
-                        CASE WHEN length(bad) > 64 THEN left(bad, 64) || '...' ELSE bad END
+                        CASE WHEN length(v_bad) > 64 THEN left(v_bad, 64) || '...' ELSE v_bad END
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Statuses are ok, skipped, unknown, warning and critical (lower case), as dbops.health() reports them; NULL counts as unknown.';
     END IF;
@@ -161,6 +185,101 @@ BEGIN
     END;
 END
 $$;
+
+-- The history: health_snapshot() keeps no pg_cron job message;
+-- health_metrics() is for pg_monitor, not PUBLIC.
+
+CREATE FUNCTION dbops._health_snapshot_rows(
+    OUT check_name text, OUT status text, OUT value numeric, OUT unit text,
+    OUT detail text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dbops_health_snapshot_rows'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops._health_snapshot_rows() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION dbops.health_snapshot(
+    keep interval DEFAULT '14 days',
+    OUT inserted bigint, OUT deleted bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dbops._require_history_keep(keep, '14 days');
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot take a health snapshot on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Schedule dbops.health_snapshot() on the primary.';
+    END IF;
+    INSERT INTO dbops.health_history AS h (taken_at, check_name, status, value, unit, detail)
+    SELECT pg_catalog.now(), r.check_name, r.status, r.value, r.unit, r.detail
+    FROM dbops._health_snapshot_rows() r
+    ON CONFLICT (check_name, taken_at) DO UPDATE
+        SET status = excluded.status, value = excluded.value,
+            unit = excluded.unit, detail = excluded.detail;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    DELETE FROM dbops.health_history h
+    WHERE h.taken_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION dbops.health_trend(
+    check_name text, since interval DEFAULT '1 day')
+RETURNS TABLE (taken_at timestamptz, status text, value numeric, change numeric,
+               unit text, detail text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF health_trend.check_name IS NULL THEN
+        RAISE EXCEPTION 'check_name must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Name a check of dbops.health(), e.g. ''connections''.';
+    END IF;
+    IF since IS NULL THEN
+        RAISE EXCEPTION 'since must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'For example since => ''1 day''.';
+    END IF;
+    IF since OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
+        RAISE EXCEPTION 'since must be a positive interval, not %', since
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example since => ''1 day''.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM dbops.health_thresholds t
+                   WHERE t.check_name OPERATOR(pg_catalog.=) health_trend.check_name)
+       AND NOT EXISTS (SELECT 1 FROM dbops.health_history h
+                       WHERE h.check_name OPERATOR(pg_catalog.=) health_trend.check_name) THEN
+        RAISE EXCEPTION 'unknown health check "%"',
+                        CASE WHEN pg_catalog.length(health_trend.check_name) OPERATOR(pg_catalog.>) 64
+                             THEN pg_catalog."left"(health_trend.check_name, 64) OPERATOR(pg_catalog.||) '...'
+                             ELSE health_trend.check_name END
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'The checks are listed in dbops.health_thresholds.';
+    END IF;
+    -- more than 1000 years back is all of the history (now() - since could
+    -- leave the range of timestamps)
+    IF since OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
+        since := '1000 years';
+    END IF;
+    RETURN QUERY
+        SELECT h.taken_at, h.status, h.value,
+               h.value OPERATOR(pg_catalog.-) pg_catalog.lag(h.value) OVER (ORDER BY h.taken_at),
+               h.unit, h.detail
+        FROM dbops.health_history h
+        WHERE h.check_name OPERATOR(pg_catalog.=) health_trend.check_name
+          AND h.taken_at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) since)
+        ORDER BY h.taken_at;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION dbops.health_metrics()
+RETURNS text
+AS 'MODULE_PATHNAME', 'dbops_health_metrics'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops.health_metrics() FROM PUBLIC;
 
 -- ------------------------------------------------------------- locktree.sql
 
@@ -189,6 +308,49 @@ LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION dbops._bloat_stats(oid[]) FROM PUBLIC;
 
+CREATE OR REPLACE FUNCTION dbops.bloat_snapshot(
+    keep interval DEFAULT '90 days',
+    method text DEFAULT 'auto',
+    min_size bigint DEFAULT 1048576,
+    OUT inserted bigint, OUT deleted bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dbops._require_history_keep(keep, '90 days');
+    IF method IS NULL THEN
+        RAISE EXCEPTION 'method must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Use one of the methods of dbops.bloat(), e.g. ''auto''.';
+    END IF;
+    IF min_size IS NULL OR min_size OPERATOR(pg_catalog.<) 0::pg_catalog.int8 THEN
+        RAISE EXCEPTION 'min_size must be zero or more bytes, not %', coalesce(min_size::pg_catalog.text, 'NULL')
+            USING ERRCODE = CASE WHEN min_size IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
+                  HINT = 'Relations smaller than min_size bytes are left out, e.g. min_size => 1048576 (the default); 0 keeps every relation.';
+    END IF;
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot take a bloat snapshot on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Schedule dbops.bloat_snapshot() on the primary.';
+    END IF;
+    INSERT INTO dbops.bloat_history AS h
+        (taken_at, relid, relation, kind, method, size_bytes, bloat_bytes, bloat_pct)
+    SELECT pg_catalog.now(), b.relation::pg_catalog.oid, b.relation::pg_catalog.text, b.kind, b.method,
+           b.size_bytes, b.bloat_bytes, b.bloat_pct
+    FROM dbops.bloat(NULL::pg_catalog.regclass, bloat_snapshot.method) b
+    WHERE b.size_bytes OPERATOR(pg_catalog.>=) min_size
+    ON CONFLICT (relid, kind, taken_at) DO UPDATE
+        SET relation = excluded.relation, method = excluded.method,
+            size_bytes = excluded.size_bytes, bloat_bytes = excluded.bloat_bytes,
+            bloat_pct = excluded.bloat_pct;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    DELETE FROM dbops.bloat_history h
+    WHERE h.taken_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+END;
+$$;
+
 -- --------------------------------------------------------------- reaper.sql
 
 ALTER FUNCTION dbops.reap_idle(interval, text[], boolean, text) SET search_path = pg_catalog, pg_temp;
@@ -199,18 +361,18 @@ ALTER FUNCTION dbops.reaper_events() SET search_path = pg_catalog, pg_temp;
 -- fix (the CHECK constraints above stay as the last line): a policy the
 -- reaper could not apply (an idle_timeout too long to count, a LIKE pattern
 -- that LIKE refuses) is refused here rather than failing every sweep.
-CREATE FUNCTION dbops.reaper_policies_validate() RETURNS trigger
+CREATE FUNCTION dbops._reaper_policies_validate() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     -- what the messages quote of the row: at most 64 characters of each
-    state_q text := CASE WHEN length(NEW.state) > 64
-                         THEN left(NEW.state, 64) || '...' ELSE NEW.state END;
-    action_q text := CASE WHEN length(NEW.action) > 64
-                          THEN left(NEW.action, 64) || '...' ELSE NEW.action END;
-    app_q text := CASE WHEN length(NEW.application_name) > 64
-                       THEN left(NEW.application_name, 64) || '...' ELSE NEW.application_name END;
+    v_state_q text := CASE WHEN length(NEW.state) > 64
+                           THEN left(NEW.state, 64) || '...' ELSE NEW.state END;
+    v_action_q text := CASE WHEN length(NEW.action) > 64
+                            THEN left(NEW.action, 64) || '...' ELSE NEW.action END;
+    v_app_q text := CASE WHEN length(NEW.application_name) > 64
+                         THEN left(NEW.application_name, 64) || '...' ELSE NEW.application_name END;
 BEGIN
     IF NEW.id IS NULL THEN
         RAISE EXCEPTION 'id of a reaper policy must not be NULL'
@@ -229,13 +391,13 @@ BEGIN
                   HINT = 'Use terminate, cancel or exempt.';
     END IF;
     IF NEW.action NOT IN ('terminate', 'cancel', 'exempt') THEN
-        RAISE EXCEPTION 'unknown reaper policy action "%"', action_q
+        RAISE EXCEPTION 'unknown reaper policy action "%"', v_action_q
             USING ERRCODE = 'check_violation',
                   HINT = 'Use terminate, cancel or exempt.';
     END IF;
     IF NEW.state IS NOT NULL
        AND NEW.state NOT IN ('idle', 'idle in transaction', 'idle in transaction (aborted)') THEN
-        RAISE EXCEPTION 'unknown session state "%" in a reaper policy', state_q
+        RAISE EXCEPTION 'unknown session state "%" in a reaper policy', v_state_q
             USING ERRCODE = 'check_violation',
                   HINT = 'Use idle, idle in transaction or idle in transaction (aborted); NULL matches all three.';
     END IF;
@@ -277,18 +439,18 @@ BEGIN
     -- LIKE refuses a pattern whose last backslash escapes nothing (the
     -- run of backslashes it ends with is of odd length)
     IF length(substring(NEW.application_name FROM '\\*$')) % 2 = 1 THEN
-        RAISE EXCEPTION 'application_name pattern "%" of a reaper policy ends with an escape character', app_q
+        RAISE EXCEPTION 'application_name pattern "%" of a reaper policy ends with an escape character', v_app_q
             USING ERRCODE = 'invalid_escape_sequence',
                   HINT = 'application_name is a LIKE pattern: write \\ for a backslash, \% and \_ for a literal % or _.';
     END IF;
     RETURN NEW;
 END
 $$;
-REVOKE ALL ON FUNCTION dbops.reaper_policies_validate() FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbops._reaper_policies_validate() FROM PUBLIC;
 
 CREATE TRIGGER reaper_policies_validate
     BEFORE INSERT OR UPDATE ON dbops.reaper_policies
-    FOR EACH ROW EXECUTE FUNCTION dbops.reaper_policies_validate();
+    FOR EACH ROW EXECUTE FUNCTION dbops._reaper_policies_validate();
 -- Policies written under 1.0 are kept as they are; one the trigger would
 -- refuse cannot stop the reaper: an idle_timeout too long to count never
 -- fires, an application_name pattern LIKE refuses matches no session.
@@ -328,37 +490,40 @@ $$;
 -- (it was a number, or an error): rebuild the index on it
 REINDEX INDEX dbops.migrations_order_idx;
 
-CREATE OR REPLACE FUNCTION dbops._migration_decide(
-    p_version text, p_checksum text, p_requires text[],
-    p_allow_out_of_order boolean, p_caller text)
+-- 1.0's parameters were named p_*: an input parameter cannot be renamed in
+-- place.  The C entry points call it directly, so no grant on it matters.
+DROP FUNCTION dbops._migration_decide(text, text, text[], boolean, text);
+CREATE FUNCTION dbops._migration_decide(
+    version text, checksum text, requires text[],
+    allow_out_of_order boolean, caller text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r         dbops.migrations;
+    v_row     dbops.migrations;
     v_base    text;
     v_missing text[];
     v_later   text;
     -- messages quote at most 64 characters of a version
-    v_shown   text := CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END;
+    v_shown   text := CASE WHEN pg_catalog.length(_migration_decide.version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(_migration_decide.version, 64) OPERATOR(pg_catalog.||) '...' ELSE _migration_decide.version END;
 BEGIN
-    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
-    IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
-        IF r.checksum IS NOT NULL AND p_checksum IS NOT NULL
-           AND r.checksum OPERATOR(pg_catalog.<>) p_checksum THEN
+    SELECT * INTO v_row FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) _migration_decide.version;
+    IF FOUND AND v_row.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
+        IF v_row.checksum IS NOT NULL AND _migration_decide.checksum IS NOT NULL
+           AND v_row.checksum OPERATOR(pg_catalog.<>) _migration_decide.checksum THEN
             RAISE EXCEPTION 'checksum drift: migration % was applied from a different script', v_shown
                 USING ERRCODE = 'DB001',
                       DETAIL = pg_catalog.format('Recorded checksum %s (%s by %s); this script has %s.',
-                                                 r.checksum, r.status, r.applied_by, p_checksum),
+                                                 v_row.checksum, v_row.status, v_row.applied_by, _migration_decide.checksum),
                       HINT = 'Restore the script as it was applied, or accept the edit deliberately with dbops.migration_repair(version, checksum).';
         END IF;
-        IF p_caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
-            RAISE EXCEPTION 'migration % is already %', v_shown, r.status
+        IF caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
+            RAISE EXCEPTION 'migration % is already %', v_shown, v_row.status
                 USING ERRCODE = 'DB004',
                       HINT = 'Guard the script with \if on dbops.migration_pending(version) inside its transaction, as the README shows.';
         END IF;
-        RETURN pg_catalog.format('already %s', r.status);
+        RETURN pg_catalog.format('already %s', v_row.status);
     END IF;
 
     IF NOT FOUND THEN
@@ -366,14 +531,14 @@ BEGIN
         FROM dbops.migrations b
         WHERE b.status OPERATOR(pg_catalog.=) 'baseline'
           AND dbops.migration_version_key(b.version) IS NOT NULL
-          AND dbops.migration_version_key(p_version) IS NOT NULL
+          AND dbops.migration_version_key(_migration_decide.version) IS NOT NULL
           AND ROW(dbops.migration_version_key(b.version), b.version COLLATE pg_catalog."C")
-              OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(p_version), p_version COLLATE pg_catalog."C")
+              OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(_migration_decide.version), _migration_decide.version COLLATE pg_catalog."C")
         ORDER BY dbops.migration_version_key(b.version) DESC, b.version COLLATE pg_catalog."C" DESC
         LIMIT 1;
         IF v_base IS NOT NULL THEN
             v_base := CASE WHEN pg_catalog.length(v_base) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_base, 64) OPERATOR(pg_catalog.||) '...' ELSE v_base END;
-            IF p_caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
+            IF caller OPERATOR(pg_catalog.=) 'migration_begin' THEN
                 RAISE EXCEPTION 'migration % is covered by baseline %', v_shown, v_base
                     USING ERRCODE = 'DB004',
                           HINT = 'Guard the script with \if on dbops.migration_pending(version) inside its transaction, as the README shows.';
@@ -383,7 +548,7 @@ BEGIN
     END IF;
 
     SELECT pg_catalog.array_agg(u.req ORDER BY u.ord) INTO v_missing
-    FROM pg_catalog.unnest(p_requires) WITH ORDINALITY AS u(req, ord)
+    FROM pg_catalog.unnest(_migration_decide.requires) WITH ORDINALITY AS u(req, ord)
     WHERE NOT EXISTS (SELECT 1 FROM dbops.migrations m
                       WHERE m.version OPERATOR(pg_catalog.=) u.req
                         AND m.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]))
@@ -407,16 +572,16 @@ BEGIN
                   HINT = 'Apply the required versions first; dbops.migration_status() shows what is applied.';
     END IF;
 
-    IF NOT coalesce(p_allow_out_of_order,
+    IF NOT coalesce(allow_out_of_order,
                     pg_catalog.current_setting('dbops.migration_allow_out_of_order')::boolean)
-       AND dbops.migration_version_key(p_version) IS NOT NULL THEN
+       AND dbops.migration_version_key(_migration_decide.version) IS NOT NULL THEN
         SELECT m.version INTO v_later
         FROM dbops.migrations m
         WHERE m.status OPERATOR(pg_catalog.=) 'applied'
-          AND m.version OPERATOR(pg_catalog.<>) p_version
+          AND m.version OPERATOR(pg_catalog.<>) _migration_decide.version
           AND dbops.migration_version_key(m.version) IS NOT NULL
           AND ROW(dbops.migration_version_key(m.version), m.version COLLATE pg_catalog."C")
-              OPERATOR(pg_catalog.>) ROW(dbops.migration_version_key(p_version), p_version COLLATE pg_catalog."C")
+              OPERATOR(pg_catalog.>) ROW(dbops.migration_version_key(_migration_decide.version), _migration_decide.version COLLATE pg_catalog."C")
         ORDER BY dbops.migration_version_key(m.version) DESC, m.version COLLATE pg_catalog."C" DESC
         LIMIT 1;
         IF FOUND THEN
@@ -433,8 +598,8 @@ $$;
 REVOKE ALL ON FUNCTION dbops._migration_decide(text, text, text[], boolean, text) FROM PUBLIC;
 
 CREATE FUNCTION dbops._migrate(
-    p_version text, p_description text, p_body text, p_requires text[],
-    p_checksum text, p_decision text, p_search_path text)
+    version text, description text, body text, requires text[],
+    checksum text, decision text, search_path text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -443,15 +608,15 @@ DECLARE
     v_started  timestamptz;
     v_finished timestamptz;
 BEGIN
-    IF p_decision OPERATOR(pg_catalog.<>) 'apply' THEN
+    IF decision OPERATOR(pg_catalog.<>) 'apply' THEN
         INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-        VALUES (p_version, 'skip', 'migrate', p_checksum, p_decision);
+        VALUES (_migrate.version, 'skip', 'migrate', _migrate.checksum, decision);
         RETURN 'skipped';
     END IF;
 
     v_started := pg_catalog.clock_timestamp();
-    PERFORM pg_catalog.set_config('search_path', p_search_path, true);
-    EXECUTE p_body;
+    PERFORM pg_catalog.set_config('search_path', search_path, true);
+    EXECUTE body;
     -- under whatever search_path the body left: qualified, and first
     PERFORM pg_catalog.set_config('search_path'::pg_catalog.text,
                                   'pg_catalog, pg_temp'::pg_catalog.text, true);
@@ -460,12 +625,12 @@ BEGIN
     INSERT INTO dbops.migrations AS m
         (version, description, checksum, status, started_at, finished_at,
          duration_ms, requires)
-    VALUES (p_version, p_description, p_checksum, 'applied', v_started,
+    VALUES (_migrate.version, _migrate.description, _migrate.checksum, 'applied', v_started,
             v_finished,
             pg_catalog.round(extract(epoch FROM v_finished OPERATOR(pg_catalog.-) v_started)
                              OPERATOR(pg_catalog.*) 1000::pg_catalog.numeric, 3),
-            p_requires)
-    ON CONFLICT (version) DO UPDATE
+            _migrate.requires)
+    ON CONFLICT ON CONSTRAINT migrations_pkey DO UPDATE
         SET description = EXCLUDED.description, checksum = EXCLUDED.checksum,
             status = 'applied', applied_by = EXCLUDED.applied_by,
             "session_user" = EXCLUDED."session_user",
@@ -474,7 +639,7 @@ BEGIN
             started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
             duration_ms = EXCLUDED.duration_ms, requires = EXCLUDED.requires;
     INSERT INTO dbops.migration_events (version, event, operation, checksum)
-    VALUES (p_version, 'apply', 'migrate', p_checksum);
+    VALUES (_migrate.version, 'apply', 'migrate', _migrate.checksum);
     RETURN 'applied';
 END;
 $$;
@@ -490,20 +655,20 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'dbops_migrate'
 LANGUAGE C VOLATILE;
 
-CREATE FUNCTION dbops._migration_pending(p_version text, p_checksum text)
+CREATE FUNCTION dbops._migration_pending(version text, checksum text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r dbops.migrations;
+    v_row dbops.migrations;
 BEGIN
-    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
-    IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
-        IF r.checksum IS NOT NULL AND p_checksum IS NOT NULL
-           AND r.checksum OPERATOR(pg_catalog.<>) p_checksum THEN
+    SELECT * INTO v_row FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) _migration_pending.version;
+    IF FOUND AND v_row.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
+        IF v_row.checksum IS NOT NULL AND _migration_pending.checksum IS NOT NULL
+           AND v_row.checksum OPERATOR(pg_catalog.<>) _migration_pending.checksum THEN
             RETURN pg_catalog.format('Recorded checksum %s (%s by %s); this script has %s.',
-                                     r.checksum, r.status, r.applied_by, p_checksum);
+                                     v_row.checksum, v_row.status, v_row.applied_by, _migration_pending.checksum);
         END IF;
         RETURN '';
     END IF;
@@ -511,9 +676,9 @@ BEGIN
         SELECT 1 FROM dbops.migrations b
         WHERE b.status OPERATOR(pg_catalog.=) 'baseline'
           AND dbops.migration_version_key(b.version) IS NOT NULL
-          AND dbops.migration_version_key(p_version) IS NOT NULL
+          AND dbops.migration_version_key(_migration_pending.version) IS NOT NULL
           AND ROW(dbops.migration_version_key(b.version), b.version COLLATE pg_catalog."C")
-              OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(p_version), p_version COLLATE pg_catalog."C")) THEN
+              OPERATOR(pg_catalog.>=) ROW(dbops.migration_version_key(_migration_pending.version), _migration_pending.version COLLATE pg_catalog."C")) THEN
         RETURN '';
     END IF;
     RETURN NULL;
@@ -547,7 +712,7 @@ $$;
 REVOKE ALL ON FUNCTION dbops._migration_ledger_finish() FROM PUBLIC;
 
 CREATE FUNCTION dbops._migration_begin(
-    p_version text, p_description text, p_checksum text, p_requires text[])
+    version text, description text, checksum text, requires text[])
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -555,8 +720,8 @@ AS $$
 BEGIN
     INSERT INTO dbops.migrations AS m
         (version, description, checksum, status, requires)
-    VALUES (p_version, p_description, p_checksum, 'applied', p_requires)
-    ON CONFLICT (version) DO UPDATE
+    VALUES (_migration_begin.version, _migration_begin.description, _migration_begin.checksum, 'applied', _migration_begin.requires)
+    ON CONFLICT ON CONSTRAINT migrations_pkey DO UPDATE
         SET description = EXCLUDED.description, checksum = EXCLUDED.checksum,
             status = 'applied', applied_by = EXCLUDED.applied_by,
             "session_user" = EXCLUDED."session_user",
@@ -565,7 +730,7 @@ BEGIN
             started_at = EXCLUDED.started_at, finished_at = NULL,
             duration_ms = NULL, requires = EXCLUDED.requires;
     INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-    VALUES (p_version, 'apply', 'migration_begin', p_checksum,
+    VALUES (_migration_begin.version, 'apply', 'migration_begin', _migration_begin.checksum,
             'recorded when the transaction commits');
 END;
 $$;
@@ -677,29 +842,29 @@ END;
 $$;
 
 CREATE FUNCTION dbops._migration_rollback(
-    p_version text, p_body text, p_checksum text, p_search_path text)
+    version text, body text, checksum text, search_path text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r      dbops.migrations;
+    v_row  dbops.migrations;
     v_deps text[];
     -- messages quote at most 64 characters of a version
-    v_shown text := CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END;
+    v_shown text := CASE WHEN pg_catalog.length(_migration_rollback.version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(_migration_rollback.version, 64) OPERATOR(pg_catalog.||) '...' ELSE _migration_rollback.version END;
 BEGIN
-    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
-    IF NOT FOUND OR r.status OPERATOR(pg_catalog.<>) 'applied' THEN
+    SELECT * INTO v_row FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) _migration_rollback.version;
+    IF NOT FOUND OR v_row.status OPERATOR(pg_catalog.<>) 'applied' THEN
         RAISE EXCEPTION 'migration % is not applied', v_shown
             USING ERRCODE = 'DB005',
-                  DETAIL = CASE WHEN FOUND THEN pg_catalog.format('Its status is %s.', r.status)
+                  DETAIL = CASE WHEN FOUND THEN pg_catalog.format('Its status is %s.', v_row.status)
                                 ELSE 'It is not in dbops.migrations.' END,
                   HINT = 'Only applied versions can be rolled back; see dbops.migration_status().';
     END IF;
     SELECT pg_catalog.array_agg(m.version ORDER BY m.version) INTO v_deps
     FROM dbops.migrations m
     WHERE m.status OPERATOR(pg_catalog.=) 'applied'
-      AND p_version OPERATOR(pg_catalog.=) ANY (m.requires);
+      AND _migration_rollback.version OPERATOR(pg_catalog.=) ANY (m.requires);
     IF v_deps IS NOT NULL THEN
         RAISE EXCEPTION 'migration % is required by applied migrations: %',
             v_shown,
@@ -713,18 +878,18 @@ BEGIN
             USING ERRCODE = 'DB006',
                   HINT = 'Roll back the dependent versions first.';
     END IF;
-    IF p_body IS NOT NULL THEN
-        PERFORM pg_catalog.set_config('search_path', p_search_path, true);
-        EXECUTE p_body;
+    IF body IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('search_path', search_path, true);
+        EXECUTE body;
         -- under whatever search_path the body left: qualified, and first
         PERFORM pg_catalog.set_config('search_path'::pg_catalog.text,
                                       'pg_catalog, pg_temp'::pg_catalog.text, true);
     END IF;
     UPDATE dbops.migrations m SET status = 'rolled_back'
-    WHERE m.version OPERATOR(pg_catalog.=) p_version;
+    WHERE m.version OPERATOR(pg_catalog.=) _migration_rollback.version;
     INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-    VALUES (p_version, 'rollback', 'migration_rollback', p_checksum,
-            CASE WHEN p_body IS NULL THEN 'recorded without a rollback body' END);
+    VALUES (_migration_rollback.version, 'rollback', 'migration_rollback', _migration_rollback.checksum,
+            CASE WHEN body IS NULL THEN 'recorded without a rollback body' END);
     RETURN 'rolled_back';
 END;
 $$;
@@ -737,31 +902,31 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'dbops_migration_rollback'
 LANGUAGE C VOLATILE;
 
-CREATE FUNCTION dbops._migration_baseline(p_version text, p_description text)
+CREATE FUNCTION dbops._migration_baseline(version text, description text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r dbops.migrations;
+    v_row dbops.migrations;
 BEGIN
-    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
-    IF FOUND AND r.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
-        RAISE EXCEPTION 'migration % is already %', CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END, r.status
+    SELECT * INTO v_row FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) _migration_baseline.version;
+    IF FOUND AND v_row.status OPERATOR(pg_catalog.=) ANY ('{applied,baseline}'::pg_catalog.text[]) THEN
+        RAISE EXCEPTION 'migration % is already %', CASE WHEN pg_catalog.length(_migration_baseline.version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(_migration_baseline.version, 64) OPERATOR(pg_catalog.||) '...' ELSE _migration_baseline.version END, v_row.status
             USING ERRCODE = 'DB004',
                   HINT = 'A baseline is recorded for a version not applied yet, normally newer than every applied one; see dbops.migration_status().';
     END IF;
     INSERT INTO dbops.migrations AS m
         (version, description, checksum, status, finished_at, duration_ms)
-    VALUES (p_version, p_description, NULL, 'baseline', pg_catalog.clock_timestamp(), 0)
-    ON CONFLICT (version) DO UPDATE
+    VALUES (_migration_baseline.version, _migration_baseline.description, NULL, 'baseline', pg_catalog.clock_timestamp(), 0)
+    ON CONFLICT ON CONSTRAINT migrations_pkey DO UPDATE
         SET description = EXCLUDED.description, checksum = NULL, status = 'baseline',
             applied_by = EXCLUDED.applied_by, "session_user" = EXCLUDED."session_user",
             application_name = EXCLUDED.application_name, client_addr = EXCLUDED.client_addr,
             started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
             duration_ms = 0, requires = '{}';
     INSERT INTO dbops.migration_events (version, event, operation, message)
-    VALUES (p_version, 'baseline', 'migration_baseline',
+    VALUES (_migration_baseline.version, 'baseline', 'migration_baseline',
             'versions up to this one are taken as applied');
     RETURN 'baseline';
 END;
@@ -776,32 +941,32 @@ AS 'MODULE_PATHNAME', 'dbops_migration_baseline'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 
-CREATE FUNCTION dbops._migration_repair(p_version text, p_checksum text)
+CREATE FUNCTION dbops._migration_repair(version text, checksum text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r dbops.migrations;
+    v_row dbops.migrations;
 BEGIN
-    SELECT * INTO r FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) p_version;
+    SELECT * INTO v_row FROM dbops.migrations m WHERE m.version OPERATOR(pg_catalog.=) _migration_repair.version;
     IF FOUND THEN
-        UPDATE dbops.migrations m SET checksum = p_checksum
-        WHERE m.version OPERATOR(pg_catalog.=) p_version;
+        UPDATE dbops.migrations m SET checksum = _migration_repair.checksum
+        WHERE m.version OPERATOR(pg_catalog.=) _migration_repair.version;
         INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-        VALUES (p_version, 'repair', 'migration_repair', p_checksum,
-                pg_catalog.format('checksum %s -> %s', coalesce(r.checksum, 'NULL'),
-                                  coalesce(p_checksum, 'NULL')));
+        VALUES (_migration_repair.version, 'repair', 'migration_repair', _migration_repair.checksum,
+                pg_catalog.format('checksum %s -> %s', coalesce(v_row.checksum, 'NULL'),
+                                  coalesce(_migration_repair.checksum, 'NULL')));
         RETURN 'repaired';
     END IF;
     IF EXISTS (SELECT 1 FROM dbops.migration_events e
-               WHERE e.version OPERATOR(pg_catalog.=) p_version) THEN
+               WHERE e.version OPERATOR(pg_catalog.=) _migration_repair.version) THEN
         INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-        VALUES (p_version, 'repair', 'migration_repair', p_checksum,
+        VALUES (_migration_repair.version, 'repair', 'migration_repair', _migration_repair.checksum,
                 'failed attempts acknowledged');
         RETURN 'acknowledged';
     END IF;
-    RAISE EXCEPTION 'migration % is not in the ledger', CASE WHEN pg_catalog.length(p_version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(p_version, 64) OPERATOR(pg_catalog.||) '...' ELSE p_version END
+    RAISE EXCEPTION 'migration % is not in the ledger', CASE WHEN pg_catalog.length(_migration_repair.version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(_migration_repair.version, 64) OPERATOR(pg_catalog.||) '...' ELSE _migration_repair.version END
         USING ERRCODE = 'DB005',
               HINT = 'See dbops.migration_status() for the recorded versions.';
 END;
@@ -816,7 +981,7 @@ AS 'MODULE_PATHNAME', 'dbops_migration_repair'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 
-CREATE FUNCTION dbops._migration_import_read(p_source regclass)
+CREATE FUNCTION dbops._migration_import_read(source regclass)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -832,7 +997,7 @@ DECLARE
 BEGIN
     SELECT pg_catalog.array_agg(a.attname::pg_catalog.text) INTO v_cols
     FROM pg_catalog.pg_attribute a
-    WHERE a.attrelid OPERATOR(pg_catalog.=) p_source
+    WHERE a.attrelid OPERATOR(pg_catalog.=) source
       AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
 
     IF v_cols OPERATOR(pg_catalog.@>)
@@ -843,22 +1008,22 @@ BEGIN
                    s.installed_by::pg_catalog.text, s.installed_on::pg_catalog.timestamptz,
                    s.execution_time::pg_catalog.numeric, s.installed_rank
             FROM %s s
-            WHERE s.version IS NOT NULL AND s.success$q$, p_source);
+            WHERE s.version IS NOT NULL AND s.success$q$, source);
     ELSIF v_cols OPERATOR(pg_catalog.@>) '{version_num}'::pg_catalog.text[] THEN
         v_shape := 'alembic';
         v_sql := pg_catalog.format($q$
             SELECT s.version_num::pg_catalog.text, 'alembic revision'::pg_catalog.text,
                    NULL::pg_catalog.text, NULL::pg_catalog.timestamptz, NULL::pg_catalog.numeric,
                    NULL::pg_catalog.int4
-            FROM %s s WHERE s.version_num IS NOT NULL$q$, p_source);
+            FROM %s s WHERE s.version_num IS NOT NULL$q$, source);
     ELSIF v_cols OPERATOR(pg_catalog.@>) '{version}'::pg_catalog.text[] THEN
         v_shape := 'schema_migrations';
         v_sql := pg_catalog.format($q$
             SELECT s.version::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.text,
                    NULL::pg_catalog.timestamptz, NULL::pg_catalog.numeric, NULL::pg_catalog.int4
-            FROM %s s WHERE s.version IS NOT NULL$q$, p_source);
+            FROM %s s WHERE s.version IS NOT NULL$q$, source);
     ELSE
-        RAISE EXCEPTION '"%" is not a migration ledger dbops can import', p_source
+        RAISE EXCEPTION '"%" is not a migration ledger dbops can import', source
             USING ERRCODE = 'DB007',
                   HINT = 'dbops.migration_import() reads a table with a "version" column (schema_migrations), alembic_version (version_num), or flyway_schema_history.';
     END IF;
@@ -866,7 +1031,7 @@ BEGIN
     v_col := CASE v_shape WHEN 'alembic' THEN 'version_num' ELSE 'version' END;
     SELECT a.atttypid INTO v_type
     FROM pg_catalog.pg_attribute a
-    WHERE a.attrelid OPERATOR(pg_catalog.=) p_source
+    WHERE a.attrelid OPERATOR(pg_catalog.=) source
       AND a.attname OPERATOR(pg_catalog.=) v_col::pg_catalog.name AND NOT a.attisdropped;
     v_base := v_type;
     WHILE (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) v_base)
@@ -876,10 +1041,10 @@ BEGIN
     END LOOP;
     IF NOT v_base OPERATOR(pg_catalog.=)
            ANY ('{text,varchar,bpchar,name,int2,int4,int8}'::pg_catalog.regtype[]) THEN
-        RAISE EXCEPTION 'column "%" of % is of type %, not of a text or integer type', v_col, p_source, v_type
+        RAISE EXCEPTION 'column "%" of % is of type %, not of a text or integer type', v_col, source, v_type
             USING ERRCODE = 'datatype_mismatch',
                   HINT = pg_catalog.format('Import from a view that casts it, such as CREATE VIEW v AS SELECT %I::text AS %I FROM %s.',
-                                           v_col, v_col, p_source);
+                                           v_col, v_col, source);
     END IF;
 
     -- the rows in order, as JSON, so that nothing of the source's types
@@ -896,7 +1061,7 @@ END;
 $$;
 REVOKE ALL ON FUNCTION dbops._migration_import_read(regclass) FROM PUBLIC;
 
-CREATE FUNCTION dbops._migration_import(p_source text, p_read jsonb)
+CREATE FUNCTION dbops._migration_import(source text, rows_read jsonb)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -911,7 +1076,7 @@ BEGIN
                (r.value OPERATOR(pg_catalog.->>) 3)::pg_catalog.timestamptz AS installed_on,
                (r.value OPERATOR(pg_catalog.->>) 4)::pg_catalog.numeric AS execution_time,
                r.ord
-        FROM pg_catalog.jsonb_array_elements(p_read OPERATOR(pg_catalog.->) 'rows')
+        FROM pg_catalog.jsonb_array_elements(rows_read OPERATOR(pg_catalog.->) 'rows')
              WITH ORDINALITY AS r(value, ord)
     ), ins AS (
         INSERT INTO dbops.migrations AS m
@@ -928,8 +1093,8 @@ BEGIN
         RETURNING m.version)
     INSERT INTO dbops.migration_events (version, event, operation, message)
     SELECT i.version, 'import', 'migration_import',
-           pg_catalog.format('imported from %s (%s)', p_source,
-                             p_read OPERATOR(pg_catalog.->>) 'shape')
+           pg_catalog.format('imported from %s (%s)', source,
+                             rows_read OPERATOR(pg_catalog.->>) 'shape')
     FROM ins i;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
@@ -1075,25 +1240,31 @@ REVOKE ALL ON FUNCTION dbops._retention_problem(regclass, name, name, interval, 
     dbops._purge_exec(integer, regclass, text, timestamptz, text, text, bigint),
     dbops._purge_relname(regclass, text) FROM PUBLIC;
 
--- What CALL dbops.purge() carries from one step to the next (see
--- dbops._purge_step()).
+-- What CALL dbops.purge() carries from one phase to the next, one
+-- transaction each: every phase function (dbops._purge_<phase>()) takes it
+-- and returns it with phase set to the phase to run next (see
+-- dbops.purge()).  The settings are read once, at the start; the fields
+-- from policy_id on describe the policy being purged and its run.
 CREATE TYPE dbops._purge_state AS (
-    done                boolean,
     phase               text,
-    sleep_s             double precision,
-    yield_ms            numeric,
+    resume              text,
+    relation            regclass,
     caller_path         text,
     batch_target_ms     integer,
     batch_max           integer,
     lock_timeout_ms     integer,
     lock_retries        integer,
     max_replica_lag_ms  integer,
+    runs_keep_s         integer,
     yield_factor        double precision,
+    sleep_s             double precision,
+    yield_ms            numeric,
     run_start           timestamptz,
     ids                 integer[],
     idx                 integer,
     failures            text[],
     first_state         text,
+    nskipped            integer,
     policy_id           integer,
     policy_rel          regclass,
     relname             text,
@@ -1101,7 +1272,6 @@ CREATE TYPE dbops._purge_state AS (
     batch_size          integer,
     max_rows_per_run    bigint,
     max_run_time        interval,
-    drop_partitions     boolean,
     kind                "char",
     run                 bigint,
     cutoff              timestamptz,
@@ -1120,12 +1290,10 @@ CREATE TYPE dbops._purge_state AS (
     size                integer,
     skipped_any         boolean,
     lag                 double precision,
-    pause_start         timestamptz,
-    nskipped            integer
+    pause_start         timestamptz
 );
-
 COMMENT ON TYPE dbops._purge_state IS
-    'Internal: the state CALL dbops.purge() passes from one dbops._purge_step() to the next';
+    'Internal: the state CALL dbops.purge() passes from one phase (dbops._purge_<phase>()) to the next';
 
 -- The SQL of the steps of one purge batch on table target (a table, or a
 -- leaf partition), by mode:
@@ -1152,45 +1320,45 @@ RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    typid oid;
-    typ text;
-    lower_cond text;
+    v_typid oid;
+    v_typ text;
+    v_lower_cond text;
 BEGIN
-    SELECT a.atttypid INTO typid
+    SELECT a.atttypid INTO v_typid
       FROM pg_attribute a
      WHERE a.attrelid = target AND a.attname = time_column
        AND a.attnum > 0 AND NOT a.attisdropped;
-    IF typid IS NULL THEN
+    IF v_typid IS NULL THEN
         RAISE EXCEPTION 'column "%" of relation % does not exist', time_column, target
             USING ERRCODE = 'undefined_column',
                   HINT = 'time_column names the date/time column of the policy''s table.';
     END IF;
-    typ := CASE typid WHEN 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 'pg_catalog.timestamptz'
+    v_typ := CASE v_typid WHEN 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 'pg_catalog.timestamptz'
                       WHEN 'pg_catalog.timestamp'::pg_catalog.regtype THEN 'pg_catalog.timestamp'
                       WHEN 'pg_catalog.date'::pg_catalog.regtype THEN 'pg_catalog.date' END;
-    IF typ IS NULL THEN
+    IF v_typ IS NULL THEN
         RAISE EXCEPTION 'column "%" of relation % is of type %, not timestamptz, timestamp or date',
-                time_column, target, format_type(typid, NULL)
+                time_column, target, format_type(v_typid, NULL)
             USING ERRCODE = 'datatype_mismatch',
                   HINT = 'time_column must be of type timestamptz, timestamp or date.';
     END IF;
-    lower_cond := CASE WHEN from_value THEN format(' AND %I OPERATOR(pg_catalog.>=) $1::%s', time_column, typ) ELSE '' END;
+    v_lower_cond := CASE WHEN from_value THEN format(' AND %I OPERATOR(pg_catalog.>=) $1::%s', time_column, v_typ) ELSE '' END;
     CASE mode
     WHEN 'bound' THEN
         RETURN format('SELECT b.bound::pg_catalog.text, (SELECT pg_catalog.count(*) FROM (SELECT FROM %1$s WHERE %2$I OPERATOR(pg_catalog.=) b.bound LIMIT $3) t) '
                       'FROM (SELECT %2$I AS bound FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $2%3$s ORDER BY %2$I OFFSET $3 LIMIT 1) b',
-                      target, time_column, lower_cond);
+                      target, time_column, v_lower_cond);
     WHEN 'range' THEN
         RETURN format('DELETE FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $3%3$s%4$s',
-                      target, time_column, lower_cond,
-                      CASE WHEN to_value THEN format(' AND %I OPERATOR(pg_catalog.<=) $2::%s', time_column, typ) ELSE '' END);
+                      target, time_column, v_lower_cond,
+                      CASE WHEN to_value THEN format(' AND %I OPERATOR(pg_catalog.<=) $2::%s', time_column, v_typ) ELSE '' END);
     WHEN 'skip_locked' THEN
         RETURN format(
             'WITH d AS (DELETE FROM %1$s WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY('
             'SELECT ctid FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $2%3$s '
             'ORDER BY %2$I LIMIT $3 FOR UPDATE SKIP LOCKED)) AND %2$I OPERATOR(pg_catalog.<) $2 RETURNING %2$I) '
             'SELECT pg_catalog.count(*), pg_catalog.max(%2$I)::pg_catalog.text FROM d',
-            target, time_column, lower_cond);
+            target, time_column, v_lower_cond);
     WHEN 'exists' THEN
         RETURN format('SELECT EXISTS (SELECT FROM %1$s WHERE %2$I OPERATOR(pg_catalog.<) $1)',
                       target, time_column);
@@ -1227,33 +1395,33 @@ RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    kind "char";
-    persistence "char";
-    nsp name;
-    typ oid;
-    attnum smallint;
-    fk record;
-    other record;
+    v_kind "char";
+    v_persistence "char";
+    v_nsp name;
+    v_typ oid;
+    v_attnum smallint;
+    v_fk record;
+    v_other record;
 BEGIN
     IF relation IS NULL OR time_column IS NULL OR keep IS NULL OR batch_size IS NULL THEN
         RAISE EXCEPTION 'relation, time_column, keep and batch_size must not be NULL'
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Give the table, its date/time column and how long rows are kept, e.g. (''events'', ''created_at'', interval ''90 days''); batch_size defaults to 5000.';
     END IF;
-    SELECT c.relkind, c.relpersistence, n.nspname INTO kind, persistence, nsp
+    SELECT c.relkind, c.relpersistence, n.nspname INTO v_kind, v_persistence, v_nsp
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = relation;
-    IF kind IS NULL THEN
+    IF v_kind IS NULL THEN
         RAISE EXCEPTION 'relation with OID % does not exist', relation::oid
             USING ERRCODE = 'undefined_table',
                   HINT = 'It was dropped; name an existing table.';
     END IF;
-    IF kind NOT IN ('r', 'p') THEN
+    IF v_kind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '% is not a table', relation
             USING ERRCODE = 'wrong_object_type',
                   HINT = 'Retention policies apply to tables and partitioned tables (not views, materialized views, foreign tables or indexes).';
     END IF;
-    IF persistence = 't' THEN
+    IF v_persistence = 't' THEN
         RAISE EXCEPTION '% is a temporary table', relation
             USING ERRCODE = 'wrong_object_type',
                   DETAIL = CASE WHEN (SELECT c.relnamespace FROM pg_class c WHERE c.oid = relation) = pg_my_temp_schema()
@@ -1261,7 +1429,7 @@ BEGIN
                                 ELSE 'It belongs to another session: only that session can read it, and it disappears with it.' END,
                   HINT = 'Retention policies apply to regular and unlogged tables; delete old rows of a temporary table directly.';
     END IF;
-    IF nsp IN ('pg_catalog', 'information_schema') THEN
+    IF v_nsp IN ('pg_catalog', 'information_schema') THEN
         RAISE EXCEPTION '% is a system catalog', relation
             USING ERRCODE = 'wrong_object_type',
                   HINT = 'Retention policies apply to user tables; PostgreSQL maintains its catalogs itself.';
@@ -1284,61 +1452,60 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'batch_size is the number of rows of the first batch (later ones adapt to dbops.purge_batch_target, at most dbops.purge_batch_max rows); the default is 5000.';
     END IF;
-    SELECT a.atttypid, a.attnum INTO typ, attnum
+    SELECT a.atttypid, a.attnum INTO v_typ, v_attnum
       FROM pg_attribute a
      WHERE a.attrelid = relation AND a.attname = time_column
        AND a.attnum > 0 AND NOT a.attisdropped;
-    IF typ IS NULL THEN
+    IF v_typ IS NULL THEN
         RAISE EXCEPTION 'column "%" of relation % does not exist', time_column, relation
             USING ERRCODE = 'undefined_column',
                   HINT = 'time_column names the date/time column rows are aged by.';
     END IF;
-    IF typ NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN
+    IF v_typ NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN
         RAISE EXCEPTION 'column "%" of relation % is of type %, not a date/time type',
-                time_column, relation, format_type(typ, NULL)
+                time_column, relation, format_type(v_typ, NULL)
             USING ERRCODE = 'datatype_mismatch',
                   HINT = 'time_column must be of type timestamptz, timestamp or date.';
     END IF;
 
     -- one policy per set of rows: the purge of a partitioned table (or of an
-    -- inheritance parent) deletes from its partitions (children) too
-    WITH RECURSIVE up(relid) AS (
-        SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = relation
+    -- inheritance parent) deletes from its partitions (children) too.  The
+    -- tables above relation (up) and below it, each direction walked from
+    -- relation on; a policy above is reported first
+    WITH RECURSIVE related(relid, up) AS (
+        SELECT i.inhparent, true FROM pg_inherits i WHERE i.inhrelid = relation
+        UNION ALL
+        SELECT i.inhrelid, false FROM pg_inherits i WHERE i.inhparent = relation
         UNION
-        SELECT i.inhparent FROM pg_inherits i JOIN up ON i.inhrelid = up.relid)
-    SELECT p.relation AS rel INTO other
-      FROM dbops.retention_policies p JOIN up ON p.relation = up.relid
-     ORDER BY p.policy_id LIMIT 1;
-    IF FOUND THEN
+        SELECT CASE WHEN r.up THEN i.inhparent ELSE i.inhrelid END, r.up
+          FROM related r
+          JOIN pg_inherits i ON r.relid = CASE WHEN r.up THEN i.inhrelid ELSE i.inhparent END)
+    SELECT p.relation AS rel, r.up INTO v_other
+      FROM dbops.retention_policies p JOIN related r ON p.relation = r.relid
+     ORDER BY r.up DESC, p.policy_id LIMIT 1;
+    IF FOUND AND v_other.up THEN
         RAISE EXCEPTION '% is % %, which has a retention policy', relation,
                 CASE WHEN (SELECT c.relispartition FROM pg_class c WHERE c.oid = relation)
-                     THEN 'a partition of' ELSE 'an inheritance child of' END, other.rel
+                     THEN 'a partition of' ELSE 'an inheritance child of' END, v_other.rel
             USING ERRCODE = 'duplicate_object',
-                  DETAIL = format('The purge of %s already deletes the old rows of %s.', other.rel, relation),
+                  DETAIL = format('The purge of %s already deletes the old rows of %s.', v_other.rel, relation),
                   HINT = format('Change that policy with dbops.alter_retention_policy(%L), or remove it with dbops.remove_retention_policy(%L) first.',
-                                other.rel::text, other.rel::text);
+                                v_other.rel::text, v_other.rel::text);
     END IF;
-    WITH RECURSIVE down(relid) AS (
-        SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = relation
-        UNION
-        SELECT i.inhrelid FROM pg_inherits i JOIN down ON i.inhparent = down.relid)
-    SELECT p.relation AS rel INTO other
-      FROM dbops.retention_policies p JOIN down ON p.relation = down.relid
-     ORDER BY p.policy_id LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION '% has % %, with a retention policy of its own', relation,
-                CASE WHEN (SELECT c.relispartition FROM pg_class c WHERE c.oid = other.rel)
-                     THEN 'a partition' ELSE 'an inheritance child' END, other.rel
+                CASE WHEN (SELECT c.relispartition FROM pg_class c WHERE c.oid = v_other.rel)
+                     THEN 'a partition' ELSE 'an inheritance child' END, v_other.rel
             USING ERRCODE = 'duplicate_object',
-                  DETAIL = format('The purge of %s would delete the old rows of %s too.', relation, other.rel),
+                  DETAIL = format('The purge of %s would delete the old rows of %s too.', relation, v_other.rel),
                   HINT = format('Remove that policy with dbops.remove_retention_policy(%L) first; the policy on %s then covers it.',
-                                other.rel::text, relation);
+                                v_other.rel::text, relation);
     END IF;
 
     -- a usable index: a valid btree index whose first column is time_column
     IF NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
                     JOIN pg_am am ON am.oid = ic.relam
-                   WHERE i.indrelid = relation AND i.indkey[0] = attnum
+                   WHERE i.indrelid = relation AND i.indkey[0] = v_attnum
                      AND am.amname = 'btree' AND i.indpred IS NULL
                      AND (i.indisvalid OR ic.relkind = 'I')) THEN
         RAISE NOTICE 'no index on %(%): every purge batch would scan the whole table', relation, time_column
@@ -1347,7 +1514,7 @@ BEGIN
     END IF;
 
     -- foreign keys that point at the table
-    FOR fk IN
+    FOR v_fk IN
         SELECT con.conname, con.conrelid::regclass AS referencing, con.confdeltype,
                (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)
                   FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
@@ -1361,17 +1528,17 @@ BEGIN
            AND (con.confrelid = relation
                 OR con.confrelid IN (SELECT t.relid FROM pg_partition_tree(relation) t))
     LOOP
-        IF NOT fk.indexed THEN
+        IF NOT v_fk.indexed THEN
             RAISE NOTICE 'foreign key % on % references % and has no index on (%)',
-                    fk.conname, fk.referencing, relation, fk.cols
+                    v_fk.conname, v_fk.referencing, relation, v_fk.cols
                 USING HINT = format('Each purged row makes PostgreSQL look for referencing rows: CREATE INDEX CONCURRENTLY ON %s (%s);',
-                                    fk.referencing, fk.cols);
+                                    v_fk.referencing, v_fk.cols);
         END IF;
-        IF fk.confdeltype IN ('c', 'n', 'd') THEN
+        IF v_fk.confdeltype IN ('c', 'n', 'd') THEN
             RAISE NOTICE 'foreign key % on % references % with ON DELETE %: purging % also changes %',
-                    fk.conname, fk.referencing, relation,
-                    CASE fk.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' ELSE 'SET DEFAULT' END,
-                    relation, fk.referencing
+                    v_fk.conname, v_fk.referencing, relation,
+                    CASE v_fk.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' ELSE 'SET DEFAULT' END,
+                    relation, v_fk.referencing
                 USING HINT = 'Those changes run inside each purge batch and are not counted in rows_deleted; give the referencing table its own policy or lower batch_size.';
         END IF;
     END LOOP;
@@ -1391,17 +1558,17 @@ RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    id integer;
-    owner oid;
+    v_id integer;
+    v_owner oid;
 BEGIN
     -- the purge deletes the table's rows with its owner's rights: only a
     -- role with the owner's privileges may add its policy
-    SELECT c.relowner INTO owner FROM pg_class c WHERE c.oid = add_retention_policy.relation;
-    IF owner IS NOT NULL AND NOT pg_has_role(owner, 'USAGE') THEN
+    SELECT c.relowner INTO v_owner FROM pg_class c WHERE c.oid = add_retention_policy.relation;
+    IF v_owner IS NOT NULL AND NOT pg_has_role(v_owner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to add its retention policy', relation
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', owner::regrole),
-                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', owner::regrole, owner::regrole);
+                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', v_owner::regrole),
+                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', v_owner::regrole, v_owner::regrole);
     END IF;
     PERFORM dbops._retention_validate(relation, time_column, keep, batch_size);
     IF max_rows_per_run IS NOT NULL AND max_rows_per_run <= 0 THEN
@@ -1432,8 +1599,8 @@ BEGIN
     VALUES (relation, time_column, keep, batch_size,
             max_rows_per_run, max_run_time, coalesce(drop_partitions, true), coalesce(enabled, true),
             current_user)
-    RETURNING policy_id INTO id;
-    RETURN id;
+    RETURNING policy_id INTO v_id;
+    RETURN v_id;
 END
 $$;
 
@@ -1453,8 +1620,8 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p dbops.retention_policies;
-    owner oid;
+    v_p dbops.retention_policies;
+    v_owner oid;
 BEGIN
     IF relation IS NULL THEN
         RAISE EXCEPTION 'relation must not be NULL'
@@ -1464,14 +1631,14 @@ BEGIN
     -- the purge deletes the table's rows with its owner's rights: only a
     -- role with the owner's privileges may alter its policy (the creator's,
     -- once the table is gone)
-    SELECT c.relowner INTO owner FROM pg_class c WHERE c.oid = alter_retention_policy.relation;
-    IF owner IS NOT NULL AND NOT pg_has_role(owner, 'USAGE') THEN
+    SELECT c.relowner INTO v_owner FROM pg_class c WHERE c.oid = alter_retention_policy.relation;
+    IF v_owner IS NOT NULL AND NOT pg_has_role(v_owner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to alter its retention policy', relation
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', owner::regrole),
-                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', owner::regrole, owner::regrole);
+                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', v_owner::regrole),
+                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', v_owner::regrole, v_owner::regrole);
     END IF;
-    IF owner IS NULL AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false)
+    IF v_owner IS NULL AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false)
        AND EXISTS (SELECT FROM dbops.retention_policies r
                     WHERE r.relation = alter_retention_policy.relation
                       AND NOT (EXISTS (SELECT FROM pg_roles a WHERE a.rolname = r.created_by)
@@ -1480,15 +1647,15 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'The table is gone: the role in created_by or a superuser may alter its policy.';
     END IF;
-    SELECT * INTO p FROM dbops.retention_policies r WHERE r.relation = alter_retention_policy.relation FOR UPDATE;
+    SELECT * INTO v_p FROM dbops.retention_policies r WHERE r.relation = alter_retention_policy.relation FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'relation % has no retention policy', relation
             USING ERRCODE = 'undefined_object',
                   HINT = 'Add one with dbops.add_retention_policy().';
     END IF;
     IF time_column IS NOT NULL OR keep IS NOT NULL OR batch_size IS NOT NULL THEN
-        PERFORM dbops._retention_validate(relation, coalesce(time_column, p.time_column),
-                                          coalesce(keep, p.keep), coalesce(batch_size, p.batch_size));
+        PERFORM dbops._retention_validate(relation, coalesce(time_column, v_p.time_column),
+                                          coalesce(keep, v_p.keep), coalesce(batch_size, v_p.batch_size));
     END IF;
     IF max_rows_per_run < 0 THEN
         RAISE EXCEPTION 'max_rows_per_run must be positive (0 removes the cap)'
@@ -1519,7 +1686,7 @@ BEGIN
            drop_partitions = coalesce(alter_retention_policy.drop_partitions, r.drop_partitions),
            enabled = coalesce(alter_retention_policy.enabled, r.enabled),
            created_by = current_user
-     WHERE r.policy_id = p.policy_id;
+     WHERE r.policy_id = v_p.policy_id;
 END
 $$;
 
@@ -1531,7 +1698,7 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    owner oid;
+    v_owner oid;
 BEGIN
     IF relation IS NULL THEN
         RAISE EXCEPTION 'relation must not be NULL'
@@ -1541,14 +1708,14 @@ BEGIN
     -- the purge deletes the table's rows with its owner's rights: only a
     -- role with the owner's privileges may remove its policy (the creator's,
     -- once the table is gone)
-    SELECT c.relowner INTO owner FROM pg_class c WHERE c.oid = remove_retention_policy.relation;
-    IF owner IS NOT NULL AND NOT pg_has_role(owner, 'USAGE') THEN
+    SELECT c.relowner INTO v_owner FROM pg_class c WHERE c.oid = remove_retention_policy.relation;
+    IF v_owner IS NOT NULL AND NOT pg_has_role(v_owner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to remove its retention policy', relation
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', owner::regrole),
-                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', owner::regrole, owner::regrole);
+                  DETAIL = format('A retention policy deletes rows with the rights of the table''s owner, %s.', v_owner::regrole),
+                  HINT = format('Ask %s or a superuser to do it, or to grant you membership in %s.', v_owner::regrole, v_owner::regrole);
     END IF;
-    IF owner IS NULL AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false)
+    IF v_owner IS NULL AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false)
        AND EXISTS (SELECT FROM dbops.retention_policies r
                     WHERE r.relation = remove_retention_policy.relation
                       AND NOT (EXISTS (SELECT FROM pg_roles a WHERE a.rolname = r.created_by)
@@ -1577,45 +1744,40 @@ RETURNS TABLE (partition regclass, upper_bound timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    typ text;
-    nparts integer;
-    r record;
-    upper text;
-    old boolean;
-    n integer := 0;
+    v_typ text;
+    v_r record;
+    v_upper text;
+    v_old boolean;
 BEGIN
     SELECT CASE a.atttypid WHEN 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 'pg_catalog.timestamptz'
                            WHEN 'pg_catalog.timestamp'::pg_catalog.regtype THEN 'pg_catalog.timestamp'
                            WHEN 'pg_catalog.date'::pg_catalog.regtype THEN 'pg_catalog.date' END
-      INTO typ
+      INTO v_typ
       FROM pg_partitioned_table pt
       JOIN pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]
      WHERE pt.partrelid = parent AND pt.partstrat = 'r' AND pt.partnatts = 1
        AND a.attname = time_column;
-    IF typ IS NULL THEN
+    IF v_typ IS NULL THEN
         RETURN;             -- not range-partitioned on the time column (of a date/time type)
     END IF;
-    SELECT count(*) INTO nparts
-      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-     WHERE i.inhparent = parent AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT';
-    FOR r IN
+    FOR v_r IN
         SELECT c.oid::regclass AS part,
                (regexp_match(pg_get_expr(c.relpartbound, c.oid), '^FOR VALUES FROM \(.*\) TO \((.*)\)$'))[1] AS ub
           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
          WHERE i.inhparent = parent
     LOOP
-        CONTINUE WHEN r.ub IS NULL OR r.ub = 'MAXVALUE' OR r.ub = 'MINVALUE';
-        upper := r.ub;
-        IF left(upper, 1) = '''' THEN
-            upper := replace(substr(upper, 2, length(upper) - 2), '''''', '''');
+        CONTINUE WHEN v_r.ub IS NULL OR v_r.ub = 'MAXVALUE' OR v_r.ub = 'MINVALUE';
+        v_upper := v_r.ub;
+        IF left(v_upper, 1) = '''' THEN
+            v_upper := replace(substr(v_upper, 2, length(v_upper) - 2), '''''', '''');
         END IF;
         -- compared in the column's type first: a bound beyond the range
         -- of timestamptz (a date far in the future) is never old
-        EXECUTE format('SELECT %L::%s OPERATOR(pg_catalog.<=) $1', upper, typ)
-           INTO old USING cutoff;
-        IF old THEN
-            EXECUTE format('SELECT %L::%s::pg_catalog.timestamptz', upper, typ) INTO upper_bound;
-            partition := r.part;
+        EXECUTE format('SELECT %L::%s OPERATOR(pg_catalog.<=) $1', v_upper, v_typ)
+           INTO v_old USING cutoff;
+        IF v_old THEN
+            EXECUTE format('SELECT %L::%s::pg_catalog.timestamptz', v_upper, v_typ) INTO upper_bound;
+            partition := v_r.part;
             RETURN NEXT;
         END IF;
     END LOOP;
@@ -1629,13 +1791,13 @@ RETURNS TABLE (target regclass, time_column name, cutoff timestamptz,
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p record;
-    chk record;
-    x record;
-    nparts integer;
-    e_state text;
-    e_msg text;
-    relname text;
+    v_p record;
+    v_chk record;
+    v_x record;
+    v_nparts integer;
+    v_state text;
+    v_msg text;
+    v_relname text;
 BEGIN
     IF purge_preview.relation IS NOT NULL AND NOT EXISTS
         (SELECT 1 FROM dbops.retention_policies r WHERE r.relation = purge_preview.relation) THEN
@@ -1643,95 +1805,209 @@ BEGIN
             USING ERRCODE = 'undefined_object',
                   HINT = 'Add one with dbops.add_retention_policy().';
     END IF;
-    FOR p IN SELECT r.* FROM dbops.retention_policies r
+    FOR v_p IN SELECT r.* FROM dbops.retention_policies r
               WHERE (purge_preview.relation IS NULL AND r.enabled) OR r.relation = purge_preview.relation
               ORDER BY r.policy_id
     LOOP
         -- what the purge would refuse (limits out of range, a relation that
         -- is gone or no longer a table...) is not read
-        chk := dbops._retention_problem(p.relation, p.created_by, p.time_column, p.keep, p.max_run_time);
-        IF chk.status IS NOT NULL THEN
-            RAISE NOTICE 'retention policy on % not previewed: %', p.relation, chk.message
-                USING DETAIL = CASE chk.status WHEN 'skipped' THEN 'CALL dbops.purge() skips it too.'
+        v_chk := dbops._retention_problem(v_p.relation, v_p.created_by, v_p.time_column, v_p.keep, v_p.max_run_time);
+        IF v_chk.status IS NOT NULL THEN
+            RAISE NOTICE 'retention policy on % not previewed: %', v_p.relation, v_chk.message
+                USING DETAIL = CASE v_chk.status WHEN 'skipped' THEN 'CALL dbops.purge() skips it too.'
                                                ELSE 'CALL dbops.purge() fails on it too.' END,
-                      HINT = chk.hint;
+                      HINT = v_chk.hint;
             CONTINUE;
         END IF;
-        relname := p.relation::text;     -- named before it may go
-        target := p.relation;
-        time_column := p.time_column;
-        cutoff := now() - p.keep;
+        v_relname := v_p.relation::text;     -- named before it may go
+        target := v_p.relation;
+        time_column := v_p.time_column;
+        cutoff := now() - v_p.keep;
         -- read as the table's owner, after its lock; what changed while
         -- waiting for the lock (dropped, no longer a table...) is said so
         BEGIN
-            x := dbops._purge_exec(p.policy_id, p.relation, 'preview', cutoff);
+            v_x := dbops._purge_exec(v_p.policy_id, v_p.relation, 'preview', cutoff);
         EXCEPTION WHEN undefined_table OR wrong_object_type OR undefined_column
                        OR datatype_mismatch OR object_not_in_prerequisite_state THEN
-            GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_msg = MESSAGE_TEXT;
-            RAISE NOTICE 'retention policy on % not previewed: %', relname, e_msg
-                USING DETAIL = format('SQLSTATE %s', e_state),
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+            RAISE NOTICE 'retention policy on % not previewed: %', v_relname, v_msg
+                USING DETAIL = format('SQLSTATE %s', v_state),
                       HINT = 'CALL dbops.purge() skips or fails on it too; see dbops.purge_runs after it.';
             CONTINUE;
         END;
-        rows_to_delete := x.n;
-        oldest := x.value::timestamptz;
-        newest := x.value2::timestamptz;
-        SELECT count(*) INTO nparts FROM dbops._purge_old_partitions(p.relation, p.time_column, cutoff);
-        partitions_to_drop := CASE WHEN nparts > 0 AND nparts = (SELECT count(*) FROM pg_inherits i
+        rows_to_delete := v_x.n;
+        oldest := v_x.value::timestamptz;
+        newest := v_x.value2::timestamptz;
+        SELECT count(*) INTO v_nparts FROM dbops._purge_old_partitions(v_p.relation, v_p.time_column, cutoff);
+        partitions_to_drop := CASE WHEN v_nparts > 0 AND v_nparts = (SELECT count(*) FROM pg_inherits i
                                        JOIN pg_class c ON c.oid = i.inhrelid
-                                      WHERE i.inhparent = p.relation
+                                      WHERE i.inhparent = v_p.relation
                                         AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT')
-                                   THEN nparts - 1 ELSE nparts END;
+                                   THEN v_nparts - 1 ELSE v_nparts END;
         RETURN NEXT;
     END LOOP;
 END
 $$;
 
--- The first part of CALL dbops.purge(), up to its first COMMIT: the guards
--- and settings, the dry run, marking dead runs, purge_runs' own retention,
--- the policies to purge.  caller_path is the caller's search_path, used
--- only to name tables the way the caller sees them.
+-- ---------------------------------------------------------------------------
+-- CALL dbops.purge(), phase by phase.  Each phase function does one step
+-- of the purge in the transaction dbops.purge() commits after it, and says
+-- which phase comes next (st.phase).  All reading and deleting of a
+-- policy's table is done by dbops._purge_exec(), as the table's owner.
+-- ---------------------------------------------------------------------------
+
+-- Refuses a state that is not at phase: every phase function starts with
+-- it, so that a call from anywhere but dbops.purge() gets a clear error.
+CREATE FUNCTION dbops._purge_require_phase(st dbops._purge_state, phase text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF st.phase IS DISTINCT FROM phase THEN
+        RAISE EXCEPTION 'not a state of CALL dbops.purge()'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('dbops._purge_%s() is called by CALL dbops.purge() only; use that.', phase);
+    END IF;
+END
+$$;
+
+-- The end of the policy's run, with this outcome (status, SQLSTATE code,
+-- message), which phase record writes next.
+CREATE FUNCTION dbops._purge_stop(st dbops._purge_state, status text, code text, message text)
+RETURNS dbops._purge_state
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    st.status := status;
+    st.sqlstate := code;
+    st.message := message;
+    st.phase := 'record';
+    RETURN st;
+END
+$$;
+
+-- A pause of sleep_s seconds after the COMMIT (and the yield a batch asked
+-- for in st.yield_ms), taken by phase pause; then the phase st is at again.
+CREATE FUNCTION dbops._purge_wait(st dbops._purge_state, sleep_s double precision)
+RETURNS dbops._purge_state
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    st.sleep_s := sleep_s;
+    st.resume := st.phase;
+    st.phase := 'pause';
+    RETURN st;
+END
+$$;
+
+-- Another attempt at a step that found its table or rows locked: after a
+-- backoff of 0.1 s, 0.2 s, ... up to 5 s; after dbops.purge_lock_retries
+-- attempts, the end of the run as partial (55P03), the message saying
+-- reason and how many attempts were made.
+CREATE FUNCTION dbops._purge_backoff(st dbops._purge_state, reason text)
+RETURNS dbops._purge_state
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    st.retries := st.retries + 1;
+    IF st.retries > st.lock_retries THEN
+        RETURN dbops._purge_stop(st, 'partial', '55P03', format('%s after %s attempts', reason, st.retries));
+    END IF;
+    RETURN dbops._purge_wait(st, least(0.05 * 2 ^ st.retries, 5));
+END
+$$;
+
+-- Whether a step on target failed (SQLSTATE code) because target, a
+-- partition of the policy's table policy_rel, was dropped or detached by
+-- someone else meanwhile, while policy_rel is still there.
+CREATE FUNCTION dbops._purge_target_gone(policy_rel regclass, target regclass, code text)
+RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT target OPERATOR(pg_catalog.<>) policy_rel
+       AND code OPERATOR(pg_catalog.=) ANY ('{42P01,55000}'::pg_catalog.text[])
+       AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) policy_rel)
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_partition_tree(policy_rel) t
+                        WHERE t.relid OPERATOR(pg_catalog.=) target)
+$$;
+
+-- Phase start, the first thing CALL dbops.purge() does: refuses dry_run
+-- NULL, a standby and a transaction block (dbops._purge_begin(), which
+-- also loads the settings; both allowed for a dry run) and a relation
+-- without a policy.  caller_path is the caller's search_path, used only to
+-- name tables the way the caller sees them.  Next: dry_run or policies,
+-- still before the first COMMIT.
 CREATE FUNCTION dbops._purge_start(relation regclass, dry_run boolean, caller_path text)
 RETURNS dbops._purge_state
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    st dbops._purge_state;
-    s record;
-    pv record;
+    v_st dbops._purge_state;
+    v_set record;
 BEGIN
     IF dry_run IS NULL THEN
         RAISE EXCEPTION 'dry_run must not be NULL'
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'CALL dbops.purge(dry_run => true) only reports what would be deleted; false (the default) purges.';
     END IF;
-    caller_path := coalesce(caller_path, 'pg_catalog');
+    v_st.caller_path := coalesce(caller_path, 'pg_catalog');
     -- refuses on a standby and in a transaction block; loads the settings
-    s := dbops._purge_begin(dry_run);
+    v_set := dbops._purge_begin(dry_run);
 
     IF _purge_start.relation IS NOT NULL AND NOT EXISTS
         (SELECT 1 FROM dbops.retention_policies r WHERE r.relation = _purge_start.relation) THEN
-        RAISE EXCEPTION 'relation % has no retention policy', dbops._purge_relname(_purge_start.relation, caller_path)
+        RAISE EXCEPTION 'relation % has no retention policy', dbops._purge_relname(_purge_start.relation, v_st.caller_path)
             USING ERRCODE = 'undefined_object',
                   HINT = 'Add one with dbops.add_retention_policy().';
     END IF;
 
-    st.done := false;
-    st.sleep_s := 0;
-    st.yield_ms := 0;
-    st.caller_path := caller_path;
-    IF dry_run THEN
-        FOR pv IN SELECT * FROM dbops.purge_preview(_purge_start.relation) LOOP
-            RAISE NOTICE '%: % rows older than % would be deleted (oldest %, newest %)%',
-                dbops._purge_relname(pv.target, caller_path), pv.rows_to_delete, pv.cutoff, pv.oldest, pv.newest,
-                CASE WHEN pv.partitions_to_drop > 0
-                     THEN format(', %s of them by dropping %s partitions', pv.rows_to_delete, pv.partitions_to_drop)
-                     ELSE '' END;
-        END LOOP;
-        st.done := true;
-        RETURN st;
-    END IF;
+    v_st.relation := _purge_start.relation;
+    v_st.batch_target_ms := v_set.batch_target_ms;
+    v_st.batch_max := v_set.batch_max;
+    v_st.lock_timeout_ms := v_set.lock_timeout_ms;
+    v_st.lock_retries := v_set.lock_retries;
+    v_st.max_replica_lag_ms := v_set.max_replica_lag_ms;
+    v_st.runs_keep_s := v_set.runs_keep_s;
+    v_st.yield_factor := v_set.yield;
+    v_st.sleep_s := 0;
+    v_st.yield_ms := 0;
+    v_st.phase := CASE WHEN dry_run THEN 'dry_run' ELSE 'policies' END;
+    RETURN v_st;
+END
+$$;
 
+-- Phase dry_run: a NOTICE per policy with what the purge would delete now
+-- (dbops.purge_preview()); nothing is written.  Next: done.
+CREATE FUNCTION dbops._purge_dry_run(st dbops._purge_state)
+RETURNS dbops._purge_state
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_pv record;
+BEGIN
+    PERFORM dbops._purge_require_phase(st, 'dry_run');
+    FOR v_pv IN SELECT * FROM dbops.purge_preview(st.relation) LOOP
+        RAISE NOTICE '%: % rows older than % would be deleted (oldest %, newest %)%',
+            dbops._purge_relname(v_pv.target, st.caller_path), v_pv.rows_to_delete, v_pv.cutoff, v_pv.oldest, v_pv.newest,
+            CASE WHEN v_pv.partitions_to_drop > 0
+                 THEN format(', %s of them by dropping %s partitions', v_pv.rows_to_delete, v_pv.partitions_to_drop)
+                 ELSE '' END;
+    END LOOP;
+    st.phase := 'done';
+    RETURN st;
+END
+$$;
+
+-- Phase policies, the rest of the first transaction: runs whose backend is
+-- gone did not finish (marked interrupted), purge_runs' own retention
+-- (dbops.purge_runs_keep), and the policies to purge, in order: the one on
+-- st.relation, or every enabled one.  Next: policy.
+CREATE FUNCTION dbops._purge_policies(st dbops._purge_state)
+RETURNS dbops._purge_state
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dbops._purge_require_phase(st, 'policies');
     st.run_start := clock_timestamp();
 
     -- runs whose backend is gone did not finish: say so
@@ -1748,593 +2024,648 @@ BEGIN
                                    OR a.backend_start = r.backend_start)));
     -- purge_runs' own retention
     DELETE FROM dbops.purge_runs r
-     WHERE r.finished < st.run_start - make_interval(secs => s.runs_keep_s);
+     WHERE r.finished < st.run_start - make_interval(secs => st.runs_keep_s);
 
     SELECT array_agg(r.policy_id ORDER BY r.policy_id) INTO st.ids
       FROM dbops.retention_policies r
-     WHERE (_purge_start.relation IS NULL AND r.enabled) OR r.relation = _purge_start.relation;
-
-    st.batch_target_ms := s.batch_target_ms;
-    st.batch_max := s.batch_max;
-    st.lock_timeout_ms := s.lock_timeout_ms;
-    st.lock_retries := s.lock_retries;
-    st.max_replica_lag_ms := s.max_replica_lag_ms;
-    st.yield_factor := s.yield;
+     WHERE (st.relation IS NULL AND r.enabled) OR r.relation = st.relation;
     st.idx := 0;
     st.failures := '{}';
     st.nskipped := 0;
-    st.phase := 'next_policy';
+    st.phase := 'policy';
     RETURN st;
 END
 $$;
 
--- One transaction's work of CALL dbops.purge(), which commits after each
--- step: st.phase says where the purge is.  A step begins with the pause the
--- previous one asked for (a lock backoff, the lag guard's look, yielding
--- to busy sessions), so that every sleep follows a COMMIT as before.  All
--- reading and deleting of a policy's table is done by dbops._purge_exec(),
--- as the table's owner.
---   next_policy   lock the next policy, record its run (or skip/fail it)
---   partitions    detach (and drop) one old partition
---   rows, next_target   the leaf tables to purge in batches, the next one
---   batch         one batch (or the lag guard, a cap, the end of a table)
---   lag_wait, lag_look  waiting while a standby lags
---   end_policy, after_policy  the run's outcome, then the lock and NOTICE
---   finish        the CALL's error if a policy failed or was skipped
-CREATE FUNCTION dbops._purge_step(st dbops._purge_state)
+-- Phase policy: the next policy whose lock this session gets (one that
+-- another session is purging is skipped with a NOTICE, one removed
+-- meanwhile passed over), its runs still marked running marked
+-- interrupted, and its run row, committed before any work.  Next: record
+-- for a policy that must be skipped or cannot work (dbops._retention_problem(),
+-- or no usable index), partition for a partitioned table, else target; no
+-- policy left: finish.
+CREATE FUNCTION dbops._purge_policy(st dbops._purge_state)
 RETURNS dbops._purge_state
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p dbops.retention_policies;
-    chk record;
-    x record;
-    pv record;
-    target regclass;
-    policy_start timestamptz;
-    nparts_all integer;
-    n bigint;
-    maxval text;
-    upper_ text;
-    ties bigint;
-    lim integer;
-    use_skip boolean;
-    locked boolean;
-    failed boolean;
-    t0 timestamptz;
-    ms numeric;
-    e_state text;
-    e_msg text;
+    v_p dbops.retention_policies;
+    v_chk record;
+    v_start timestamptz;
+    v_nparts integer;
 BEGIN
-    IF st.phase IS NULL OR st.phase NOT IN ('next_policy', 'partitions', 'rows', 'next_target',
-            'lag_look', 'lag_wait', 'batch', 'end_policy', 'after_policy', 'finish', 'abort') THEN
-        RAISE EXCEPTION 'not a state of CALL dbops.purge()'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'dbops._purge_step() is called by CALL dbops.purge() only; use that.';
+    PERFORM dbops._purge_require_phase(st, 'policy');
+    LOOP
+        st.idx := st.idx + 1;
+        IF st.idx > coalesce(cardinality(st.ids), 0) THEN
+            st.phase := 'finish';
+            RETURN st;
+        END IF;
+        SELECT * INTO v_p FROM dbops.retention_policies r WHERE r.policy_id = st.ids[st.idx];
+        CONTINUE WHEN NOT FOUND;    -- removed meanwhile
+        st.relname := dbops._purge_relname(v_p.relation, st.caller_path);
+        EXIT WHEN dbops._purge_lock(v_p.policy_id);
+        RAISE NOTICE 'another session is already purging %; skipped', st.relname
+            USING HINT = 'Its progress is in dbops.purge_runs (status running).';
+    END LOOP;
+
+    -- we hold the policy's lock: a run still marked running is not
+    UPDATE dbops.purge_runs r
+       SET status = 'interrupted', finished = coalesce(r.finished, clock_timestamp()),
+           message = coalesce(r.message, format('backend %s stopped during the run (error, cancel or crash)', r.pid))
+     WHERE r.policy_id = v_p.policy_id AND r.status = 'running';
+
+    -- why the purge must not or cannot act on it: limits out of
+    -- range (checked first, status skipped, 22023: then no cutoff
+    -- is computed), the table is gone, no longer a table,
+    -- temporary, its policy's creator lost the owner's rights
+    v_chk := dbops._retention_problem(v_p.relation, v_p.created_by, v_p.time_column, v_p.keep, v_p.max_run_time);
+
+    v_start := clock_timestamp();
+    st.policy_id := v_p.policy_id;
+    st.policy_rel := v_p.relation;
+    st.time_column := v_p.time_column;
+    st.batch_size := v_p.batch_size;
+    st.max_rows_per_run := v_p.max_rows_per_run;
+    st.max_run_time := v_p.max_run_time;
+    st.cutoff := NULL;
+    st.deadline := NULL;
+    IF v_chk.sqlstate IS DISTINCT FROM '22023' THEN
+        st.cutoff := st.run_start - v_p.keep;
+        st.deadline := CASE WHEN v_p.max_run_time IS NOT NULL THEN v_start + v_p.max_run_time END;
     END IF;
-    IF st.phase = 'abort' THEN
-        UPDATE dbops.purge_runs r
-           SET status = CASE WHEN st.sqlstate = '57014' THEN 'interrupted' ELSE 'failed' END,
-               finished = clock_timestamp(), sqlstate = st.sqlstate,
-               message = CASE WHEN length(st.message) > 500 THEN left(st.message, 500) || '...'
-                              ELSE st.message END
-         WHERE r.run_id = st.run AND r.status = 'running';
-        st.done := true;
+    st.total := 0;
+    st.retries := 0;
+    st.status := NULL;
+    st.sqlstate := NULL;
+    st.message := NULL;
+    st.parts := NULL;
+    st.part_idx := 1;
+    st.targets := NULL;
+    st.target_idx := 0;
+    INSERT INTO dbops.purge_runs (policy_id, relation, cutoff, started, backend_start)
+    VALUES (v_p.policy_id, st.relname, st.cutoff, v_start,
+            (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()))
+    RETURNING run_id INTO st.run;
+
+    -- what must not be done is skipped, what cannot work fails, with
+    -- the reason (v_chk above), or: it has no index
+    SELECT c.relkind INTO st.kind FROM pg_class c WHERE c.oid = v_p.relation;
+    IF v_chk.status IS NOT NULL THEN
+        RETURN dbops._purge_stop(st, v_chk.status, v_chk.sqlstate, v_chk.message);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                    JOIN pg_am am ON am.oid = ic.relam
+                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                   WHERE i.indrelid = v_p.relation AND a.attname = v_p.time_column
+                     AND am.amname = 'btree' AND i.indpred IS NULL
+                     AND (i.indisvalid OR ic.relkind = 'I')) THEN
+        RETURN dbops._purge_stop(st, 'failed', '55000',
+                                 format('no index on %s (%I): batches would scan the whole table', st.relname, v_p.time_column));
+    END IF;
+    IF st.kind IS DISTINCT FROM 'p' THEN
+        st.phase := 'target';
         RETURN st;
     END IF;
 
-    -- what the previous step asked for after its COMMIT
+    -- partitions wholly older than the cutoff, never the last one
+    SELECT array_agg(o.partition ORDER BY o.upper_bound) INTO st.parts
+      FROM dbops._purge_old_partitions(v_p.relation, v_p.time_column, st.cutoff) o;
+    SELECT count(*) INTO v_nparts
+      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+     WHERE i.inhparent = v_p.relation AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT';
+    IF cardinality(st.parts) >= v_nparts THEN
+        st.parts := st.parts[1:v_nparts - 1];
+    END IF;
+    st.phase := 'partition';
+    RETURN st;
+END
+$$;
+
+-- Phase partition: one old partition (phase policy listed them, oldest
+-- first) detached, and dropped unless the policy says drop_partitions =>
+-- false; one gone meanwhile is passed over, a lock not granted in time
+-- tried again after a backoff.  Next: partition again; target when none
+-- is left; record at max_run_time or on an error.
+CREATE FUNCTION dbops._purge_partition(st dbops._purge_state)
+RETURNS dbops._purge_state
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_target regclass := st.parts[st.part_idx];
+    v_x record;
+    v_locked boolean := false;
+    v_failed boolean := false;
+    v_t0 timestamptz;
+    v_ms numeric;
+    v_state text;
+    v_msg text;
+BEGIN
+    PERFORM dbops._purge_require_phase(st, 'partition');
+    IF st.part_idx > coalesce(cardinality(st.parts), 0) THEN
+        st.phase := 'target';
+        RETURN st;
+    END IF;
+    IF st.deadline IS NOT NULL AND clock_timestamp() >= st.deadline THEN
+        RETURN dbops._purge_stop(st, 'partial', NULL, 'stopped at max_run_time');
+    END IF;
+    v_t0 := clock_timestamp();
+    BEGIN
+        v_x := dbops._purge_exec(st.policy_id, v_target, 'detach', st.cutoff);
+    EXCEPTION
+        WHEN lock_not_available THEN
+            v_locked := true;
+        WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+            v_failed := true;
+    END;
+    IF v_failed AND dbops._purge_target_gone(st.policy_rel, v_target, v_state) THEN
+        -- dropped or detached by someone else meanwhile: gone anyway
+        RAISE NOTICE '%: %; going on without it', st.relname, v_msg;
+        st.part_idx := st.part_idx + 1;
+        RETURN st;
+    END IF;
+    IF v_failed THEN
+        RETURN dbops._purge_stop(st, 'failed', v_state,
+                                 format('detaching partition %s: %s', dbops._purge_relname(v_target, st.caller_path), v_msg));
+    END IF;
+    v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
+    IF v_locked THEN
+        UPDATE dbops.purge_runs r SET lock_retries = r.lock_retries + 1 WHERE r.run_id = st.run;
+        RETURN dbops._purge_backoff(st, format('could not lock %s to detach %s within lock_timeout',
+                                               st.relname, dbops._purge_relname(v_target, st.caller_path)));
+    END IF;
+    st.retries := 0;
+    UPDATE dbops.purge_runs r
+       SET partitions_dropped = r.partitions_dropped + v_x.n,
+           partitions_detached = r.partitions_detached + 1 - v_x.n,
+           longest_batch_ms = greatest(r.longest_batch_ms, v_ms)
+     WHERE r.run_id = st.run;
+    st.part_idx := st.part_idx + 1;
+    RETURN st;
+END
+$$;
+
+-- Phase target: the next table whose old rows go in batches: the policy's
+-- table, or each leaf partition of it in turn (listed on the first call,
+-- once the old partitions are gone), with the first batch's size.  Next:
+-- batch; record after the last table.
+CREATE FUNCTION dbops._purge_target(st dbops._purge_state)
+RETURNS dbops._purge_state
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dbops._purge_require_phase(st, 'target');
+    IF st.targets IS NULL THEN
+        IF st.kind = 'p' THEN
+            SELECT coalesce(array_agg(t.relid ORDER BY t.relid), '{}') INTO st.targets
+              FROM pg_partition_tree(st.policy_rel) t
+              JOIN pg_class c ON c.oid = t.relid
+             WHERE t.isleaf AND c.relkind = 'r';
+        ELSE
+            st.targets := ARRAY[st.policy_rel];
+        END IF;
+        st.size := least(st.batch_size, st.batch_max);
+        st.target_idx := 0;
+    END IF;
+    st.target_idx := st.target_idx + 1;
+    IF st.target_idx > cardinality(st.targets) THEN
+        st.phase := 'record';
+        RETURN st;
+    END IF;
+    SELECT a.atttypid = 'pg_catalog.date'::pg_catalog.regtype INTO st.is_date
+      FROM pg_attribute a
+     WHERE a.attrelid = st.targets[st.target_idx] AND a.attname = st.time_column;
+    st.lower_value := NULL;
+    st.retries := 0;
+    st.skipped_any := false;
+    st.phase := 'batch';
+    RETURN st;
+END
+$$;
+
+-- Phase batch: one batch of the current table.  It stops first at a cap
+-- (max_rows_per_run, max_run_time) or for the replica lag guard; else it
+-- finds the time value lim rows on and deletes the range up to it (both
+-- through the index); when many rows share that value, for a date column,
+-- or when a row lock is not granted in time, it deletes lim rows skipping
+-- locked ones.  Each statement runs as the table's owner, under
+-- dbops.purge_lock_timeout.  The batch's rows and time go into the run row
+-- in the same transaction, and the next batch is sized toward
+-- dbops.purge_batch_target.  Next: batch again (after yielding to busy
+-- sessions, or a backoff); target at the end of the table; lag; record at
+-- a cap or on an error.
+CREATE FUNCTION dbops._purge_batch(st dbops._purge_state)
+RETURNS dbops._purge_state
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_target regclass := st.targets[st.target_idx];
+    v_x record;
+    v_n bigint := 0;
+    v_maxval text;
+    v_upper text;
+    v_lim integer;
+    v_use_skip boolean := st.is_date;
+    v_locked boolean := false;
+    v_failed boolean := false;
+    v_t0 timestamptz;
+    v_ms numeric;
+    v_state text;
+    v_msg text;
+BEGIN
+    PERFORM dbops._purge_require_phase(st, 'batch');
+    IF st.max_rows_per_run IS NOT NULL AND st.total >= st.max_rows_per_run THEN
+        RETURN dbops._purge_stop(st, 'partial', NULL, format('stopped at max_rows_per_run (%s)', st.max_rows_per_run));
+    END IF;
+    IF st.deadline IS NOT NULL AND clock_timestamp() >= st.deadline THEN
+        RETURN dbops._purge_stop(st, 'partial', NULL, format('stopped at max_run_time (%s)', st.max_run_time));
+    END IF;
+    IF st.max_replica_lag_ms > 0 THEN
+        st.lag := dbops.replica_replay_lag_ms();
+        IF st.lag > st.max_replica_lag_ms THEN
+            st.pause_start := clock_timestamp();
+            st.phase := 'lag';
+            RETURN dbops._purge_wait(st, 0.5);
+        END IF;
+    END IF;
+
+    v_lim := st.size;
+    IF st.max_rows_per_run IS NOT NULL THEN
+        v_lim := least(v_lim, st.max_rows_per_run - st.total);
+    END IF;
+    v_t0 := clock_timestamp();
+    IF NOT v_use_skip THEN
+        BEGIN
+            v_x := dbops._purge_exec(st.policy_id, v_target, 'bound', st.cutoff, st.lower_value, NULL, v_lim - 1);
+            v_upper := v_x.value;
+            IF v_upper IS NOT NULL AND v_x.n > v_lim / 4 THEN
+                -- many rows share the bound: a range would take
+                -- them all, so count rows instead
+                v_use_skip := true;
+            ELSE
+                v_x := dbops._purge_exec(st.policy_id, v_target, 'range', st.cutoff, st.lower_value, v_upper);
+                v_n := v_x.n;
+                v_maxval := v_upper;
+            END IF;
+        EXCEPTION
+            WHEN lock_not_available THEN
+                v_use_skip := true;
+            WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+                v_failed := true;
+        END;
+    END IF;
+    IF v_use_skip AND NOT v_failed THEN
+        BEGIN
+            v_x := dbops._purge_exec(st.policy_id, v_target, 'skip_locked', st.cutoff, st.lower_value, NULL, v_lim);
+            v_n := v_x.n;
+            v_maxval := v_x.value;
+        EXCEPTION
+            WHEN lock_not_available THEN
+                v_locked := true;
+            WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+                v_failed := true;
+        END;
+    END IF;
+    IF v_failed AND dbops._purge_target_gone(st.policy_rel, v_target, v_state) THEN
+        -- a partition dropped or detached meanwhile: the next one
+        RAISE NOTICE '%: %; going on without it', st.relname, v_msg;
+        st.phase := 'target';
+        RETURN st;
+    END IF;
+    IF v_failed THEN
+        RETURN dbops._purge_stop(st, 'failed', v_state, v_msg);
+    END IF;
+    v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
+
+    IF v_locked THEN
+        UPDATE dbops.purge_runs r SET lock_retries = r.lock_retries + 1 WHERE r.run_id = st.run;
+        RETURN dbops._purge_backoff(st, format('could not lock %s within lock_timeout (%s ms)',
+                                               dbops._purge_relname(v_target, st.caller_path), st.lock_timeout_ms));
+    END IF;
+
+    IF v_use_skip AND v_n < v_lim THEN
+        st.skipped_any := true;
+    END IF;
+    IF v_n > 0 THEN
+        st.total := st.total + v_n;
+        UPDATE dbops.purge_runs r
+           SET rows_deleted = r.rows_deleted + v_n, batches = r.batches + 1,
+               longest_batch_ms = greatest(r.longest_batch_ms, v_ms)
+         WHERE r.run_id = st.run;
+        IF st.yield_factor > 0 THEN
+            st.yield_ms := v_ms;    -- phase pause yields, after the COMMIT
+        END IF;
+    END IF;
+
+    IF (v_use_skip AND v_n >= v_lim) OR (NOT v_use_skip AND v_upper IS NOT NULL) THEN
+        -- a full batch: continue from its highest value, sized
+        -- toward the target batch time
+        st.retries := 0;
+        st.lower_value := v_maxval;
+        IF v_lim = st.size THEN
+            st.size := least(st.batch_max, greatest(10,
+                           round(st.size * least(2.0, greatest(0.5, st.batch_target_ms / greatest(v_ms, 1))))::integer));
+        END IF;
+    ELSIF st.lower_value IS NOT NULL THEN
+        -- end of the range: done, unless batches skipped locked
+        -- rows; then sweep once more from the start
+        IF st.skipped_any THEN
+            st.lower_value := NULL;
+            st.skipped_any := false;
+        ELSE
+            st.phase := 'target';
+        END IF;
+    ELSIF v_n = 0 THEN
+        -- nothing deleted from the start: done, unless rows remain
+        -- that other transactions hold locked
+        v_x := dbops._purge_exec(st.policy_id, v_target, 'exists', st.cutoff);
+        IF v_x.n = 0 THEN
+            st.phase := 'target';
+        ELSE
+            st := dbops._purge_backoff(st, format('rows of %s older than the cutoff are locked by other transactions; gave up',
+                                                  dbops._purge_relname(v_target, st.caller_path)));
+            IF st.phase = 'pause' THEN
+                UPDATE dbops.purge_runs r SET lock_retries = r.lock_retries + 1 WHERE r.run_id = st.run;
+            END IF;
+            RETURN st;
+        END IF;
+    END IF;
+    -- (rows deleted from the start: again from the start)
+    IF st.yield_ms > 0 THEN
+        RETURN dbops._purge_wait(st, 0);
+    END IF;
+    RETURN st;
+END
+$$;
+
+-- Phase lag, the replica lag guard's wait (phase batch saw the standbys'
+-- replay lag above dbops.purge_max_replica_lag): one short look after each
+-- pause of 0.5 s, until the lag is back under the limit or max_run_time is
+-- reached; the wait is added to the run's paused_ms.  Next: batch, or
+-- record at max_run_time.
+CREATE FUNCTION dbops._purge_lag(st dbops._purge_state)
+RETURNS dbops._purge_state
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dbops._purge_require_phase(st, 'lag');
+    st.lag := dbops.replica_replay_lag_ms();
+    IF st.lag > st.max_replica_lag_ms
+       AND (st.deadline IS NULL OR clock_timestamp() < st.deadline) THEN
+        RETURN dbops._purge_wait(st, 0.5);
+    END IF;
+    UPDATE dbops.purge_runs r
+       SET paused_ms = r.paused_ms + (extract(epoch FROM clock_timestamp() - st.pause_start) * 1000)::bigint
+     WHERE r.run_id = st.run;
+    IF st.lag > st.max_replica_lag_ms THEN
+        RETURN dbops._purge_stop(st, 'partial', NULL,
+                                 format('stopped at max_run_time (%s) while standby replay lag (%s ms) exceeded dbops.purge_max_replica_lag',
+                                        st.max_run_time, round(st.lag::numeric)));
+    END IF;
+    st.phase := 'batch';
+    RETURN st;
+END
+$$;
+
+-- Phase pause, what the phase before asked for (dbops._purge_wait()), so
+-- that every sleep follows a COMMIT: a backoff or the lag guard's wait
+-- (st.sleep_s), and after a batch, while other client sessions are running
+-- a query or are in a transaction, yielding to them for the batch's time
+-- times dbops.purge_yield (st.yield_ms; added to the run's paused_ms).
+-- Next: the phase that asked (st.resume).
+CREATE FUNCTION dbops._purge_pause(st dbops._purge_state)
+RETURNS dbops._purge_state
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dbops._purge_require_phase(st, 'pause');
     IF st.sleep_s > 0 THEN
         PERFORM pg_sleep(st.sleep_s);
         st.sleep_s := 0;
     END IF;
     IF st.yield_ms > 0 THEN
-        -- production first: while other sessions are busy, leave them the
-        -- time of the batch (times dbops.purge_yield)
-        ms := st.yield_ms;
-        st.yield_ms := 0;
+        -- production first
         IF dbops._purge_busy_sessions() > 0 THEN
-            PERFORM pg_sleep(ms * st.yield_factor / 1000.0);
+            PERFORM pg_sleep(st.yield_ms * st.yield_factor / 1000.0);
             UPDATE dbops.purge_runs r
-               SET paused_ms = r.paused_ms + round(ms * st.yield_factor)::bigint
+               SET paused_ms = r.paused_ms + round(st.yield_ms * st.yield_factor)::bigint
              WHERE r.run_id = st.run;
-            RETURN st;
         END IF;
+        st.yield_ms := 0;
     END IF;
-
-    LOOP
-        CASE st.phase
-        WHEN 'next_policy' THEN
-            st.idx := st.idx + 1;
-            IF st.idx > coalesce(cardinality(st.ids), 0) THEN
-                st.phase := 'finish';
-                CONTINUE;
-            END IF;
-            SELECT * INTO p FROM dbops.retention_policies r WHERE r.policy_id = st.ids[st.idx];
-            CONTINUE WHEN NOT FOUND;    -- removed meanwhile
-            st.relname := dbops._purge_relname(p.relation, st.caller_path);
-
-            IF NOT dbops._purge_lock(p.policy_id) THEN
-                RAISE NOTICE 'another session is already purging %; skipped', st.relname
-                    USING HINT = 'Its progress is in dbops.purge_runs (status running).';
-                CONTINUE;
-            END IF;
-
-            -- we hold the policy's lock: a run still marked running is not
-            UPDATE dbops.purge_runs r
-               SET status = 'interrupted', finished = coalesce(r.finished, clock_timestamp()),
-                   message = coalesce(r.message, format('backend %s stopped during the run (error, cancel or crash)', r.pid))
-             WHERE r.policy_id = p.policy_id AND r.status = 'running';
-
-            -- why the purge must not or cannot act on it: limits out of
-            -- range (checked first, status skipped, 22023: then no cutoff
-            -- is computed), the table is gone, no longer a table,
-            -- temporary, its policy's creator lost the owner's rights
-            chk := dbops._retention_problem(p.relation, p.created_by, p.time_column, p.keep, p.max_run_time);
-
-            policy_start := clock_timestamp();
-            st.policy_id := p.policy_id;
-            st.policy_rel := p.relation;
-            st.time_column := p.time_column;
-            st.batch_size := p.batch_size;
-            st.max_rows_per_run := p.max_rows_per_run;
-            st.max_run_time := p.max_run_time;
-            st.drop_partitions := p.drop_partitions;
-            st.cutoff := NULL;
-            st.deadline := NULL;
-            IF chk.sqlstate IS DISTINCT FROM '22023' THEN
-                st.cutoff := st.run_start - p.keep;
-                st.deadline := CASE WHEN p.max_run_time IS NOT NULL THEN policy_start + p.max_run_time END;
-            END IF;
-            st.total := 0;
-            st.retries := 0;
-            st.status := NULL;
-            st.sqlstate := NULL;
-            st.message := NULL;
-            st.parts := NULL;
-            st.part_idx := 1;
-            st.targets := NULL;
-            st.target_idx := 0;
-            INSERT INTO dbops.purge_runs (policy_id, relation, cutoff, started, backend_start)
-            VALUES (p.policy_id, st.relname, st.cutoff, policy_start,
-                    (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()))
-            RETURNING run_id INTO st.run;
-
-            -- what must not be done is skipped, what cannot work fails, with
-            -- the reason (chk above), or: it has no index
-            SELECT c.relkind INTO st.kind FROM pg_class c WHERE c.oid = p.relation;
-            IF chk.status IS NOT NULL THEN
-                st.status := chk.status;
-                st.sqlstate := chk.sqlstate;
-                st.message := chk.message;
-            ELSIF NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-                               JOIN pg_am am ON am.oid = ic.relam
-                               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                              WHERE i.indrelid = p.relation AND a.attname = p.time_column
-                                AND am.amname = 'btree' AND i.indpred IS NULL
-                                AND (i.indisvalid OR ic.relkind = 'I')) THEN
-                st.status := 'failed';
-                st.sqlstate := '55000';
-                st.message := format('no index on %s (%I): batches would scan the whole table', st.relname, p.time_column);
-            END IF;
-
-            -- partitions wholly older than the cutoff, never the last one
-            IF st.status IS NULL AND st.kind = 'p' THEN
-                SELECT array_agg(o.partition ORDER BY o.upper_bound) INTO st.parts
-                  FROM dbops._purge_old_partitions(p.relation, p.time_column, st.cutoff) o;
-                SELECT count(*) INTO nparts_all
-                  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-                 WHERE i.inhparent = p.relation AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT';
-                IF cardinality(st.parts) >= nparts_all THEN
-                    st.parts := st.parts[1:nparts_all - 1];
-                END IF;
-            END IF;
-            st.phase := CASE WHEN st.status IS NOT NULL THEN 'end_policy'
-                             WHEN st.kind = 'p' THEN 'partitions'
-                             ELSE 'rows' END;
-            RETURN st;          -- the run row is committed before any work
-
-        WHEN 'partitions' THEN
-            IF st.part_idx > coalesce(cardinality(st.parts), 0) THEN
-                st.phase := 'rows';
-                CONTINUE;
-            END IF;
-            IF st.deadline IS NOT NULL AND clock_timestamp() >= st.deadline THEN
-                st.status := 'partial';
-                st.message := 'stopped at max_run_time';
-                st.phase := 'end_policy';
-                CONTINUE;
-            END IF;
-            target := st.parts[st.part_idx];
-            locked := false;
-            failed := false;
-            t0 := clock_timestamp();
-            BEGIN
-                x := dbops._purge_exec(st.policy_id, target, 'detach', st.cutoff);
-            EXCEPTION
-                WHEN lock_not_available THEN
-                    locked := true;
-                WHEN OTHERS THEN
-                    GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_msg = MESSAGE_TEXT;
-                    failed := true;
-            END;
-            IF failed AND e_state IN ('42P01', '55000')
-               AND EXISTS (SELECT FROM pg_class c WHERE c.oid = st.policy_rel)
-               AND NOT EXISTS (SELECT FROM pg_partition_tree(st.policy_rel) t WHERE t.relid = target) THEN
-                -- dropped or detached by someone else meanwhile: gone anyway
-                RAISE NOTICE '%: %; going on without it', st.relname, e_msg;
-                st.part_idx := st.part_idx + 1;
-                CONTINUE;
-            END IF;
-            IF failed THEN
-                st.status := 'failed';
-                st.sqlstate := e_state;
-                st.message := format('detaching partition %s: %s', dbops._purge_relname(target, st.caller_path), e_msg);
-                st.phase := 'end_policy';
-                CONTINUE;
-            END IF;
-            ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
-            IF locked THEN
-                st.retries := st.retries + 1;
-                UPDATE dbops.purge_runs r SET lock_retries = r.lock_retries + 1 WHERE r.run_id = st.run;
-                IF st.retries > st.lock_retries THEN
-                    st.status := 'partial';
-                    st.sqlstate := '55P03';
-                    st.message := format('could not lock %s to detach %s within lock_timeout after %s attempts',
-                                         st.relname, dbops._purge_relname(target, st.caller_path), st.retries);
-                    st.phase := 'end_policy';
-                ELSE
-                    st.sleep_s := least(0.05 * 2 ^ st.retries, 5);
-                END IF;
-                RETURN st;
-            END IF;
-            st.retries := 0;
-            UPDATE dbops.purge_runs r
-               SET partitions_dropped = r.partitions_dropped + x.n,
-                   partitions_detached = r.partitions_detached + 1 - x.n,
-                   longest_batch_ms = greatest(r.longest_batch_ms, ms)
-             WHERE r.run_id = st.run;
-            st.part_idx := st.part_idx + 1;
-            RETURN st;
-
-        WHEN 'rows' THEN
-            -- rows: in batches, per leaf table
-            IF st.kind = 'p' THEN
-                SELECT array_agg(t.relid ORDER BY t.relid) INTO st.targets
-                  FROM pg_partition_tree(st.policy_rel) t
-                  JOIN pg_class c ON c.oid = t.relid
-                 WHERE t.isleaf AND c.relkind = 'r';
-            ELSE
-                st.targets := ARRAY[st.policy_rel];
-            END IF;
-            st.size := least(st.batch_size, st.batch_max);
-            st.target_idx := 0;
-            st.phase := 'next_target';
-            CONTINUE;
-
-        WHEN 'next_target' THEN
-            st.target_idx := st.target_idx + 1;
-            IF st.target_idx > coalesce(cardinality(st.targets), 0) THEN
-                st.phase := 'end_policy';
-                CONTINUE;
-            END IF;
-            SELECT a.atttypid = 'pg_catalog.date'::pg_catalog.regtype INTO st.is_date
-              FROM pg_attribute a
-             WHERE a.attrelid = st.targets[st.target_idx] AND a.attname = st.time_column;
-            st.lower_value := NULL;
-            st.retries := 0;
-            st.skipped_any := false;
-            st.phase := 'batch';
-            CONTINUE;
-
-        WHEN 'lag_look' THEN
-            st.lag := dbops.replica_replay_lag_ms();
-            st.phase := 'lag_wait';
-            CONTINUE;
-
-        WHEN 'lag_wait' THEN
-            -- replica lag guard: wait, one short transaction per look
-            IF st.lag > st.max_replica_lag_ms
-               AND (st.deadline IS NULL OR clock_timestamp() < st.deadline) THEN
-                st.sleep_s := 0.5;
-                st.phase := 'lag_look';
-                RETURN st;
-            END IF;
-            UPDATE dbops.purge_runs r
-               SET paused_ms = r.paused_ms + (extract(epoch FROM clock_timestamp() - st.pause_start) * 1000)::bigint
-             WHERE r.run_id = st.run;
-            IF st.lag > st.max_replica_lag_ms THEN
-                st.status := 'partial';
-                st.message := format('stopped at max_run_time (%s) while standby replay lag (%s ms) exceeded dbops.purge_max_replica_lag',
-                                     st.max_run_time, round(st.lag::numeric));
-                st.phase := 'end_policy';
-            ELSE
-                st.phase := 'batch';
-            END IF;
-            RETURN st;
-
-        WHEN 'batch' THEN
-            target := st.targets[st.target_idx];
-            IF st.max_rows_per_run IS NOT NULL AND st.total >= st.max_rows_per_run THEN
-                st.status := 'partial';
-                st.message := format('stopped at max_rows_per_run (%s)', st.max_rows_per_run);
-                st.phase := 'end_policy';
-                CONTINUE;
-            END IF;
-            IF st.deadline IS NOT NULL AND clock_timestamp() >= st.deadline THEN
-                st.status := 'partial';
-                st.message := format('stopped at max_run_time (%s)', st.max_run_time);
-                st.phase := 'end_policy';
-                CONTINUE;
-            END IF;
-            IF st.max_replica_lag_ms > 0 THEN
-                st.lag := dbops.replica_replay_lag_ms();
-                IF st.lag > st.max_replica_lag_ms THEN
-                    st.pause_start := clock_timestamp();
-                    st.phase := 'lag_wait';
-                    CONTINUE;
-                END IF;
-            END IF;
-
-            lim := st.size;
-            IF st.max_rows_per_run IS NOT NULL THEN
-                lim := least(lim, st.max_rows_per_run - st.total);
-            END IF;
-
-            -- one batch: find the value lim rows on, delete the range up to
-            -- it (both through the index); if a row lock is not granted in
-            -- time, the same batch again skipping locked rows.  Each step
-            -- runs as the table's owner, under dbops.purge_lock_timeout.
-            locked := false;
-            failed := false;
-            use_skip := st.is_date;
-            upper_ := NULL;
-            n := 0;
-            maxval := NULL;
-            t0 := clock_timestamp();
-            IF NOT use_skip THEN
-                BEGIN
-                    x := dbops._purge_exec(st.policy_id, target, 'bound', st.cutoff, st.lower_value, NULL, lim - 1);
-                    upper_ := x.value;
-                    ties := x.n;
-                    IF upper_ IS NOT NULL AND ties > lim / 4 THEN
-                        -- many rows share the bound: a range would take
-                        -- them all, so count rows instead
-                        use_skip := true;
-                    ELSE
-                        x := dbops._purge_exec(st.policy_id, target, 'range', st.cutoff, st.lower_value, upper_);
-                        n := x.n;
-                        maxval := upper_;
-                    END IF;
-                EXCEPTION
-                    WHEN lock_not_available THEN
-                        use_skip := true;
-                    WHEN OTHERS THEN
-                        GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_msg = MESSAGE_TEXT;
-                        failed := true;
-                END;
-            END IF;
-            IF use_skip AND NOT failed THEN
-                BEGIN
-                    x := dbops._purge_exec(st.policy_id, target, 'skip_locked', st.cutoff, st.lower_value, NULL, lim);
-                    n := x.n;
-                    maxval := x.value;
-                EXCEPTION
-                    WHEN lock_not_available THEN
-                        locked := true;
-                    WHEN OTHERS THEN
-                        GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_msg = MESSAGE_TEXT;
-                        failed := true;
-                END;
-            END IF;
-            IF failed AND target <> st.policy_rel AND e_state IN ('42P01', '55000')
-               AND EXISTS (SELECT FROM pg_class c WHERE c.oid = st.policy_rel)
-               AND NOT EXISTS (SELECT FROM pg_partition_tree(st.policy_rel) t WHERE t.relid = target) THEN
-                -- a partition dropped or detached meanwhile: the next one
-                RAISE NOTICE '%: %; going on without it', st.relname, e_msg;
-                st.phase := 'next_target';
-                CONTINUE;
-            END IF;
-            IF failed THEN
-                st.status := 'failed';
-                st.sqlstate := e_state;
-                st.message := e_msg;
-                st.phase := 'end_policy';
-                CONTINUE;
-            END IF;
-            ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
-
-            IF locked THEN
-                st.retries := st.retries + 1;
-                UPDATE dbops.purge_runs r SET lock_retries = r.lock_retries + 1 WHERE r.run_id = st.run;
-                IF st.retries > st.lock_retries THEN
-                    st.status := 'partial';
-                    st.sqlstate := '55P03';
-                    st.message := format('could not lock %s within lock_timeout (%s ms) after %s attempts',
-                                         dbops._purge_relname(target, st.caller_path), st.lock_timeout_ms, st.retries);
-                    st.phase := 'end_policy';
-                ELSE
-                    st.sleep_s := least(0.05 * 2 ^ st.retries, 5);
-                END IF;
-                RETURN st;
-            END IF;
-
-            IF use_skip AND n < lim THEN
-                st.skipped_any := true;
-            END IF;
-            IF n > 0 THEN
-                st.total := st.total + n;
-                UPDATE dbops.purge_runs r
-                   SET rows_deleted = r.rows_deleted + n, batches = r.batches + 1,
-                       longest_batch_ms = greatest(r.longest_batch_ms, ms)
-                 WHERE r.run_id = st.run;
-                IF st.yield_factor > 0 THEN
-                    st.yield_ms := ms;      -- the next step yields, after the COMMIT
-                END IF;
-            END IF;
-
-            IF (use_skip AND n >= lim) OR (NOT use_skip AND upper_ IS NOT NULL) THEN
-                -- a full batch: continue from its highest value, sized
-                -- toward the target batch time
-                st.retries := 0;
-                st.lower_value := maxval;
-                IF lim = st.size THEN
-                    st.size := least(st.batch_max, greatest(10,
-                                   round(st.size * least(2.0, greatest(0.5, st.batch_target_ms / greatest(ms, 1))))::integer));
-                END IF;
-            ELSIF st.lower_value IS NOT NULL THEN
-                -- end of the range: done, unless batches skipped locked
-                -- rows; then sweep once more from the start
-                IF st.skipped_any THEN
-                    st.lower_value := NULL;
-                    st.skipped_any := false;
-                ELSE
-                    st.phase := 'next_target';
-                END IF;
-            ELSIF n > 0 THEN
-                NULL;               -- again from the start
-            ELSE
-                -- nothing deleted from the start: done, unless rows remain
-                -- that other transactions hold locked
-                x := dbops._purge_exec(st.policy_id, target, 'exists', st.cutoff);
-                IF x.n = 0 THEN
-                    st.phase := 'next_target';
-                ELSE
-                    st.retries := st.retries + 1;
-                    IF st.retries > st.lock_retries THEN
-                        st.status := 'partial';
-                        st.sqlstate := '55P03';
-                        st.message := format('rows of %s older than the cutoff are locked by other transactions; gave up after %s attempts',
-                                             dbops._purge_relname(target, st.caller_path), st.retries);
-                        st.phase := 'end_policy';
-                    ELSE
-                        UPDATE dbops.purge_runs r SET lock_retries = r.lock_retries + 1 WHERE r.run_id = st.run;
-                        st.sleep_s := least(0.05 * 2 ^ st.retries, 5);
-                    END IF;
-                END IF;
-            END IF;
-            RETURN st;
-
-        WHEN 'end_policy' THEN
-            -- a message quoted from an error (the table owner's trigger's,
-            -- say) is kept to 500 characters
-            UPDATE dbops.purge_runs r
-               SET status = coalesce(st.status, 'done'), finished = clock_timestamp(),
-                   sqlstate = st.sqlstate,
-                   message = CASE WHEN length(st.message) > 500 THEN left(st.message, 500) || '...'
-                                  ELSE st.message END
-             WHERE r.run_id = st.run;
-            st.phase := 'after_policy';
-            RETURN st;          -- committed before the lock goes
-
-        WHEN 'after_policy' THEN
-            PERFORM dbops._purge_unlock(st.policy_id);
-            SELECT * INTO pv FROM dbops.purge_runs r WHERE r.run_id = st.run;
-            IF pv.status IN ('failed', 'skipped') THEN
-                st.failures := st.failures || format('%s: %s', st.relname, pv.message);
-                st.first_state := coalesce(st.first_state, pv.sqlstate);
-                IF pv.status = 'skipped' THEN
-                    st.nskipped := st.nskipped + 1;
-                END IF;
-                RAISE WARNING 'purge of % %: %', st.relname, pv.status, pv.message
-                    USING DETAIL = format('SQLSTATE %s; see dbops.purge_runs run_id %s', pv.sqlstate, st.run),
-                          HINT = CASE WHEN pv.status = 'skipped' AND pv.sqlstate = '42501'
-                                      THEN 'The table''s owner (or a member of the owning role) adopts the policy with dbops.alter_retention_policy(), or removes it with dbops.remove_retention_policy().'
-                                      WHEN pv.status = 'skipped' AND pv.sqlstate = '22023'
-                                      THEN 'Give the policy limits in range with dbops.alter_retention_policy(): keep and max_run_time at most 1000 years.'
-                                      WHEN pv.status = 'skipped'
-                                      THEN 'The policy no longer names a table the purge may touch: remove it with dbops.remove_retention_policy().'
-                                      WHEN pv.sqlstate = '55000' THEN format('CREATE INDEX CONCURRENTLY ON %s (%I);', st.relname, st.time_column)
-                                      WHEN pv.sqlstate IN ('42703', '42804')
-                                      THEN 'Point the policy at a timestamptz, timestamp or date column with dbops.alter_retention_policy(relation, time_column => ...), or remove it.'
-
-                                      WHEN pv.sqlstate = '42P01' THEN 'Remove the policy with dbops.remove_retention_policy().'
-                                      ELSE 'Fix the cause and CALL dbops.purge() again; committed batches stay deleted.' END;
-            ELSE
-                RAISE NOTICE '%: % rows deleted in % batches (longest % ms)%; %',
-                    st.relname, pv.rows_deleted, pv.batches, round(pv.longest_batch_ms),
-                    CASE WHEN pv.partitions_dropped + pv.partitions_detached > 0
-                         THEN format(', %s partitions dropped, %s detached', pv.partitions_dropped, pv.partitions_detached)
-                         ELSE '' END,
-                    pv.status || coalesce(': ' || pv.message, '');
-            END IF;
-            st.phase := 'next_policy';
-            CONTINUE;
-
-        WHEN 'finish' THEN
-            -- committed work stays; a failed or skipped policy still fails
-            -- the CALL (and a scheduled job) so that it is noticed
-            IF cardinality(st.failures) > 0 THEN
-                RAISE EXCEPTION 'purge % for % polic%: %',
-                        CASE WHEN st.nskipped = 0 THEN 'failed'
-                             WHEN st.nskipped = cardinality(st.failures) THEN 'skipped'
-                             ELSE 'failed or skipped' END,
-                        cardinality(st.failures),
-                        CASE WHEN cardinality(st.failures) = 1 THEN 'y' ELSE 'ies' END,
-                        array_to_string(st.failures, '; ')
-                    USING ERRCODE = coalesce(st.first_state, 'P0001'),
-                          HINT = 'dbops.purge_runs has the details; batches committed before the failure stay deleted.';
-            END IF;
-            st.done := true;
-            RETURN st;
-        END CASE;
-    END LOOP;
+    st.phase := st.resume;
+    RETURN st;
 END
 $$;
 
--- A procedure, because it commits between steps; for the same reason it
+-- Phase record: the run's outcome in its purge_runs row (done, unless a
+-- phase stopped it otherwise); a message quoted from an error (the table
+-- owner's trigger's, say) is kept to 500 characters.  Committed before the
+-- policy's lock goes.  Next: release.
+CREATE FUNCTION dbops._purge_record(st dbops._purge_state)
+RETURNS dbops._purge_state
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dbops._purge_require_phase(st, 'record');
+    UPDATE dbops.purge_runs r
+       SET status = coalesce(st.status, 'done'), finished = clock_timestamp(),
+           sqlstate = st.sqlstate,
+           message = CASE WHEN length(st.message) > 500 THEN left(st.message, 500) || '...'
+                          ELSE st.message END
+     WHERE r.run_id = st.run;
+    st.phase := 'release';
+    RETURN st;
+END
+$$;
+
+-- Phase release: the policy's lock goes, and a NOTICE (done, partial) or
+-- a WARNING with a hint (failed, skipped) says how its run went; a failed
+-- or skipped policy is kept for the CALL's error.  Next: policy.
+CREATE FUNCTION dbops._purge_release(st dbops._purge_state)
+RETURNS dbops._purge_state
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_pv record;
+BEGIN
+    PERFORM dbops._purge_require_phase(st, 'release');
+    PERFORM dbops._purge_unlock(st.policy_id);
+    SELECT * INTO v_pv FROM dbops.purge_runs r WHERE r.run_id = st.run;
+    IF v_pv.status IN ('failed', 'skipped') THEN
+        st.failures := st.failures || format('%s: %s', st.relname, v_pv.message);
+        st.first_state := coalesce(st.first_state, v_pv.sqlstate);
+        IF v_pv.status = 'skipped' THEN
+            st.nskipped := st.nskipped + 1;
+        END IF;
+        RAISE WARNING 'purge of % %: %', st.relname, v_pv.status, v_pv.message
+            USING DETAIL = format('SQLSTATE %s; see dbops.purge_runs run_id %s', v_pv.sqlstate, st.run),
+                  HINT = CASE WHEN v_pv.status = 'skipped' AND v_pv.sqlstate = '42501'
+                              THEN 'The table''s owner (or a member of the owning role) adopts the policy with dbops.alter_retention_policy(), or removes it with dbops.remove_retention_policy().'
+                              WHEN v_pv.status = 'skipped' AND v_pv.sqlstate = '22023'
+                              THEN 'Give the policy limits in range with dbops.alter_retention_policy(): keep and max_run_time at most 1000 years.'
+                              WHEN v_pv.status = 'skipped'
+                              THEN 'The policy no longer names a table the purge may touch: remove it with dbops.remove_retention_policy().'
+                              WHEN v_pv.sqlstate = '55000' THEN format('CREATE INDEX CONCURRENTLY ON %s (%I);', st.relname, st.time_column)
+                              WHEN v_pv.sqlstate IN ('42703', '42804')
+                              THEN 'Point the policy at a timestamptz, timestamp or date column with dbops.alter_retention_policy(relation, time_column => ...), or remove it.'
+
+                              WHEN v_pv.sqlstate = '42P01' THEN 'Remove the policy with dbops.remove_retention_policy().'
+                              ELSE 'Fix the cause and CALL dbops.purge() again; committed batches stay deleted.' END;
+    ELSE
+        RAISE NOTICE '%: % rows deleted in % batches (longest % ms)%; %',
+            st.relname, v_pv.rows_deleted, v_pv.batches, round(v_pv.longest_batch_ms),
+            CASE WHEN v_pv.partitions_dropped + v_pv.partitions_detached > 0
+                 THEN format(', %s partitions dropped, %s detached', v_pv.partitions_dropped, v_pv.partitions_detached)
+                 ELSE '' END,
+            v_pv.status || coalesce(': ' || v_pv.message, '');
+    END IF;
+    st.phase := 'policy';
+    RETURN st;
+END
+$$;
+
+-- Phase finish, after the last policy: committed work stays; a failed or
+-- skipped policy still fails the CALL (and a scheduled job) so that it is
+-- noticed.  Next: done.
+CREATE FUNCTION dbops._purge_finish(st dbops._purge_state)
+RETURNS dbops._purge_state
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dbops._purge_require_phase(st, 'finish');
+    IF cardinality(st.failures) > 0 THEN
+        RAISE EXCEPTION 'purge % for % polic%: %',
+                CASE WHEN st.nskipped = 0 THEN 'failed'
+                     WHEN st.nskipped = cardinality(st.failures) THEN 'skipped'
+                     ELSE 'failed or skipped' END,
+                cardinality(st.failures),
+                CASE WHEN cardinality(st.failures) = 1 THEN 'y' ELSE 'ies' END,
+                array_to_string(st.failures, '; ')
+            USING ERRCODE = coalesce(st.first_state, 'P0001'),
+                  HINT = 'dbops.purge_runs has the details; batches committed before the failure stay deleted.';
+    END IF;
+    st.phase := 'done';
+    RETURN st;
+END
+$$;
+
+-- When a phase failed or was cancelled (dbops.purge() caught its error,
+-- SQLSTATE code): the run st was in, if still running, is recorded as
+-- failed or, for a cancel or statement_timeout (57014), interrupted, to be
+-- committed before the error is raised again.  Returns the hint that error
+-- then carries: its own (hint), or what purge_runs now says.
+CREATE FUNCTION dbops._purge_abort(st dbops._purge_state, code text, message text, hint text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE dbops.purge_runs r
+       SET status = CASE WHEN code = '57014' THEN 'interrupted' ELSE 'failed' END,
+           finished = clock_timestamp(), sqlstate = code,
+           message = CASE WHEN length(_purge_abort.message) > 500 THEN left(_purge_abort.message, 500) || '...'
+                          ELSE _purge_abort.message END
+     WHERE r.run_id = st.run AND r.status = 'running';
+    RETURN CASE WHEN code = '57014'
+                THEN 'The run is recorded as interrupted in dbops.purge_runs; its committed batches stay deleted. CALL dbops.purge() again to go on.'
+                WHEN hint <> '' THEN hint
+                ELSE 'The run is recorded as failed in dbops.purge_runs; its committed batches stay deleted.' END;
+END
+$$;
+
+-- A procedure, because it commits between phases; for the same reason it
 -- cannot carry a SET search_path clause.  So its own statements depend on
 -- no search_path: schema-qualified calls of dbops functions (whose
 -- search_path is pinned) with arguments of their exact types, variables of
--- schema-qualified types, schema-qualified operators, and COMMIT.  dbops._purge_start() does what comes
--- before the first commit, each dbops._purge_step() one transaction's work.
--- A step that fails or is cancelled (the user's cancel, statement_timeout)
--- is caught, its run recorded as failed or interrupted and committed
--- (dbops._purge_step() in phase 'abort'), and the error raised again: the
--- CALL ends with it, purge_runs tells the truth, and the session lock on
--- the policy goes with the transaction the error ends.
+-- schema-qualified types, schema-qualified operators, and COMMIT.  It runs
+-- the phases, each in a transaction of its own (the first three in the
+-- first one):
+--   start        guards and settings
+--   dry_run      dry_run => true: NOTICEs of what would be deleted; or
+--   policies     the policies to purge
+--   policy       the next policy: its lock and its run row
+--   partition    one old partition detached (and dropped)
+--   target       the next table to delete rows from
+--   batch        one batch of rows
+--   lag          waiting while a standby lags
+--   pause        a backoff, or yielding to busy sessions
+--   record       the run's outcome
+--   release      the policy's lock, its NOTICE or WARNING
+--   finish       the CALL's error if a policy failed or was skipped
+-- A phase that fails or is cancelled (the user's cancel, statement_timeout)
+-- is caught, its run recorded as failed or interrupted (dbops._purge_abort())
+-- and committed, and the error raised again: the CALL ends with it,
+-- purge_runs tells the truth, and the session lock on the policy goes with
+-- the transaction the error ends.
 CREATE OR REPLACE PROCEDURE dbops.purge(relation regclass DEFAULT NULL, dry_run boolean DEFAULT false)
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    st dbops._purge_state;
-    caught pg_catalog.bool := false;
-    e_state pg_catalog.text;
-    e_msg pg_catalog.text;
-    e_detail pg_catalog.text;
-    e_hint pg_catalog.text;
+    v_st dbops._purge_state;
+    v_caught pg_catalog.bool := false;
+    v_state pg_catalog.text;
+    v_msg pg_catalog.text;
+    v_detail pg_catalog.text;
+    v_hint pg_catalog.text;
 BEGIN
-    st := dbops._purge_start(purge.relation, purge.dry_run, pg_catalog.current_setting('search_path'));
-    WHILE NOT st.done LOOP
+    v_st := dbops._purge_start(purge.relation, purge.dry_run, pg_catalog.current_setting('search_path'));
+    IF purge.dry_run THEN
+        v_st := dbops._purge_dry_run(v_st);
+    ELSE
+        v_st := dbops._purge_policies(v_st);
+    END IF;
+    WHILE v_st.phase OPERATOR(pg_catalog.<>) 'done' LOOP
         COMMIT;
         BEGIN
-            st := dbops._purge_step(st);
+            CASE
+            WHEN v_st.phase OPERATOR(pg_catalog.=) 'policy' THEN v_st := dbops._purge_policy(v_st);
+            WHEN v_st.phase OPERATOR(pg_catalog.=) 'partition' THEN v_st := dbops._purge_partition(v_st);
+            WHEN v_st.phase OPERATOR(pg_catalog.=) 'target' THEN v_st := dbops._purge_target(v_st);
+            WHEN v_st.phase OPERATOR(pg_catalog.=) 'batch' THEN v_st := dbops._purge_batch(v_st);
+            WHEN v_st.phase OPERATOR(pg_catalog.=) 'lag' THEN v_st := dbops._purge_lag(v_st);
+            WHEN v_st.phase OPERATOR(pg_catalog.=) 'pause' THEN v_st := dbops._purge_pause(v_st);
+            WHEN v_st.phase OPERATOR(pg_catalog.=) 'record' THEN v_st := dbops._purge_record(v_st);
+            WHEN v_st.phase OPERATOR(pg_catalog.=) 'release' THEN v_st := dbops._purge_release(v_st);
+            WHEN v_st.phase OPERATOR(pg_catalog.=) 'finish' THEN v_st := dbops._purge_finish(v_st);
+            END CASE;
         EXCEPTION WHEN query_canceled OR OTHERS THEN
-            GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_msg = MESSAGE_TEXT,
-                                    e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-            caught := true;
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT,
+                                    v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+            v_caught := true;
         END;
-        IF caught THEN
-            st.phase := 'abort';
-            st.sqlstate := e_state;
-            st.message := e_msg;
-            st := dbops._purge_step(st);
+        IF v_caught THEN
+            v_hint := dbops._purge_abort(v_st, v_state, v_msg, v_hint);
             COMMIT;
-            e_hint := CASE WHEN e_state OPERATOR(pg_catalog.=) '57014'
-                           THEN 'The run is recorded as interrupted in dbops.purge_runs; its committed batches stay deleted. CALL dbops.purge() again to go on.'
-                           WHEN e_hint OPERATOR(pg_catalog.<>) '' THEN e_hint
-                           ELSE 'The run is recorded as failed in dbops.purge_runs; its committed batches stay deleted.' END;
-            IF e_detail IS NULL OR e_detail OPERATOR(pg_catalog.=) '' THEN
-                RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_msg, HINT = e_hint;
+            IF v_detail IS NULL OR v_detail OPERATOR(pg_catalog.=) '' THEN
+                RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_msg, HINT = v_hint;
             END IF;
-            RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_msg, DETAIL = e_detail, HINT = e_hint;
+            RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_msg, DETAIL = v_detail, HINT = v_hint;
         END IF;
     END LOOP;
 END
 $$;
 
-REVOKE ALL ON FUNCTION dbops._purge_start(regclass, boolean, text),
-    dbops._purge_step(dbops._purge_state) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbops._purge_require_phase(dbops._purge_state, text),
+    dbops._purge_stop(dbops._purge_state, text, text, text),
+    dbops._purge_wait(dbops._purge_state, double precision),
+    dbops._purge_backoff(dbops._purge_state, text),
+    dbops._purge_target_gone(regclass, regclass, text),
+    dbops._purge_start(regclass, boolean, text),
+    dbops._purge_dry_run(dbops._purge_state),
+    dbops._purge_policies(dbops._purge_state),
+    dbops._purge_policy(dbops._purge_state),
+    dbops._purge_partition(dbops._purge_state),
+    dbops._purge_target(dbops._purge_state),
+    dbops._purge_batch(dbops._purge_state),
+    dbops._purge_lag(dbops._purge_state),
+    dbops._purge_pause(dbops._purge_state),
+    dbops._purge_record(dbops._purge_state),
+    dbops._purge_release(dbops._purge_state),
+    dbops._purge_finish(dbops._purge_state),
+    dbops._purge_abort(dbops._purge_state, text, text, text) FROM PUBLIC;
 
 -- pg_dump keeps the purge history and the policy and run sequences (1.0
 -- dumped the policy rows only: a restored database handed out ids already
@@ -2347,8 +2678,7 @@ SELECT pg_catalog.pg_extension_config_dump('dbops.purge_runs_run_id_seq', '');
 
 -- Every function pins search_path = pg_catalog, pg_temp and names everything
 -- by schema, and so do the job commands schedule() writes; cron_jobs() shows
--- a job's messages only to its owner and superusers; health_snapshot()
--- keeps none; health_metrics() is for pg_monitor, not PUBLIC.
+-- a job's messages only to its owner and superusers.
 
 CREATE OR REPLACE FUNCTION dbops.cron_status(
     OUT loaded boolean, OUT cron_database text, OUT installed boolean,
@@ -2364,183 +2694,39 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    st record;
+    v_st record;
 BEGIN
-    st := dbops.cron_status();
-    IF st.installed THEN
-        IF pg_catalog.string_to_array(pg_catalog.split_part(st.version, '-', 1), '.')::pg_catalog.int4[]
+    v_st := dbops.cron_status();
+    IF v_st.installed THEN
+        IF pg_catalog.string_to_array(pg_catalog.split_part(v_st.version, '-', 1), '.')::pg_catalog.int4[]
            OPERATOR(pg_catalog.<) '{1,3}'::pg_catalog.int4[] THEN
-            RAISE EXCEPTION 'pg_cron % is too old for dbops', st.version
+            RAISE EXCEPTION 'pg_cron % is too old for dbops', v_st.version
                 USING ERRCODE = 'feature_not_supported',
                       HINT = 'Run ALTER EXTENSION pg_cron UPDATE (dbops needs pg_cron 1.4 or later).';
         END IF;
-        RETURN st.version;
+        RETURN v_st.version;
     END IF;
-    IF NOT st.loaded THEN
+    IF NOT v_st.loaded THEN
         RAISE EXCEPTION 'pg_cron is not available on this server'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = 'pg_cron is not loaded: it is not in shared_preload_libraries.',
                   HINT = 'Add pg_cron to shared_preload_libraries, restart the server, and run '
                          'CREATE EXTENSION pg_cron in the database named by cron.database_name.';
     END IF;
-    IF st.cron_database IS NULL
-       OR st.cron_database OPERATOR(pg_catalog.<>) pg_catalog.current_database()::pg_catalog.text THEN
+    IF v_st.cron_database IS NULL
+       OR v_st.cron_database OPERATOR(pg_catalog.<>) pg_catalog.current_database()::pg_catalog.text THEN
         RAISE EXCEPTION 'pg_cron keeps its jobs in database "%", not in "%"',
-                st.cron_database, pg_catalog.current_database()
+                v_st.cron_database, pg_catalog.current_database()
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = 'pg_cron schedules and records jobs only in the database named by cron.database_name.',
                   HINT = pg_catalog.format('Connect to database %I, CREATE EXTENSION dbops there, and use '
                                            'dbops.schedule(database => %L) and dbops.jobs from there.',
-                                           st.cron_database, pg_catalog.current_database());
+                                           v_st.cron_database, pg_catalog.current_database());
     END IF;
     RAISE EXCEPTION 'pg_cron is not installed in this database'
         USING ERRCODE = 'object_not_in_prerequisite_state',
               DETAIL = 'pg_cron is in shared_preload_libraries and cron.database_name names this database.',
               HINT = 'Run CREATE EXTENSION pg_cron in this database.';
-END;
-$$;
-
-CREATE FUNCTION dbops._health_snapshot_rows(
-    OUT check_name text, OUT status text, OUT value numeric, OUT unit text,
-    OUT detail text)
-RETURNS SETOF record
-AS 'MODULE_PATHNAME', 'dbops_health_snapshot_rows'
-LANGUAGE C VOLATILE
-SET search_path = pg_catalog, pg_temp;
-REVOKE ALL ON FUNCTION dbops._health_snapshot_rows() FROM PUBLIC;
-
-CREATE OR REPLACE FUNCTION dbops.health_snapshot(
-    keep interval DEFAULT '14 days',
-    OUT inserted bigint, OUT deleted bigint)
-RETURNS record
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM dbops._require_positive_interval('keep', keep, 'History older than keep is deleted, e.g. keep => ''14 days''.');
-    -- subtracted from now(): no part negative, at most 1000 years
-    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
-               WHERE pg_catalog.date_part(f, keep) OPERATOR(pg_catalog.<) 0::pg_catalog.float8)
-       OR keep OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
-        RAISE EXCEPTION 'keep must be a positive interval of at most 1000 years, not %', keep
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'History older than keep is deleted, e.g. keep => ''14 days''; every part of it must be zero or more.';
-    END IF;
-    IF pg_catalog.pg_is_in_recovery() THEN
-        RAISE EXCEPTION 'cannot take a health snapshot on a standby'
-            USING ERRCODE = 'read_only_sql_transaction',
-                  HINT = 'Schedule dbops.health_snapshot() on the primary.';
-    END IF;
-    INSERT INTO dbops.health_history AS h (taken_at, check_name, status, value, unit, detail)
-    SELECT pg_catalog.now(), r.check_name, r.status, r.value, r.unit, r.detail
-    FROM dbops._health_snapshot_rows() r
-    ON CONFLICT (check_name, taken_at) DO UPDATE
-        SET status = excluded.status, value = excluded.value,
-            unit = excluded.unit, detail = excluded.detail;
-    GET DIAGNOSTICS inserted = ROW_COUNT;
-    DELETE FROM dbops.health_history h
-    WHERE h.taken_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep);
-    GET DIAGNOSTICS deleted = ROW_COUNT;
-END;
-$$;
-
-CREATE OR REPLACE FUNCTION dbops.bloat_snapshot(
-    keep interval DEFAULT '90 days',
-    method text DEFAULT 'auto',
-    min_size bigint DEFAULT 1048576,
-    OUT inserted bigint, OUT deleted bigint)
-RETURNS record
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM dbops._require_positive_interval('keep', keep, 'History older than keep is deleted, e.g. keep => ''90 days''.');
-    -- subtracted from now(): no part negative, at most 1000 years
-    IF EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
-               WHERE pg_catalog.date_part(f, keep) OPERATOR(pg_catalog.<) 0::pg_catalog.float8)
-       OR keep OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
-        RAISE EXCEPTION 'keep must be a positive interval of at most 1000 years, not %', keep
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'History older than keep is deleted, e.g. keep => ''90 days''; every part of it must be zero or more.';
-    END IF;
-    IF method IS NULL THEN
-        RAISE EXCEPTION 'method must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'Use one of the methods of dbops.bloat(), e.g. ''auto''.';
-    END IF;
-    IF min_size IS NULL OR min_size OPERATOR(pg_catalog.<) 0::pg_catalog.int8 THEN
-        RAISE EXCEPTION 'min_size must be zero or more bytes, not %', coalesce(min_size::pg_catalog.text, 'NULL')
-            USING ERRCODE = CASE WHEN min_size IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
-                  HINT = 'Relations smaller than min_size bytes are left out, e.g. min_size => 1048576 (the default); 0 keeps every relation.';
-    END IF;
-    IF pg_catalog.pg_is_in_recovery() THEN
-        RAISE EXCEPTION 'cannot take a bloat snapshot on a standby'
-            USING ERRCODE = 'read_only_sql_transaction',
-                  HINT = 'Schedule dbops.bloat_snapshot() on the primary.';
-    END IF;
-    INSERT INTO dbops.bloat_history AS h
-        (taken_at, relid, relation, kind, method, size_bytes, bloat_bytes, bloat_pct)
-    SELECT pg_catalog.now(), b.relation::pg_catalog.oid, b.relation::pg_catalog.text, b.kind, b.method,
-           b.size_bytes, b.bloat_bytes, b.bloat_pct
-    FROM dbops.bloat(NULL::pg_catalog.regclass, bloat_snapshot.method) b
-    WHERE b.size_bytes OPERATOR(pg_catalog.>=) min_size
-    ON CONFLICT (relid, kind, taken_at) DO UPDATE
-        SET relation = excluded.relation, method = excluded.method,
-            size_bytes = excluded.size_bytes, bloat_bytes = excluded.bloat_bytes,
-            bloat_pct = excluded.bloat_pct;
-    GET DIAGNOSTICS inserted = ROW_COUNT;
-    DELETE FROM dbops.bloat_history h
-    WHERE h.taken_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep);
-    GET DIAGNOSTICS deleted = ROW_COUNT;
-END;
-$$;
-
-CREATE OR REPLACE FUNCTION dbops.health_trend(
-    check_name text, since interval DEFAULT '1 day')
-RETURNS TABLE (taken_at timestamptz, status text, value numeric, change numeric,
-               unit text, detail text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-BEGIN
-    IF health_trend.check_name IS NULL THEN
-        RAISE EXCEPTION 'check_name must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'Name a check of dbops.health(), e.g. ''connections''.';
-    END IF;
-    IF since IS NULL THEN
-        RAISE EXCEPTION 'since must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed', HINT = 'For example since => ''1 day''.';
-    END IF;
-    IF since OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
-        RAISE EXCEPTION 'since must be a positive interval, not %', since
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example since => ''1 day''.';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM dbops.health_thresholds t
-                   WHERE t.check_name OPERATOR(pg_catalog.=) health_trend.check_name)
-       AND NOT EXISTS (SELECT 1 FROM dbops.health_history h
-                       WHERE h.check_name OPERATOR(pg_catalog.=) health_trend.check_name) THEN
-        RAISE EXCEPTION 'unknown health check "%"',
-                        CASE WHEN pg_catalog.length(health_trend.check_name) OPERATOR(pg_catalog.>) 64
-                             THEN pg_catalog."left"(health_trend.check_name, 64) OPERATOR(pg_catalog.||) '...'
-                             ELSE health_trend.check_name END
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'The checks are listed in dbops.health_thresholds.';
-    END IF;
-    -- more than 1000 years back is all of the history (now() - since could
-    -- leave the range of timestamps)
-    IF since OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
-        since := '1000 years';
-    END IF;
-    RETURN QUERY
-        SELECT h.taken_at, h.status, h.value,
-               h.value OPERATOR(pg_catalog.-) pg_catalog.lag(h.value) OVER (ORDER BY h.taken_at),
-               h.unit, h.detail
-        FROM dbops.health_history h
-        WHERE h.check_name OPERATOR(pg_catalog.=) health_trend.check_name
-          AND h.taken_at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) since)
-        ORDER BY h.taken_at;
 END;
 $$;
 
@@ -2568,12 +2754,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    log_run boolean;
+    v_log_run boolean;
     v_name  text;
     v_all   boolean;
 BEGIN
     PERFORM dbops.require_pg_cron();
-    log_run := coalesce((dbops.cron_status()).log_run, true);
+    v_log_run := coalesce((dbops.cron_status()).log_run, true);
     SELECT r.rolname::pg_catalog.text, r.rolsuper INTO v_name, v_all
     FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) viewer;
     v_all := coalesce(v_all, false);
@@ -2625,7 +2811,7 @@ BEGIN
     LEFT JOIN LATERAL (
         SELECT dbops._cron_run(j.schedule,
                    pg_catalog.now() OPERATOR(pg_catalog.-) '5 minutes'::pg_catalog.interval, false) AS due_at
-        WHERE j.dbops_job AND j.active AND log_run AND NOT j.every_seconds
+        WHERE j.dbops_job AND j.active AND v_log_run AND NOT j.every_seconds
           AND r.scheduled_at IS NOT NULL
     ) due ON true
     ORDER BY j.name, j.jobid;
@@ -2663,31 +2849,31 @@ SET IntervalStyle = 'postgres'
 AS $$
 #variable_conflict use_variable
 DECLARE
-    target text := coalesce($6, pg_catalog.current_database()::pg_catalog.text);
+    v_target text := coalesce($6, pg_catalog.current_database()::pg_catalog.text);
     -- messages quote at most 64 characters of an argument
-    shown text := CASE WHEN pg_catalog.length(target) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(target, 64) OPERATOR(pg_catalog.||) '...' ELSE target END;
-    suffix text;
-    crondb text;
-    v text;
-    spec record;
-    cur record;
-    id bigint;
-    db record;
-    me record;
+    v_shown text := CASE WHEN pg_catalog.length(v_target) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_target, 64) OPERATOR(pg_catalog.||) '...' ELSE v_target END;
+    v_suffix text;
+    v_crondb text;
+    v_text text;
+    v_spec record;
+    v_cur record;
+    v_id bigint;
+    v_db record;
+    v_me record;
 BEGIN
     IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot schedule jobs on a standby'
             USING ERRCODE = 'read_only_sql_transaction',
                   HINT = 'Run dbops.schedule() on the primary: pg_cron runs jobs only there.';
     END IF;
-    v := dbops.require_pg_cron();
-    IF pg_catalog.string_to_array(pg_catalog.split_part(v, '-', 1), '.')::pg_catalog.int4[]
+    v_text := dbops.require_pg_cron();
+    IF pg_catalog.string_to_array(pg_catalog.split_part(v_text, '-', 1), '.')::pg_catalog.int4[]
        OPERATOR(pg_catalog.<) '{1,4}'::pg_catalog.int4[] THEN
-        RAISE EXCEPTION 'dbops.schedule() needs pg_cron 1.4 or later, not %', v
+        RAISE EXCEPTION 'dbops.schedule() needs pg_cron 1.4 or later, not %', v_text
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Run ALTER EXTENSION pg_cron UPDATE.';
     END IF;
-    crondb := (dbops.cron_status()).cron_database;
+    v_crondb := (dbops.cron_status()).cron_database;
     -- the grants the README lists, checked before anything changes
     IF NOT pg_catalog.has_schema_privilege('cron', 'USAGE') THEN
         RAISE EXCEPTION 'permission denied for schema cron'
@@ -2705,69 +2891,69 @@ BEGIN
 
     -- pg_cron runs every job in a session of the role that schedules it,
     -- in the job's database: both must let it in
-    SELECT d.datname, d.datallowconn INTO db
+    SELECT d.datname, d.datallowconn INTO v_db
     FROM pg_catalog.pg_database d
-    WHERE pg_catalog.octet_length(target) OPERATOR(pg_catalog.<=) 63
-      AND d.datname OPERATOR(pg_catalog.=) target::pg_catalog.name;
+    WHERE pg_catalog.octet_length(v_target) OPERATOR(pg_catalog.<=) 63
+      AND d.datname OPERATOR(pg_catalog.=) v_target::pg_catalog.name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'database "%" does not exist', shown
+        RAISE EXCEPTION 'database "%" does not exist', v_shown
             USING ERRCODE = 'invalid_catalog_name',
                   HINT = 'database names the database the jobs run in; dbops must be installed there.';
     END IF;
-    IF NOT db.datallowconn THEN
-        RAISE EXCEPTION 'database "%" does not allow connections', shown
+    IF NOT v_db.datallowconn THEN
+        RAISE EXCEPTION 'database "%" does not allow connections', v_shown
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'pg_cron could never run the jobs there: schedule them for a database that allows connections.';
     END IF;
-    SELECT r.rolname, r.rolsuper, r.rolcanlogin INTO me
+    SELECT r.rolname, r.rolsuper, r.rolcanlogin INTO v_me
     FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER;
-    IF NOT me.rolcanlogin THEN
-        RAISE EXCEPTION 'role "%" cannot log in, so pg_cron cannot run its jobs', me.rolname
+    IF NOT v_me.rolcanlogin THEN
+        RAISE EXCEPTION 'role "%" cannot log in, so pg_cron cannot run its jobs', v_me.rolname
             USING ERRCODE = 'insufficient_privilege',
                   HINT = pg_catalog.format('pg_cron runs a job as the role that schedules it: ALTER ROLE %I LOGIN, '
-                                           'or schedule the jobs as a role that can log in.', me.rolname);
+                                           'or schedule the jobs as a role that can log in.', v_me.rolname);
     END IF;
-    IF NOT pg_catalog.has_database_privilege(target, 'CONNECT') THEN
-        RAISE EXCEPTION 'role "%" may not connect to database "%"', me.rolname, shown
+    IF NOT pg_catalog.has_database_privilege(v_target, 'CONNECT') THEN
+        RAISE EXCEPTION 'role "%" may not connect to database "%"', v_me.rolname, v_shown
             USING ERRCODE = 'insufficient_privilege',
                   HINT = pg_catalog.format('pg_cron runs a job as the role that schedules it: GRANT CONNECT ON DATABASE %I TO %I.',
-                                           target, me.rolname);
+                                           v_target, v_me.rolname);
     END IF;
-    IF me.rolsuper
+    IF v_me.rolsuper
        AND NOT coalesce(pg_catalog.current_setting('cron.enable_superuser_jobs', true), 'on')::pg_catalog.bool THEN
         RAISE EXCEPTION 'pg_cron does not run jobs of superusers here'
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'cron.enable_superuser_jobs is off.',
                   HINT = 'Schedule the jobs as a role that is not a superuser, with the grants the README lists.';
     END IF;
-    suffix := CASE WHEN target OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text
-                   THEN '' ELSE '@' OPERATOR(pg_catalog.||) target END;
-    IF pg_catalog.octet_length('dbops-health-snapshot' OPERATOR(pg_catalog.||) suffix)
+    v_suffix := CASE WHEN v_target OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text
+                   THEN '' ELSE '@' OPERATOR(pg_catalog.||) v_target END;
+    IF pg_catalog.octet_length('dbops-health-snapshot' OPERATOR(pg_catalog.||) v_suffix)
        OPERATOR(pg_catalog.>) 63 THEN
-        RAISE EXCEPTION 'database name "%" is too long for a pg_cron job name', shown
+        RAISE EXCEPTION 'database name "%" is too long for a pg_cron job name', v_shown
             USING ERRCODE = 'name_too_long',
                   HINT = 'Job names are "dbops-<job>@<database>" and pg_cron keeps 63 bytes of them.';
     END IF;
 
     -- check every argument before changing anything
-    FOR spec IN
+    FOR v_spec IN
         SELECT * FROM (VALUES ('purge', purge), ('health_snapshot', health_snapshot),
                               ('bloat_snapshot', bloat_snapshot), ('reap', reap)) AS a(arg, sched)
         WHERE a.sched IS NOT NULL
     LOOP
         -- as the pg_cron loaded here reads it
         BEGIN
-            PERFORM dbops.cron_next_run(spec.sched, pg_catalog.now(), 'GMT');
+            PERFORM dbops.cron_next_run(v_spec.sched, pg_catalog.now(), 'GMT');
         EXCEPTION WHEN invalid_parameter_value THEN
-            GET STACKED DIAGNOSTICS v = PG_EXCEPTION_DETAIL;
-            RAISE EXCEPTION 'invalid schedule for %: "%"', spec.arg, CASE WHEN pg_catalog.length(spec.sched) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(spec.sched, 64) OPERATOR(pg_catalog.||) '...' ELSE spec.sched END
+            GET STACKED DIAGNOSTICS v_text = PG_EXCEPTION_DETAIL;
+            RAISE EXCEPTION 'invalid schedule for %: "%"', v_spec.arg, CASE WHEN pg_catalog.length(v_spec.sched) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_spec.sched, 64) OPERATOR(pg_catalog.||) '...' ELSE v_spec.sched END
                 USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = v,
+                      DETAIL = v_text,
                       HINT = 'Write five fields "minute hour day-of-month month day-of-week" '
                              '(for example ''30 3 * * *''), or @hourly, @daily, ...; NULL removes the job.';
         END;
     END LOOP;
-    FOR spec IN
+    FOR v_spec IN
         SELECT * FROM (VALUES ('cron_history_keep', cron_history_keep, true),
                               ('health_history_keep', health_history_keep, health_snapshot IS NOT NULL),
                               ('bloat_history_keep', bloat_history_keep, bloat_snapshot IS NOT NULL),
@@ -2777,10 +2963,10 @@ BEGIN
         -- the jobs subtract these from now(): positive, no part negative
         -- (''1 month -29 days'' would reach past now() in February), and at
         -- most 1000 years
-        IF spec.val IS NULL THEN
-            RAISE EXCEPTION '% must not be NULL', spec.arg
+        IF v_spec.val IS NULL THEN
+            RAISE EXCEPTION '% must not be NULL', v_spec.arg
                 USING ERRCODE = 'null_value_not_allowed',
-                      HINT = CASE spec.arg
+                      HINT = CASE v_spec.arg
                                  WHEN 'cron_history_keep' THEN
                                      'Pass how long cron.job_run_details keeps runs, e.g. ''7 days''; '
                                      'dbops.unschedule() removes the jobs, dbops-cron-history included.'
@@ -2788,15 +2974,15 @@ BEGIN
                                  ELSE 'Pass how long the history is kept, e.g. ''14 days''; a NULL schedule removes the job.'
                              END;
         END IF;
-        IF spec.val OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval
+        IF v_spec.val OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval
            OR EXISTS (SELECT 1 FROM pg_catalog.unnest('{year,month,day,hour,minute,second}'::pg_catalog.text[]) AS f
-                      WHERE pg_catalog.date_part(f, spec.val) OPERATOR(pg_catalog.<) 0::pg_catalog.float8) THEN
-            RAISE EXCEPTION '% must be a positive interval, not %', spec.arg, spec.val
+                      WHERE pg_catalog.date_part(f, v_spec.val) OPERATOR(pg_catalog.<) 0::pg_catalog.float8) THEN
+            RAISE EXCEPTION '% must be a positive interval, not %', v_spec.arg, v_spec.val
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'For example ''7 days''; every part of it must be zero or more (not ''1 month -29 days'').';
         END IF;
-        IF spec.val OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
-            RAISE EXCEPTION '% must be at most 1000 years, not %', spec.arg, spec.val
+        IF v_spec.val OPERATOR(pg_catalog.>) '1000 years'::pg_catalog.interval THEN
+            RAISE EXCEPTION '% must be at most 1000 years, not %', v_spec.arg, v_spec.val
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'The job subtracts it from the current time; keep it within 1000 years.';
         END IF;
@@ -2804,19 +2990,19 @@ BEGIN
 
     -- The commands run in a session of their own, with the search_path of
     -- the database and of the role: they name everything by schema.
-    FOR spec IN
+    FOR v_spec IN
         SELECT * FROM (VALUES
-            (1, 'dbops-purge' OPERATOR(pg_catalog.||) suffix, purge, 'CALL dbops.purge()', target),
-            (2, 'dbops-health-snapshot' OPERATOR(pg_catalog.||) suffix, health_snapshot,
+            (1, 'dbops-purge' OPERATOR(pg_catalog.||) v_suffix, purge, 'CALL dbops.purge()', v_target),
+            (2, 'dbops-health-snapshot' OPERATOR(pg_catalog.||) v_suffix, health_snapshot,
                 pg_catalog.format('SELECT * FROM dbops.health_snapshot(keep => %L::pg_catalog.interval)',
-                                  health_history_keep), target),
-            (3, 'dbops-bloat-snapshot' OPERATOR(pg_catalog.||) suffix, bloat_snapshot,
+                                  health_history_keep), v_target),
+            (3, 'dbops-bloat-snapshot' OPERATOR(pg_catalog.||) v_suffix, bloat_snapshot,
                 pg_catalog.format('SELECT * FROM dbops.bloat_snapshot(keep => %L::pg_catalog.interval)',
-                                  bloat_history_keep), target),
-            (4, 'dbops-reap' OPERATOR(pg_catalog.||) suffix, reap,
+                                  bloat_history_keep), v_target),
+            (4, 'dbops-reap' OPERATOR(pg_catalog.||) v_suffix, reap,
                 pg_catalog.format('SELECT pg_catalog.count(*) FROM dbops.reap_idle('
                                   'idle_for => %L::pg_catalog.interval, dry_run => false)',
-                                  reap_idle_for), target),
+                                  reap_idle_for), v_target),
             (5, 'dbops-cron-history',
                 CASE WHEN cron_history_keep IS NOT NULL THEN '7 * * * *' END,
                 pg_catalog.format('DELETE FROM cron.job_run_details WHERE end_time '
@@ -2827,57 +3013,57 @@ BEGIN
         ) AS s(ord, name, sched, cmd, db)
         ORDER BY s.ord
     LOOP
-        SELECT j.jobid, j.schedule, j.command, j.database, j.active INTO cur
+        SELECT j.jobid, j.schedule, j.command, j.database, j.active INTO v_cur
         FROM cron.job j
-        WHERE j.jobname OPERATOR(pg_catalog.=) spec.name
+        WHERE j.jobname OPERATOR(pg_catalog.=) v_spec.name
           AND j.username OPERATOR(pg_catalog.=) CURRENT_USER::pg_catalog.text;
 
-        IF spec.sched IS NULL THEN
-            IF cur.jobid IS NULL THEN
+        IF v_spec.sched IS NULL THEN
+            IF v_cur.jobid IS NULL THEN
                 CONTINUE;
             END IF;
-            PERFORM cron.unschedule(spec.name);
+            PERFORM cron.unschedule(v_spec.name);
             DELETE FROM dbops.scheduled_jobs r
-            WHERE r.job_name OPERATOR(pg_catalog.=) spec.name
+            WHERE r.job_name OPERATOR(pg_catalog.=) v_spec.name
               AND r.username OPERATOR(pg_catalog.=) CURRENT_USER::pg_catalog.text;
-            job_name := spec.name; action := 'removed'; jobid := cur.jobid;
-            dbname := cur.database; schedule := cur.schedule; active := cur.active;
-            command := cur.command;
+            job_name := v_spec.name; action := 'removed'; jobid := v_cur.jobid;
+            dbname := v_cur.database; schedule := v_cur.schedule; active := v_cur.active;
+            command := v_cur.command;
             RETURN NEXT;
             CONTINUE;
         END IF;
 
-        IF cur.jobid IS NOT NULL AND cur.schedule OPERATOR(pg_catalog.=) spec.sched
-           AND cur.command OPERATOR(pg_catalog.=) spec.cmd
-           AND cur.database OPERATOR(pg_catalog.=) spec.db THEN
+        IF v_cur.jobid IS NOT NULL AND v_cur.schedule OPERATOR(pg_catalog.=) v_spec.sched
+           AND v_cur.command OPERATOR(pg_catalog.=) v_spec.cmd
+           AND v_cur.database OPERATOR(pg_catalog.=) v_spec.db THEN
             action := 'unchanged';
-            id := cur.jobid;
+            v_id := v_cur.jobid;
             INSERT INTO dbops.scheduled_jobs AS r (job_name, username, database, schedule, command)
-            VALUES (spec.name, CURRENT_USER, spec.db, spec.sched, spec.cmd)
+            VALUES (v_spec.name, CURRENT_USER, v_spec.db, v_spec.sched, v_spec.cmd)
             ON CONFLICT ON CONSTRAINT scheduled_jobs_pkey DO NOTHING;
         ELSE
-            IF cur.jobid IS NOT NULL AND cur.database OPERATOR(pg_catalog.<>) spec.db THEN
+            IF v_cur.jobid IS NOT NULL AND v_cur.database OPERATOR(pg_catalog.<>) v_spec.db THEN
                 -- pg_cron 1.4 keeps the database of an existing job: start over
-                PERFORM cron.unschedule(spec.name);
+                PERFORM cron.unschedule(v_spec.name);
             END IF;
             BEGIN
-                IF spec.db OPERATOR(pg_catalog.=) crondb THEN
-                    id := cron.schedule(spec.name, spec.sched, spec.cmd);
+                IF v_spec.db OPERATOR(pg_catalog.=) v_crondb THEN
+                    v_id := cron.schedule(v_spec.name, v_spec.sched, v_spec.cmd);
                 ELSE
-                    id := cron.schedule_in_database(spec.name, spec.sched, spec.cmd, spec.db);
+                    v_id := cron.schedule_in_database(v_spec.name, v_spec.sched, v_spec.cmd, v_spec.db);
                 END IF;
             EXCEPTION WHEN insufficient_privilege OR invalid_parameter_value THEN
-                GET STACKED DIAGNOSTICS v = MESSAGE_TEXT;
-                RAISE EXCEPTION 'pg_cron refused job %: %', spec.name, CASE WHEN pg_catalog.length(v) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v, 64) OPERATOR(pg_catalog.||) '...' ELSE v END
+                GET STACKED DIAGNOSTICS v_text = MESSAGE_TEXT;
+                RAISE EXCEPTION 'pg_cron refused job %: %', v_spec.name, CASE WHEN pg_catalog.length(v_text) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_text, 64) OPERATOR(pg_catalog.||) '...' ELSE v_text END
                     USING ERRCODE = SQLSTATE,
-                          HINT = CASE WHEN spec.db OPERATOR(pg_catalog.=) crondb
+                          HINT = CASE WHEN v_spec.db OPERATOR(pg_catalog.=) v_crondb
                                       THEN 'See the README''s Scheduling section for what pg_cron needs.'
                                       ELSE 'Jobs in another database are created with cron.schedule_in_database(), '
                                            'which needs a superuser or EXECUTE on it.' END;
             END;
-            action := CASE WHEN cur.jobid IS NULL THEN 'created' ELSE 'updated' END;
+            action := CASE WHEN v_cur.jobid IS NULL THEN 'created' ELSE 'updated' END;
             INSERT INTO dbops.scheduled_jobs AS r (job_name, username, database, schedule, command)
-            VALUES (spec.name, CURRENT_USER, spec.db, spec.sched, spec.cmd)
+            VALUES (v_spec.name, CURRENT_USER, v_spec.db, v_spec.sched, v_spec.cmd)
             ON CONFLICT ON CONSTRAINT scheduled_jobs_pkey DO UPDATE
                 SET database = excluded.database, schedule = excluded.schedule,
                     command = excluded.command, scheduled_at = excluded.scheduled_at;
@@ -2885,8 +3071,8 @@ BEGIN
 
         SELECT j.jobid, j.database, j.schedule, j.active, j.command
         INTO jobid, dbname, schedule, active, command
-        FROM cron.job j WHERE j.jobid OPERATOR(pg_catalog.=) id;
-        job_name := spec.name;
+        FROM cron.job j WHERE j.jobid OPERATOR(pg_catalog.=) v_id;
+        job_name := v_spec.name;
         RETURN NEXT;
     END LOOP;
 END;
@@ -2902,8 +3088,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
-    names text[];
-    j record;
+    v_names text[];
+    v_job record;
 BEGIN
     IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot unschedule jobs on a standby'
@@ -2924,36 +3110,29 @@ BEGIN
                   HINT = 'Name the database whose dbops jobs to remove, or pass NULL to remove all of this role''s dbops jobs.';
     END IF;
     IF unschedule.database IS NOT NULL THEN
-        names := ARRAY(SELECT 'dbops-' OPERATOR(pg_catalog.||) n OPERATOR(pg_catalog.||)
+        v_names := ARRAY(SELECT 'dbops-' OPERATOR(pg_catalog.||) n OPERATOR(pg_catalog.||)
                               CASE WHEN unschedule.database OPERATOR(pg_catalog.=)
                                         pg_catalog.current_database()::pg_catalog.text
                                    THEN '' ELSE '@' OPERATOR(pg_catalog.||) unschedule.database END
                        FROM pg_catalog.unnest('{purge,health-snapshot,bloat-snapshot,reap}'::pg_catalog.text[]) AS n);
     END IF;
-    FOR j IN
+    FOR v_job IN
         SELECT c.jobid, c.jobname::pg_catalog.text AS name, c.database, c.schedule, c.active, c.command
         FROM cron.job c
         WHERE c.username OPERATOR(pg_catalog.=) CURRENT_USER::pg_catalog.text
-          AND CASE WHEN names IS NULL
+          AND CASE WHEN v_names IS NULL
                    THEN c.jobname OPERATOR(pg_catalog.~)
                         '^dbops-(purge|health-snapshot|bloat-snapshot|reap|cron-history)(@.+)?$'::pg_catalog.text
-                   ELSE c.jobname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (names) END
+                   ELSE c.jobname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (v_names) END
         ORDER BY c.jobid
     LOOP
-        PERFORM cron.unschedule(j.name);
+        PERFORM cron.unschedule(v_job.name);
         DELETE FROM dbops.scheduled_jobs r
-        WHERE r.job_name OPERATOR(pg_catalog.=) j.name
+        WHERE r.job_name OPERATOR(pg_catalog.=) v_job.name
           AND r.username OPERATOR(pg_catalog.=) CURRENT_USER::pg_catalog.text;
-        job_name := j.name; action := 'removed'; jobid := j.jobid; dbname := j.database;
-        schedule := j.schedule; active := j.active; command := j.command;
+        job_name := v_job.name; action := 'removed'; jobid := v_job.jobid; dbname := v_job.database;
+        schedule := v_job.schedule; active := v_job.active; command := v_job.command;
         RETURN NEXT;
     END LOOP;
 END;
 $$;
-
-CREATE OR REPLACE FUNCTION dbops.health_metrics()
-RETURNS text
-AS 'MODULE_PATHNAME', 'dbops_health_metrics'
-LANGUAGE C VOLATILE
-SET search_path = pg_catalog, pg_temp;
-REVOKE ALL ON FUNCTION dbops.health_metrics() FROM PUBLIC;
