@@ -4,8 +4,8 @@
  *	  Retention purges: the GUCs, the guards CALL dbops.purge() needs from C
  *	  (standby, transaction block, per-policy advisory lock released on
  *	  abort) and the "retention" health check.  The purge loop itself is
- *	  PL/pgSQL in retention.sql (dbops.purge() drives dbops._purge_step(),
- *	  committing between steps); the statements that read or change a
+ *	  PL/pgSQL in retention.sql (dbops.purge() runs its phases,
+ *	  dbops._purge_<phase>(), committing between them); the statements that read or change a
  *	  policy's table run as its owner in retention_exec.c.
  *
  *-------------------------------------------------------------------------
