@@ -127,20 +127,23 @@ dbops_check_at_least(DbopsCheckResult *res, DbopsStatus status)
 		res->min_status = status;
 }
 
-void
-dbops_check_skip(DbopsCheckResult *res, const char *fmt,...)
-{
-	va_list		args;
+/* Set a check's status and its detail, formatted (skip and unknown). */
+static void set_status_detail(DbopsCheckResult *res, DbopsStatus status,
+							  const char *fmt, va_list args) pg_attribute_printf(3, 0);
 
-	res->status = DBOPS_SKIPPED;
+static void
+set_status_detail(DbopsCheckResult *res, DbopsStatus status, const char *fmt, va_list args)
+{
+	res->status = status;
 	resetStringInfo(&res->detail);
 	for (;;)
 	{
+		va_list		copy;
 		int			needed;
 
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&res->detail, fmt, args);
-		va_end(args);
+		va_copy(copy, args);
+		needed = appendStringInfoVA(&res->detail, fmt, copy);
+		va_end(copy);
 		if (needed == 0)
 			break;
 		enlargeStringInfo(&res->detail, needed);
@@ -148,23 +151,23 @@ dbops_check_skip(DbopsCheckResult *res, const char *fmt,...)
 }
 
 void
+dbops_check_skip(DbopsCheckResult *res, const char *fmt,...)
+{
+	va_list		args;
+
+	va_start(args, fmt);
+	set_status_detail(res, DBOPS_SKIPPED, fmt, args);
+	va_end(args);
+}
+
+void
 dbops_check_unknown(DbopsCheckResult *res, const char *fmt,...)
 {
 	va_list		args;
 
-	res->status = DBOPS_UNKNOWN;
-	resetStringInfo(&res->detail);
-	for (;;)
-	{
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&res->detail, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&res->detail, needed);
-	}
+	va_start(args, fmt);
+	set_status_detail(res, DBOPS_UNKNOWN, fmt, args);
+	va_end(args);
 }
 
 static void
