@@ -3,8 +3,7 @@
  * schedule.c
  *	  What the pg_cron scheduling needs from C: an evaluator of pg_cron's
  *	  schedule syntax (next and previous run times), the state of pg_cron on
- *	  this server, the cron_failures health check, and the health report in
- *	  the Prometheus text format.
+ *	  this server, dbops.cron_jobs() and the cron_failures health check.
  *
  * Visibility of pg_cron's job messages.  pg_cron's row-level security shows
  * a role only its own jobs; dbops.cron_jobs() (through its SECURITY DEFINER
@@ -13,8 +12,9 @@
  * messages carry the values of the failed statements.  The entry point
  * dbops.cron_jobs() is C so that it knows its caller (inside a SECURITY
  * DEFINER function current_user is the owner).  dbops.health_snapshot()
- * writes a history that pg_monitor reads: the checks it runs see no
- * messages (dbops._health_snapshot_rows()).
+ * writes a history that pg_monitor reads: in the report it runs
+ * (dbops._health_snapshot_rows(), for_history), the cron_failures check
+ * reads the jobs without their messages.
  *
  * The evaluator follows pg_cron's parser (a reduced Vixie cron): five
  * fields "minute hour day-of-month month day-of-week" with lists, ranges,
