@@ -418,7 +418,6 @@ clip_report_text(StringInfo buf)
 	appendStringInfoString(buf, "...");
 }
 
-
 /*
  * Run every enabled check; returns the results sorted worst first, and their
  * number in *nrows.  The results and everything the checks of the report
