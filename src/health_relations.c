@@ -39,6 +39,7 @@ dbops_check_invalid_indexes(DbopsReport *report, DbopsCheckResult *res)
 	static SPIPlanPtr plan = NULL;
 	SPITupleTable *tt;
 	uint64		n;
+	DbopsCulprits shown;
 
 	tt = dbops_kept_query(&plan,
 						"SELECT i.indexrelid::pg_catalog.regclass::pg_catalog.text, "
@@ -52,11 +53,12 @@ dbops_check_invalid_indexes(DbopsReport *report, DbopsCheckResult *res)
 		return;
 	}
 	appendStringInfo(&res->detail, "%d invalid index(es): ", (int) n);
-	for (uint64 r = 0; r < n && r < DBOPS_MAX_CULPRITS; r++)
-		appendStringInfo(&res->detail, "%s%s on %s", r > 0 ? ", " : "",
-						 dbops_col_text(tt, r, 1), dbops_col_text(tt, r, 2));
-	if (n > DBOPS_MAX_CULPRITS)
-		appendStringInfo(&res->detail, ", and %d more", (int) (n - DBOPS_MAX_CULPRITS));
+	dbops_culprits_init(&shown, &res->detail, DBOPS_MAX_CULPRITS, "", ", ");
+	for (uint64 r = 0; r < n; r++)
+		if (dbops_culprit(&shown))
+			appendStringInfo(&res->detail, "%s on %s",
+							 dbops_col_text(tt, r, 1), dbops_col_text(tt, r, 2));
+	dbops_culprits_end(&shown);
 	appendStringInfoString(&res->detail, " (an index being built CONCURRENTLY right now is also invalid)");
 	appendStringInfoString(&res->hint,
 						   "Invalid indexes cost writes and serve no reads: DROP INDEX CONCURRENTLY and create them again, or REINDEX INDEX CONCURRENTLY.");

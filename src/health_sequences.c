@@ -17,7 +17,6 @@
 #include "access/tableam.h"
 #include "access/xlog.h"
 #include "catalog/dependency.h"
-#include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_depend.h"
 #include "catalog/pg_sequence.h"
@@ -269,7 +268,7 @@ dbops_check_sequences(DbopsReport *report, DbopsCheckResult *res)
 	int			nseqs = 0;
 	int			nhidden = 0;
 	int			ncycle = 0;
-	bool		privileged = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	bool		privileged = dbops_can_read_all_stats();
 	DbopsTopN	top = {0};
 	double		lowest;
 	int			ncand = 0;
