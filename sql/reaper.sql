@@ -13,6 +13,12 @@ SELECT * FROM dbops.reap_idle('1 hour', states => '{idle,NULL}');
 SELECT * FROM dbops.reap_idle('1 hour', dry_run => NULL);
 SELECT * FROM dbops.reap_idle('1 hour', action => 'kill');
 SELECT * FROM dbops.reap_idle('1 hour', action => NULL);
+SELECT * FROM dbops.reap_runaway();
+SELECT * FROM dbops.reap_runaway(query_for => interval '-1 minute');
+SELECT * FROM dbops.reap_runaway(transaction_for => interval '0');
+SELECT * FROM dbops.reap_runaway('1 hour', dry_run => NULL);
+SELECT * FROM dbops.reap_runaway('1 hour', action => 'exempt');
+SELECT * FROM dbops.reap_runaway('1 hour', query_pattern => '(unclosed');
 \set VERBOSITY terse
 
 -- and their SQLSTATEs
@@ -27,7 +33,12 @@ BEGIN
         $c$dbops.reap_idle('1 hour', states => NULL)$c$,
         $c$dbops.reap_idle('1 hour', states => '{sleeping}')$c$,
         $c$dbops.reap_idle('1 hour', dry_run => NULL)$c$,
-        $c$dbops.reap_idle('1 hour', action => 'kill')$c$]
+        $c$dbops.reap_idle('1 hour', action => 'kill')$c$,
+        $c$dbops.reap_runaway()$c$,
+        $c$dbops.reap_runaway('-1 minute')$c$,
+        $c$dbops.reap_runaway(NULL, '300000 years')$c$,
+        $c$dbops.reap_runaway('1 hour', action => NULL)$c$,
+        $c$dbops.reap_runaway('1 hour', query_pattern => '*')$c$]
     LOOP
         BEGIN
             EXECUTE 'SELECT * FROM ' || call;
@@ -42,6 +53,8 @@ $$;
 SELECT * FROM dbops.reap_idle('1 day',
     states => '{idle,"idle in transaction","idle in transaction (aborted)"}');
 SELECT count(*) FROM dbops.reap_idle('1 day', dry_run => false, action => 'cancel');
+SELECT * FROM dbops.reap_runaway('1 day', '1 day', query_pattern => '(?i)select');
+SELECT count(*) FROM dbops.reap_runaway('1 day', dry_run => false, action => 'terminate');
 
 -- policies: an exempt policy has no timeout, any other needs one
 INSERT INTO dbops.reaper_policies (application_name, action) VALUES ('pg_dump%', 'exempt');
@@ -54,8 +67,20 @@ INSERT INTO dbops.reaper_policies (idle_timeout) VALUES ('-1 min');
 INSERT INTO dbops.reaper_policies (idle_timeout, keep_min) VALUES ('1 min', -1);
 INSERT INTO dbops.reaper_policies (idle_timeout, action) VALUES ('1 min', 'kill');
 INSERT INTO dbops.reaper_policies (client_addr, idle_timeout) VALUES ('10.0.0.0/8', '1 min');
+-- running statements and open transactions: one timeout per policy, a state
+-- the kind can have, a regular expression the engine accepts
+INSERT INTO dbops.reaper_policies (role_name, query_timeout, action, query_pattern)
+    VALUES ('regress_report', '1 hour', 'cancel', '(?i)^\s*select');
+INSERT INTO dbops.reaper_policies (transaction_timeout, state)
+    VALUES ('2 hours', 'idle in transaction');
+INSERT INTO dbops.reaper_policies (idle_timeout, query_timeout) VALUES ('1 min', '1 min');
+INSERT INTO dbops.reaper_policies (query_timeout, state) VALUES ('1 min', 'idle');
+INSERT INTO dbops.reaper_policies (transaction_timeout, state) VALUES ('1 min', 'idle');
+INSERT INTO dbops.reaper_policies (idle_timeout, state) VALUES ('1 min', 'active');
+INSERT INTO dbops.reaper_policies (action, query_timeout) VALUES ('exempt', '1 min');
+INSERT INTO dbops.reaper_policies (query_timeout, query_pattern) VALUES ('1 min', '[a-');
 SELECT role_name, database_name, application_name, client_addr, state, idle_timeout,
-       action, keep_min, enabled
+       query_timeout, transaction_timeout, query_pattern, action, keep_min, enabled
 FROM dbops.reaper_policies ORDER BY id;
 DELETE FROM dbops.reaper_policies;
 
@@ -71,6 +96,10 @@ SELECT p.proname,
        has_function_privilege('pg_signal_backend', p.oid, 'EXECUTE') AS pg_signal_backend
 FROM pg_proc p WHERE p.pronamespace = 'dbops'::regnamespace AND p.proname ~ '^_?reap'
 ORDER BY p.proname;
+-- the new columns of the events and of the status
+SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
+WHERE a.attrelid = 'dbops.reaper_log'::regclass AND a.attnum > 0;
+SELECT pg_get_function_arguments('dbops.reaper_status()'::regprocedure);
 SELECT has_table_privilege('public', 'dbops.reaper_log', 'SELECT') AS log_public,
        has_table_privilege('pg_monitor', 'dbops.reaper_log', 'SELECT') AS log_monitor,
        has_table_privilege('public', 'dbops.reaper_policies', 'SELECT') AS policies_read,
@@ -79,6 +108,7 @@ SELECT has_table_privilege('public', 'dbops.reaper_log', 'SELECT') AS log_public
 CREATE ROLE regress_reaper_nobody;
 SET ROLE regress_reaper_nobody;
 SELECT * FROM dbops.reap_idle('1 hour');
+SELECT * FROM dbops.reap_runaway('1 hour');
 SELECT * FROM dbops.reaper_events();
 INSERT INTO dbops.reaper_policies (action) VALUES ('exempt');
 RESET ROLE;

@@ -156,6 +156,13 @@ SELECT pg_temp.err(format('SELECT * FROM dbops.reap_idle(%L, action => %L)', '1 
 SELECT pg_temp.err($$SELECT * FROM dbops.reap_idle('1 h', dry_run => NULL)$$);
 -- the longest interval that counts is accepted (and matches nothing)
 SELECT count(*) AS matched FROM dbops.reap_idle('289999 years');
+SELECT pg_temp.err($$SELECT * FROM dbops.reap_runaway('178000000 years')$$);
+SELECT pg_temp.err($$SELECT * FROM dbops.reap_runaway(NULL, '-178000000 years')$$);
+SELECT pg_temp.err($$SELECT * FROM dbops.reap_runaway(NULL, NULL)$$);
+SELECT pg_temp.err(format('SELECT * FROM dbops.reap_runaway(%L, action => %L)', '1 h', repeat('a', 200000)));
+SELECT pg_temp.err(format('SELECT * FROM dbops.reap_runaway(%L, query_pattern => %L)', '1 h', repeat('(', 2000)));
+SELECT pg_temp.err($$SELECT * FROM dbops.reap_runaway('1 h', query_pattern => E'a\\')$$);
+SELECT count(*) AS matched FROM dbops.reap_runaway('289999 years', '289999 years', query_pattern => '');
 
 INSERT INTO dbops.reaper_policies (role_name, idle_timeout) VALUES ('rob_hea_nobody', '1 h')
 RETURNING id AS policy_id \gset
@@ -178,18 +185,31 @@ SELECT regexp_replace(pg_temp.err(format('INSERT INTO dbops.reaper_policies (id,
                       'id [0-9]+', 'id N') AS err;
 SELECT pg_temp.err($$INSERT INTO dbops.reaper_policies (id, idle_timeout) VALUES (NULL, '1 h')$$);
 SELECT pg_temp.err(format('UPDATE dbops.reaper_policies SET idle_timeout = %L WHERE id = %s', '-1 h', :policy_id));
+SELECT pg_temp.err($$INSERT INTO dbops.reaper_policies (query_timeout) VALUES ('178000000 years')$$);
+SELECT pg_temp.err($$INSERT INTO dbops.reaper_policies (transaction_timeout) VALUES ('-1 s')$$);
+SELECT pg_temp.err($$INSERT INTO dbops.reaper_policies (query_timeout, transaction_timeout) VALUES ('1 h', '1 h')$$);
+SELECT pg_temp.err($$INSERT INTO dbops.reaper_policies (action, transaction_timeout) VALUES ('exempt', '1 h')$$);
+SELECT pg_temp.err($$INSERT INTO dbops.reaper_policies (query_timeout, state) VALUES ('1 h', 'idle in transaction')$$);
+SELECT pg_temp.err($$INSERT INTO dbops.reaper_policies (transaction_timeout, state) VALUES ('1 h', 'idle')$$);
+SELECT pg_temp.err(format('INSERT INTO dbops.reaper_policies (query_timeout, query_pattern) VALUES (%L, %L)', '1 h', repeat('(', 200000)));
+SELECT pg_temp.err($$INSERT INTO dbops.reaper_policies (query_timeout, query_pattern) VALUES ('1 h', E'x{2,1}')$$);
 -- accepted: an escaped backslash and a literal % in the pattern, an exempt policy
 SELECT pg_temp.err($$INSERT INTO dbops.reaper_policies (application_name, idle_timeout, role_name) VALUES (E'app\\\\', '1 h', 'rob_hea_nobody')$$);
 SELECT pg_temp.err($$INSERT INTO dbops.reaper_policies (application_name, action, role_name) VALUES (E'50\\%', 'exempt', 'rob_hea_nobody')$$);
 SELECT count(*) AS policies FROM dbops.reaper_policies WHERE role_name = 'rob_hea_nobody';
 
--- a policy written before the trigger existed (as 1.0 allowed) cannot stop
--- reap_idle(): an idle_timeout too long to count, a pattern LIKE refuses
+-- a policy written before the trigger existed (as 1.0 allowed), or while
+-- it was disabled, cannot stop reap_idle() or reap_runaway(): an
+-- idle_timeout too long to count, a pattern LIKE or the regular expression
+-- engine refuses
 ALTER TABLE dbops.reaper_policies DISABLE TRIGGER reaper_policies_validate;
 INSERT INTO dbops.reaper_policies (role_name, idle_timeout, application_name)
 VALUES ('rob_hea_nobody', '178000000 years', E'app\\');
+INSERT INTO dbops.reaper_policies (role_name, query_timeout, query_pattern)
+VALUES ('rob_hea_nobody', '1 s', '(unclosed');
 ALTER TABLE dbops.reaper_policies ENABLE TRIGGER reaper_policies_validate;
 SELECT count(*) >= 0 AS reap_idle_works FROM dbops.reap_idle('1 h');
+SELECT count(*) >= 0 AS reap_runaway_works FROM dbops.reap_runaway('1 h', '1 h');
 DELETE FROM dbops.reaper_policies WHERE role_name = 'rob_hea_nobody';
 
 -- ---------------------------------------------------------------------------

@@ -1,34 +1,27 @@
 /*-------------------------------------------------------------------------
  *
  * reaper.c
- *	  Idle-connection reaper: a background worker that terminates (or
- *	  cancels) client sessions idle for longer than a policy allows, and
- *	  dbops.reap_idle() doing the same on demand.  Both share one code path
- *	  (reaper_run): snapshot of the live backend status array, exemptions,
- *	  policy matching, keep_min floors, a re-check of each victim's state
- *	  right before it is signalled, and a record of every action in a
- *	  shared-memory ring (dbops.reaper_events()) that the worker copies into
- *	  dbops.reaper_log when it can write.
+ *	  Session reaper: a background worker that ends client sessions idle
+ *	  for longer than a policy allows, statements that run too long and
+ *	  transactions open too long, and dbops.reap_idle() and
+ *	  dbops.reap_runaway() doing the same on demand.  All share one sweep
+ *	  (reaper_sweep.c); this file keeps the settings, the worker, the
+ *	  record of every action in a shared-memory ring (dbops.reaper_events())
+ *	  that the worker copies into dbops.reaper_log when it can write, the
+ *	  SQL functions and the health check.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <math.h>
-#include <signal.h>
 #include <time.h>
 #include <unistd.h>
-#include <netdb.h>
-#include <sys/socket.h>
 
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "catalog/pg_authid.h"
-#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
-#include "common/ip.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -40,12 +33,10 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
-#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/array.h"
-#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/inet.h"
@@ -56,7 +47,9 @@
 #include "utils/varlena.h"
 
 #include "dbops.h"
+#include "healthkit.h"
 #include "livestatus.h"
+#include "reaper.h"
 
 PGDLLEXPORT void dbops_reaper_main(Datum main_arg);
 
@@ -68,11 +61,25 @@ static char *reaper_database = "postgres";
 static int	reaper_naptime = 10;	/* seconds */
 static int	reaper_idle_timeout = 0;	/* ms, 0 = off */
 static int	reaper_idle_in_transaction_timeout = 0; /* ms, 0 = off */
+static int	reaper_query_timeout = 0;	/* ms, 0 = off */
+static int	reaper_transaction_timeout = 0; /* ms, 0 = off */
+static int	reaper_query_action = REAPER_CANCEL;
+static int	reaper_transaction_action = REAPER_TERMINATE;
 static bool reaper_dry_run = false;
 static char *reaper_exempt_roles = NULL;
 static char *reaper_exempt_applications = NULL;
+static char *reaper_exempt_commands = NULL;
 static int	reaper_recheck_delay = 0;	/* ms, testing aid */
 static int	reaper_log_keep = 43200;	/* minutes, 0 = forever */
+
+static const struct config_enum_entry reaper_action_options[] = {
+	{"terminate", REAPER_TERMINATE, false},
+	{"cancel", REAPER_CANCEL, false},
+	{NULL, 0, false}
+};
+
+#define REAPER_DEFAULT_EXEMPT_COMMANDS \
+	"vacuum, vacuum full, analyze, cluster, create index concurrently, reindex concurrently"
 
 /* the worker prunes dbops.reaper_log at most this often ... */
 #define REAPER_PRUNE_INTERVAL_MS (3600 * 1000)
@@ -88,8 +95,9 @@ static bool reaper_prune_more = false;
  * ---------------------------------------------------------------------
  */
 #define REAPER_RING_SIZE		1024
-#define REAPER_ADDR_LEN			64
 #define REAPER_WORD_LEN			32
+/* query text kept per event: track_activity_query_size's default */
+#define REAPER_QUERY_LEN		1024
 
 typedef struct ReaperEvent
 {
@@ -97,15 +105,17 @@ typedef struct ReaperEvent
 	TimestampTz at;
 	int			pid;
 	int			policy_id;		/* 0: no policy (GUC defaults, arguments) */
-	bool		from_worker;
-	int			state;			/* index into reaper_state_names */
-	int64		idle_for;		/* microseconds */
+	ReaperSource source;
+	ReaperKind	kind;
+	int			state;			/* index into dbops_reaper_state_names */
+	int64		duration;		/* microseconds idle, running or open */
 	char		usename[NAMEDATALEN];
 	char		datname[NAMEDATALEN];
 	char		appname[NAMEDATALEN];
 	char		client_addr[REAPER_ADDR_LEN];	/* "" for a Unix socket */
 	char		action[REAPER_WORD_LEN];
 	char		outcome[REAPER_WORD_LEN];
+	char		query[REAPER_QUERY_LEN];
 } ReaperEvent;
 
 typedef struct ReaperStatus
@@ -116,9 +126,11 @@ typedef struct ReaperStatus
 	int64		sweeps;
 	int			last_seen;		/* client backends in the last sweep */
 	int			last_idle;		/* of which idle */
+	int			last_active;	/* of which running a statement */
+	int			last_in_xact;	/* of which in a transaction */
 	int			last_exempt;	/* of which exempt */
-	int64		reaped;			/* signalled by the worker, in total */
-	int64		spared;			/* due but spared (keep_min, became active) */
+	int64		reaped[REAPER_NKINDS];	/* signalled by the worker, in total */
+	int64		spared;			/* due but spared (keep_min, ended, ...) */
 	int64		dry_run_matches;
 	int64		last_sweep_cpu_ns;
 	int64		total_sweep_cpu_ns;
@@ -137,100 +149,6 @@ typedef struct ReaperShared
 static ReaperShared *reaper_shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-
-/* ---------------------------------------------------------------------
- * Sessions, policies, requests
- * ---------------------------------------------------------------------
- */
-#define REAPER_NSTATES	3
-static const char *const reaper_state_names[REAPER_NSTATES] = {
-	"idle", "idle in transaction", "idle in transaction (aborted)"
-};
-
-typedef enum ReaperAction
-{
-	REAPER_TERMINATE,
-	REAPER_CANCEL,
-	REAPER_EXEMPT
-} ReaperAction;
-
-static const char *const reaper_action_names[] = {"terminate", "cancel", "exempt"};
-
-typedef enum ReaperOutcome
-{
-	OUTCOME_NONE,
-	OUTCOME_SIGNALLED,			/* signal sent */
-	OUTCOME_DRY_RUN,			/* would have been signalled */
-	OUTCOME_ACTIVE,				/* left its idle spell before the signal */
-	OUTCOME_GONE,				/* exited before the signal */
-	OUTCOME_KEEP_MIN			/* spared to keep a policy's floor */
-} ReaperOutcome;
-
-static const char *const reaper_outcome_names[] = {
-	"", "signalled", "dry run", "spared: became active", "gone", "spared: keep_min"
-};
-
-typedef struct ReaperPolicy
-{
-	int			id;
-	bool		has_role;
-	Oid			roleid;			/* InvalidOid if the role does not exist */
-	bool		has_db;
-	Oid			dbid;
-	text	   *app_pattern;	/* NULL: any application */
-	bool		app_invalid;	/* pattern LIKE refuses: matches nothing */
-	bool		has_cidr;
-	Datum		cidr;
-	int			state;			/* -1: any idle state */
-	int64		timeout;		/* microseconds; unused for exempt */
-	ReaperAction action;
-	int			keep_min;
-	int			specificity;	/* number of match columns set */
-	/* per run */
-	int			nmatching;
-	int			nremoved;
-} ReaperPolicy;
-
-typedef struct ReaperSession
-{
-	int			slot;			/* index in the backend status array */
-	int			pid;
-	Oid			roleid;
-	Oid			dbid;
-	int			state;			/* index into reaper_state_names */
-	TimestampTz state_start;
-	SockAddr	addr;
-	char		appname[NAMEDATALEN];
-	/* decided by reaper_run */
-	ReaperPolicy *policy;		/* winning policy, NULL: none */
-	ReaperAction action;
-	int64		timeout;
-	int64		idle_for;
-	ReaperOutcome outcome;
-} ReaperSession;
-
-typedef struct ReaperRequest
-{
-	bool		from_worker;
-	bool		dry_run;
-	bool		check_caller;	/* apply the caller's right to signal */
-	int64		timeout[REAPER_NSTATES];	/* per state, -1: not reaped */
-	ReaperAction action;		/* when no policy decides */
-	TimestampTz report_after;	/* worker dry run: report matches due since */
-} ReaperRequest;
-
-typedef struct ReaperResult
-{
-	int			nseen;
-	int			nidle;
-	int			nexempt;
-	int			nreaped;
-	int			nspared;
-	int			ndryrun;
-	TimestampTz now;			/* the time idle spells were measured at */
-	List	   *sessions;		/* ReaperSession *, in the order acted upon */
-} ReaperResult;
-
 
 /* ---------------------------------------------------------------------
  * Init: GUCs, shared memory, worker registration
@@ -265,6 +183,20 @@ reaper_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
+static bool
+check_exempt_commands(char **newval, void **extra, GucSource source)
+{
+	int			mask;
+	char	   *bad;
+
+	if (dbops_reaper_parse_commands(*newval, &mask, &bad))
+		return true;
+	GUC_check_errdetail("\"%s\" is not a maintenance command the reaper recognises.",
+						dbops_bounded(bad, DBOPS_ECHO_CHARS));
+	GUC_check_errhint("Known commands: vacuum, vacuum full, analyze, cluster, create index, create index concurrently, reindex, reindex concurrently, copy.");
+	return false;
+}
+
 void
 dbops_reaper_init(void)
 {
@@ -291,6 +223,34 @@ dbops_reaper_init(void)
 							0, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("dbops.reaper_query_timeout",
+							"Running time after which the reaper ends a statement no policy decides about.",
+							"0 turns it off; dbops.reaper_query_action says how.",
+							&reaper_query_timeout,
+							0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomEnumVariable("dbops.reaper_query_action",
+							 "How the reaper ends a statement past dbops.reaper_query_timeout: cancel it or terminate its session.",
+							 NULL,
+							 &reaper_query_action,
+							 REAPER_CANCEL, reaper_action_options,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("dbops.reaper_transaction_timeout",
+							"Time a transaction may stay open before the reaper ends it, whatever its session's state, when no policy decides about it.",
+							"0 turns it off; dbops.reaper_transaction_action says how.",
+							&reaper_transaction_timeout,
+							0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomEnumVariable("dbops.reaper_transaction_action",
+							 "How the reaper ends a transaction past dbops.reaper_transaction_timeout: terminate its session or cancel its running statement.",
+							 NULL,
+							 &reaper_transaction_action,
+							 REAPER_TERMINATE, reaper_action_options,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 	DefineCustomBoolVariable("dbops.reaper_dry_run",
 							 "Record what the reaper worker would do without signalling anyone.",
 							 NULL,
@@ -312,6 +272,13 @@ dbops_reaper_init(void)
 							   "pg_dump,pg_basebackup,pg_restore",
 							   PGC_SIGHUP, GUC_LIST_INPUT,
 							   NULL, NULL, NULL);
+	DefineCustomStringVariable("dbops.reaper_exempt_commands",
+							   "Comma-separated maintenance commands whose statements and transactions the reaper never ends.",
+							   "Known: vacuum, vacuum full, analyze, cluster, create index, create index concurrently, reindex, reindex concurrently, copy.",
+							   &reaper_exempt_commands,
+							   REAPER_DEFAULT_EXEMPT_COMMANDS,
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   check_exempt_commands, NULL, NULL);
 	DefineCustomIntVariable("dbops.reaper_log_keep",
 							"How long the reaper worker keeps events in dbops.reaper_log.",
 							"Older rows are deleted once an hour; 0 keeps them forever.",
@@ -366,105 +333,49 @@ require_shared(void)
 }
 
 /* ---------------------------------------------------------------------
- * The live backend status array
- * ---------------------------------------------------------------------
- */
-
-/*
- * The live array is read with dbops_backend_status_array() and
- * dbops_read_backend_status_slot() (livestatus.c), never through the
- * backend-local snapshot pg_stat_activity uses, so that a re-read sees the
- * state as it is now.
- */
-
-static int
-state_index(BackendState st)
-{
-	switch (st)
-	{
-		case STATE_IDLE:
-			return 0;
-		case STATE_IDLEINTRANSACTION:
-			return 1;
-		case STATE_IDLEINTRANSACTION_ABORTED:
-			return 2;
-		default:
-			return -1;
-	}
-}
-
-typedef struct SlotCopy
-{
-	int			pid;
-	BackendType type;
-	BackendState state;
-	TimestampTz state_start;
-	Oid			dbid;
-	Oid			userid;
-	SockAddr	addr;
-	char		appname[NAMEDATALEN];
-} SlotCopy;
-
-/* Copy one live entry consistently (the st_changecount protocol). */
-static void
-read_slot(volatile PgBackendStatus *be, SlotCopy *out, bool full)
-{
-	PgBackendStatus copy;
-
-	dbops_read_backend_status_slot(be, &copy, out->appname, NULL);
-	out->pid = copy.st_procpid;
-	out->type = copy.st_backendType;
-	out->state = copy.st_state;
-	out->state_start = copy.st_state_start_timestamp;
-	if (full && out->pid > 0)
-	{
-		out->dbid = copy.st_databaseid;
-		out->userid = copy.st_userid;
-		memcpy(&out->addr, &copy.st_clientaddr, sizeof(SockAddr));
-	}
-}
-
-/* Client address as text; false for a Unix socket or an unknown family. */
-static bool
-session_addr(const SockAddr *addr, char *buf, size_t len)
-{
-	if (addr->addr.ss_family != AF_INET && addr->addr.ss_family != AF_INET6)
-		return false;
-	if (pg_getnameinfo_all(&addr->addr, addr->salen, buf, len, NULL, 0,
-						   NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-		return false;
-	clean_ipv6_addr(addr->addr.ss_family, buf);
-	return true;
-}
-
-/* ---------------------------------------------------------------------
  * Events
  * ---------------------------------------------------------------------
  */
-static void
-record_event(const ReaperRequest *req, const ReaperSession *s)
+static char *
+interval_text(int64 usecs)
+{
+	Interval	iv = {0};
+
+	iv.time = usecs;
+	return DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(&iv)));
+}
+
+/*
+ * Record one action or spared victim of a sweep: in the server log, and in
+ * the ring when dbops is preloaded.
+ */
+void
+dbops_reaper_record_event(const ReaperRequest *req, const ReaperSession *s)
 {
 	ReaperEvent ev;
-	Interval	iv = {0};
 	const char *verb;
+	const char *what;
 	char	   *usename = GetUserNameFromId(s->roleid, true);
 	char	   *datname = get_database_name(s->dbid);
+	const char *query = s->query ? s->query : "";
 
 	memset(&ev, 0, sizeof(ev));
 	ev.at = GetCurrentTimestamp();
 	ev.pid = s->pid;
 	ev.policy_id = s->policy ? s->policy->id : 0;
-	ev.from_worker = req->from_worker;
+	ev.source = req->source;
+	ev.kind = s->kind;
 	ev.state = s->state;
-	ev.idle_for = s->idle_for;
+	ev.duration = s->duration;
 	strlcpy(ev.usename, usename ? usename : "", NAMEDATALEN);
 	strlcpy(ev.datname, datname ? datname : "", NAMEDATALEN);
 	strlcpy(ev.appname, s->appname, NAMEDATALEN);
-	if (!session_addr(&s->addr, ev.client_addr, sizeof(ev.client_addr)))
+	if (!dbops_reaper_session_addr(&s->addr, ev.client_addr, sizeof(ev.client_addr)))
 		ev.client_addr[0] = '\0';
-	strlcpy(ev.action, reaper_action_names[s->action], REAPER_WORD_LEN);
-	strlcpy(ev.outcome, reaper_outcome_names[s->outcome], REAPER_WORD_LEN);
-	iv.time = s->idle_for;
+	strlcpy(ev.action, dbops_reaper_action_names[s->action], REAPER_WORD_LEN);
+	strlcpy(ev.outcome, dbops_reaper_outcome_names[s->outcome], REAPER_WORD_LEN);
+	/* at a character boundary: the text was read as the server keeps it */
+	memcpy(ev.query, query, pg_mbcliplen(query, strlen(query), REAPER_QUERY_LEN - 1));
 
 	switch (s->outcome)
 	{
@@ -475,15 +386,29 @@ record_event(const ReaperRequest *req, const ReaperSession *s)
 			verb = s->action == REAPER_CANCEL ? "dry run, would cancel" : "dry run, would terminate";
 			break;
 		default:
-			verb = s->action == REAPER_CANCEL ? "did not cancel (became active)" : "did not terminate (became active)";
+			verb = psprintf("did not %s (%s)", dbops_reaper_action_names[s->action],
+							dbops_reaper_outcome_names[s->outcome] + strlen("spared: "));
+			break;
+	}
+	switch (s->kind)
+	{
+		case REAPER_KIND_QUERY:
+			what = psprintf("statement running for %s", interval_text(s->duration));
+			break;
+		case REAPER_KIND_TRANSACTION:
+			what = psprintf("transaction open for %s (%s)", interval_text(s->duration),
+							dbops_reaper_state_names[s->state]);
+			break;
+		default:
+			what = psprintf("%s for %s", dbops_reaper_state_names[s->state],
+							interval_text(s->duration));
 			break;
 	}
 	ereport(LOG,
-			(errmsg("dbops reaper: %s session %d (user \"%s\", database \"%s\", application \"%s\"), %s for %s",
-					verb, ev.pid, ev.usename, ev.datname, ev.appname,
-					reaper_state_names[s->state],
-					DatumGetCString(DirectFunctionCall1(interval_out,
-														IntervalPGetDatum(&iv)))),
+			(errmsg("dbops reaper: %s session %d (user \"%s\", database \"%s\", application \"%s\"), %s",
+					verb, ev.pid, ev.usename, ev.datname, ev.appname, what),
+			 s->kind != REAPER_KIND_IDLE && ev.query[0] != '\0' ?
+			 errdetail("Query: %s", dbops_bounded(ev.query, 200)) : 0,
 			 errhidestmt(true), errhidecontext(true)));
 
 	if (reaper_shared == NULL)
@@ -496,215 +421,9 @@ record_event(const ReaperRequest *req, const ReaperSession *s)
 }
 
 /* ---------------------------------------------------------------------
- * Policies
+ * Requests
  * ---------------------------------------------------------------------
  */
-
-/*
- * Load the enabled rows of dbops.reaper_policies (SPI must be connected, in
- * a transaction).  Roles and databases are resolved to OIDs here; a name
- * that does not exist leaves a policy that matches nothing.
- *
- * The worker and superusers run this query: every function, operator and
- * type in it is schema-qualified, so that it cannot resolve to an object of
- * a schema on the search_path (an exact-match public.*(numeric, integer)
- * would beat pg_catalog's *(numeric, numeric)).
- */
-/*
- * Would LIKE accept this pattern?  Its one error is a pattern that ends in
- * the escape character (a backslash not itself escaped).
- */
-static bool
-like_pattern_valid(const text *pattern)
-{
-	const char *p = VARDATA_ANY(pattern);
-	int			len = VARSIZE_ANY_EXHDR(pattern);
-	int			i = 0;
-
-	while (i < len)
-	{
-		if (p[i] == '\\')
-		{
-			if (i + 1 >= len)
-				return false;
-			i++;
-		}
-		i += pg_mblen(p + i);
-	}
-	return true;
-}
-
-static ReaperPolicy *
-load_policies(int *npolicies)
-{
-	ReaperPolicy *policies;
-	int			ret;
-
-	ret = SPI_execute("SELECT id, role_name, database_name, application_name, client_addr, state,"
-					  " pg_catalog.extract('epoch', idle_timeout)::pg_catalog.float8,"
-					  " action, keep_min"
-					  " FROM dbops.reaper_policies WHERE enabled ORDER BY id",
-					  true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read dbops.reaper_policies: %s", SPI_result_code_string(ret));
-
-	policies = palloc0(sizeof(ReaperPolicy) * Max(SPI_processed, 1));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		ReaperPolicy *p = &policies[i];
-		bool		isnull;
-		Datum		d;
-		char	   *str;
-
-		p->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-
-		str = SPI_getvalue(tup, desc, 2);
-		if (str)
-		{
-			p->has_role = true;
-			p->roleid = get_role_oid(str, true);
-			p->specificity++;
-		}
-		str = SPI_getvalue(tup, desc, 3);
-		if (str)
-		{
-			p->has_db = true;
-			p->dbid = get_database_oid(str, true);
-			p->specificity++;
-		}
-		d = SPI_getbinval(tup, desc, 4, &isnull);
-		if (!isnull)
-		{
-			p->app_pattern = DatumGetTextPCopy(d);
-			p->specificity++;
-			/* a row older than the validation trigger may hold a bad pattern */
-			if (!like_pattern_valid(p->app_pattern))
-				p->app_invalid = true;
-		}
-		d = SPI_getbinval(tup, desc, 5, &isnull);
-		if (!isnull)
-		{
-			p->has_cidr = true;
-			p->cidr = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
-			p->specificity++;
-		}
-		p->state = -1;
-		str = SPI_getvalue(tup, desc, 6);
-		if (str)
-		{
-			for (int s = 0; s < REAPER_NSTATES; s++)
-				if (strcmp(str, reaper_state_names[s]) == 0)
-					p->state = s;
-			p->specificity++;
-		}
-		d = SPI_getbinval(tup, desc, 7, &isnull);
-		if (isnull)
-			p->timeout = -1;
-		else
-		{
-			/*
-			 * Seconds, as microseconds; a timeout too long to count in
-			 * microseconds (a row older than the validation trigger) is
-			 * one no session ever reaches.
-			 */
-			double		usecs = DatumGetFloat8(d) * USECS_PER_SEC;
-
-			p->timeout = usecs >= (double) PG_INT64_MAX ? PG_INT64_MAX :
-				(int64) rint(Max(usecs, 0));
-		}
-		str = SPI_getvalue(tup, desc, 8);
-		if (str && strcmp(str, "cancel") == 0)
-			p->action = REAPER_CANCEL;
-		else if (str && strcmp(str, "exempt") == 0)
-			p->action = REAPER_EXEMPT;
-		else
-			p->action = REAPER_TERMINATE;
-		p->keep_min = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
-		if (isnull)
-			p->keep_min = 0;
-	}
-	*npolicies = (int) SPI_processed;
-	return policies;
-}
-
-static bool
-policy_matches(const ReaperPolicy *p, const ReaperSession *s, Datum *inet, bool *inet_done)
-{
-	if (p->state >= 0 && p->state != s->state)
-		return false;
-	if (p->has_role && p->roleid != s->roleid)
-		return false;
-	if (p->has_db && p->dbid != s->dbid)
-		return false;
-	if (p->app_invalid)
-		return false;
-	if (p->app_pattern &&
-		!DatumGetBool(DirectFunctionCall2Coll(textlike, C_COLLATION_OID,
-											  PointerGetDatum(cstring_to_text(s->appname)),
-											  PointerGetDatum(p->app_pattern))))
-		return false;
-	if (p->has_cidr)
-	{
-		if (!*inet_done)
-		{
-			char		buf[REAPER_ADDR_LEN];
-
-			*inet_done = true;
-			*inet = session_addr(&s->addr, buf, sizeof(buf)) ?
-				DirectFunctionCall1(inet_in, CStringGetDatum(buf)) : (Datum) 0;
-		}
-		if (*inet == (Datum) 0 ||
-			!DatumGetBool(DirectFunctionCall2(network_subeq, *inet, p->cidr)))
-			return false;
-	}
-	return true;
-}
-
-/*
- * The most specific matching policy: the one with the most match columns set;
- * on a tie an exempt policy wins, then the lowest id.
- */
-static ReaperPolicy *
-winning_policy(ReaperPolicy *policies, int npolicies, const ReaperSession *s)
-{
-	ReaperPolicy *best = NULL;
-	Datum		inet = (Datum) 0;
-	bool		inet_done = false;
-
-	for (int i = 0; i < npolicies; i++)
-	{
-		ReaperPolicy *p = &policies[i];
-
-		if (best != NULL &&
-			(p->specificity < best->specificity ||
-			 (p->specificity == best->specificity &&
-			  (best->action == REAPER_EXEMPT || p->action != REAPER_EXEMPT))))
-			continue;			/* cannot beat the current winner */
-		if (policy_matches(p, s, &inet, &inet_done))
-			best = p;
-	}
-	return best;
-}
-
-/* ---------------------------------------------------------------------
- * The sweep, shared by the worker and dbops.reap_idle()
- * ---------------------------------------------------------------------
- */
-static bool
-name_in_list(const char *name, List *list)
-{
-	ListCell   *lc;
-
-	foreach(lc, list)
-	{
-		if (strcmp(name, (const char *) lfirst(lc)) == 0)
-			return true;
-	}
-	return false;
-}
-
 static List *
 parse_list(const char *value, bool identifiers)
 {
@@ -725,214 +444,42 @@ parse_list(const char *value, bool identifiers)
 	return ok ? list : NIL;
 }
 
-/* pg_signal_backend()'s rules, for the caller of dbops.reap_idle() */
-static bool
-caller_may_signal(Oid target_role)
+static int64
+guc_usecs(int ms)
 {
-	if (!OidIsValid(target_role) || superuser_arg(target_role))
-		return superuser();
-	return has_privs_of_role(GetUserId(), target_role) ||
-		has_privs_of_role(GetUserId(), ROLE_PG_SIGNAL_BACKEND);
-}
-
-static int
-session_oldest_first(const void *a, const void *b)
-{
-	const ReaperSession *sa = *(ReaperSession *const *) a;
-	const ReaperSession *sb = *(ReaperSession *const *) b;
-
-	if (sa->state_start != sb->state_start)
-		return sa->state_start < sb->state_start ? -1 : 1;
-	return sa->pid - sb->pid;
+	return ms > 0 ? (int64) ms * 1000 : -1;
 }
 
 /*
- * Re-read the victim's live entry right before signalling it: a session that
- * left its idle state, or started a new idle spell, or exited is spared.
+ * A request from source with nothing to reap yet, with the exemptions of
+ * the dbops.reaper_exempt_* settings.
  */
-static ReaperOutcome
-recheck_and_signal(ReaperSession *s, bool dry_run)
-{
-	int			nslots;
-	volatile PgBackendStatus *array = dbops_backend_status_array(&nslots);
-	SlotCopy	now;
-	int			sig;
-
-	read_slot(&array[s->slot], &now, false);
-	if (now.pid != s->pid)
-		return OUTCOME_GONE;
-	if (state_index(now.state) != s->state || now.state_start != s->state_start)
-		return OUTCOME_ACTIVE;
-	if (dry_run)
-		return OUTCOME_DRY_RUN;
-
-	sig = (s->action == REAPER_CANCEL) ? SIGINT : SIGTERM;
-#ifdef HAVE_SETSID
-	if (kill(-s->pid, sig) != 0)
-#else
-	if (kill(s->pid, sig) != 0)
-#endif
-		return OUTCOME_GONE;
-	return OUTCOME_SIGNALLED;
-}
-
 static void
-reaper_run(const ReaperRequest *req, ReaperPolicy *policies, int npolicies,
-		   ReaperResult *res)
+request_init(ReaperRequest *req, ReaperSource source)
 {
-	int			nslots;
-	volatile PgBackendStatus *array = dbops_backend_status_array(&nslots);
-	ReaperSession *sessions = palloc(sizeof(ReaperSession) * nslots);
-	ReaperSession **due = palloc(sizeof(ReaperSession *) * nslots);
-	int			ndue = 0;
-	List	   *exempt_roles = parse_list(reaper_exempt_roles, true);
-	List	   *exempt_apps = parse_list(reaper_exempt_applications, false);
-	List	   *exempt_roleids = NIL;
-	TimestampTz now = GetCurrentTimestamp();
 	ListCell   *lc;
+	char	   *bad;
 
-	memset(res, 0, sizeof(*res));
-	res->now = now;
-	foreach(lc, exempt_roles)
+	memset(req, 0, sizeof(*req));
+	req->source = source;
+	for (int s = 0; s < REAPER_NIDLE; s++)
+		req->idle_timeout[s] = -1;
+	req->query_timeout = -1;
+	req->transaction_timeout = -1;
+	req->idle_action = REAPER_TERMINATE;
+	req->query_action = REAPER_CANCEL;
+	req->transaction_action = REAPER_TERMINATE;
+	foreach(lc, parse_list(reaper_exempt_roles, true))
 	{
 		Oid			roleid = get_role_oid((char *) lfirst(lc), true);
 
 		if (OidIsValid(roleid))
-			exempt_roleids = lappend_oid(exempt_roleids, roleid);
+			req->exempt_roleids = lappend_oid(req->exempt_roleids, roleid);
 	}
-	for (int i = 0; i < npolicies; i++)
-	{
-		policies[i].nmatching = 0;
-		policies[i].nremoved = 0;
-	}
-
-	for (int slot = 0; slot < nslots; slot++)
-	{
-		SlotCopy	copy;
-		ReaperSession *s;
-		ReaperPolicy *p;
-		int			st;
-
-		CHECK_FOR_INTERRUPTS();
-
-		read_slot(&array[slot], &copy, true);
-		if (copy.pid <= 0 || copy.type != B_BACKEND || copy.pid == MyProcPid)
-			continue;
-		res->nseen++;
-		st = state_index(copy.state);
-		if (st < 0)
-			continue;
-		res->nidle++;
-
-		s = &sessions[slot];
-		s->slot = slot;
-		s->pid = copy.pid;
-		s->roleid = copy.userid;
-		s->dbid = copy.dbid;
-		s->state = st;
-		s->state_start = copy.state_start;
-		s->addr = copy.addr;
-		memcpy(s->appname, copy.appname, NAMEDATALEN);
-		s->idle_for = now - copy.state_start;
-		s->outcome = OUTCOME_NONE;
-
-		if (list_member_oid(exempt_roleids, s->roleid) ||
-			name_in_list(s->appname, exempt_apps))
-		{
-			res->nexempt++;
-			continue;
-		}
-
-		p = winning_policy(policies, npolicies, s);
-		s->policy = p;
-		if (p && p->action == REAPER_EXEMPT)
-		{
-			res->nexempt++;
-			continue;
-		}
-		if (p)
-			p->nmatching++;
-
-		if (p && req->from_worker)
-		{
-			s->timeout = p->timeout;
-			s->action = p->action;
-		}
-		else
-		{
-			s->timeout = req->timeout[st];
-			s->action = req->action;
-		}
-		if (s->timeout < 0 || s->idle_for < s->timeout)
-			continue;
-
-		/* superusers' sessions only when a policy names their role */
-		if (superuser_arg(s->roleid) &&
-			!(p && p->has_role && p->roleid == s->roleid))
-		{
-			res->nexempt++;
-			continue;
-		}
-		if (req->check_caller && !caller_may_signal(s->roleid))
-			continue;
-
-		due[ndue++] = s;
-	}
-
-	if (ndue == 0)
-		return;
-
-	qsort(due, ndue, sizeof(ReaperSession *), session_oldest_first);
-
-	if (reaper_recheck_delay > 0)
-	{
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 reaper_recheck_delay, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-
-	for (int i = 0; i < ndue; i++)
-	{
-		ReaperSession *s = due[i];
-		ReaperPolicy *p = s->policy;
-
-		CHECK_FOR_INTERRUPTS();
-
-		if (p && p->keep_min > 0 && p->nremoved >= p->nmatching - p->keep_min)
-		{
-			s->outcome = OUTCOME_KEEP_MIN;
-			res->nspared++;
-			res->sessions = lappend(res->sessions, s);
-			continue;
-		}
-
-		s->outcome = recheck_and_signal(s, req->dry_run);
-		if (s->outcome == OUTCOME_SIGNALLED || s->outcome == OUTCOME_DRY_RUN)
-		{
-			if (p)
-				p->nremoved++;
-		}
-		if (s->outcome == OUTCOME_SIGNALLED)
-			res->nreaped++;
-		else if (s->outcome == OUTCOME_DRY_RUN)
-			res->ndryrun++;
-		else if (s->outcome == OUTCOME_ACTIVE)
-			res->nspared++;
-		res->sessions = lappend(res->sessions, s);
-
-		/*
-		 * Record every action and every spared victim; a worker dry run
-		 * records a match once per idle spell (when it first became due),
-		 * dbops.reap_idle()'s dry runs are previews and not recorded.
-		 */
-		if (s->outcome == OUTCOME_DRY_RUN &&
-			(!req->from_worker || s->state_start + s->timeout <= req->report_after))
-			continue;
-		if (s->outcome == OUTCOME_GONE)
-			continue;
-		record_event(req, s);
-	}
+	req->exempt_apps = parse_list(reaper_exempt_applications, false);
+	/* the setting's check hook refused unknown names */
+	(void) dbops_reaper_parse_commands(reaper_exempt_commands, &req->exempt_commands, &bad);
+	req->recheck_delay = reaper_recheck_delay;
 }
 
 /* ---------------------------------------------------------------------
@@ -988,16 +535,20 @@ copy_ring_events(uint64 from, uint64 upto, ReaperEvent *events)
 	return n;
 }
 
-/* One event as the columns of dbops.reaper_events() and dbops.reaper_log. */
-#define REAPER_EVENT_COLS 13
+/*
+ * One event as the columns of dbops.reaper_events() and dbops.reaper_log:
+ * 1.1's, or 1.0's first 13 (where idle_for is the duration of any kind).
+ */
+#define REAPER_EVENT_COLS_1_0 13
+#define REAPER_EVENT_COLS 16
 
 static void
-event_datums(const ReaperEvent *ev, Datum *values, bool *nulls)
+event_datums(const ReaperEvent *ev, Datum *values, bool *nulls, bool v1_0)
 {
 	memset(nulls, 0, sizeof(bool) * REAPER_EVENT_COLS);
 	values[0] = Int64GetDatum((int64) ev->seq);
 	values[1] = TimestampTzGetDatum(ev->at);
-	values[2] = CStringGetTextDatum(ev->from_worker ? "worker" : "reap_idle");
+	values[2] = CStringGetTextDatum(dbops_reaper_source_names[ev->source]);
 	values[3] = Int32GetDatum(ev->pid);
 	values[4] = CStringGetTextDatum(ev->usename);
 	values[5] = CStringGetTextDatum(ev->datname);
@@ -1006,15 +557,26 @@ event_datums(const ReaperEvent *ev, Datum *values, bool *nulls)
 		values[7] = DirectFunctionCall1(inet_in, CStringGetDatum(ev->client_addr));
 	else
 		nulls[7] = true;
-	values[8] = CStringGetTextDatum(reaper_state_names[ev->state]);
-	values[9] = interval_datum(ev->idle_for);
+	values[8] = CStringGetTextDatum(dbops_reaper_state_names[ev->state]);
+	values[9] = interval_datum(ev->duration);
+	nulls[9] = !v1_0 && ev->kind != REAPER_KIND_IDLE;
 	values[10] = Int32GetDatum(ev->policy_id);
 	nulls[10] = (ev->policy_id == 0);
 	values[11] = CStringGetTextDatum(ev->action);
 	values[12] = CStringGetTextDatum(ev->outcome);
+	if (v1_0)
+		return;
+	values[13] = CStringGetTextDatum(dbops_reaper_kind_names[ev->kind]);
+	values[14] = interval_datum(ev->duration);
+	nulls[14] = ev->kind == REAPER_KIND_IDLE;
+	values[15] = CStringGetTextDatum(ev->query);
+	nulls[15] = ev->query[0] == '\0';
 }
 
-/* Copy the ring's new events into dbops.reaper_log. */
+/*
+ * Copy the ring's new events into dbops.reaper_log (its 1.0 columns under
+ * a 1.0 catalog).
+ */
 static void
 drain_ring_to_log(void)
 {
@@ -1023,8 +585,11 @@ drain_ring_to_log(void)
 	uint64		from;
 	uint64		upto;
 	SPIPlanPtr	plan;
+	bool		v1_0;
+	int			ncols;
 	Oid			argtypes[REAPER_EVENT_COLS] = {INT8OID, TIMESTAMPTZOID, TEXTOID, INT4OID,
-		TEXTOID, TEXTOID, TEXTOID, INETOID, TEXTOID, INTERVALOID, INT4OID, TEXTOID, TEXTOID};
+		TEXTOID, TEXTOID, TEXTOID, INETOID, TEXTOID, INTERVALOID, INT4OID, TEXTOID, TEXTOID,
+	TEXTOID, INTERVALOID, TEXTOID};
 
 	LWLockAcquire(reaper_shared->lock, LW_SHARED);
 	upto = reaper_shared->next_seq;
@@ -1044,10 +609,17 @@ drain_ring_to_log(void)
 	n = copy_ring_events(from, upto, events);
 
 	/* the parameters have the columns' types: nothing to cast or resolve */
-	plan = SPI_prepare("INSERT INTO dbops.reaper_log (seq, event_time, source, pid, usename, datname,"
+	v1_0 = dbops_catalog_outdated();
+	ncols = v1_0 ? REAPER_EVENT_COLS_1_0 : REAPER_EVENT_COLS;
+	plan = SPI_prepare(v1_0 ?
+					   "INSERT INTO dbops.reaper_log (seq, event_time, source, pid, usename, datname,"
 					   " application_name, client_addr, state, idle_for, policy_id, action, outcome)"
-					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-					   REAPER_EVENT_COLS, argtypes);
+					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)" :
+					   "INSERT INTO dbops.reaper_log (seq, event_time, source, pid, usename, datname,"
+					   " application_name, client_addr, state, idle_for, policy_id, action, outcome,"
+					   " kind, running_for, query)"
+					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+					   ncols, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare insert into dbops.reaper_log: %s",
 			 SPI_result_code_string(SPI_result));
@@ -1058,8 +630,9 @@ drain_ring_to_log(void)
 		bool		isnull[REAPER_EVENT_COLS];
 		char		nulls[REAPER_EVENT_COLS];
 
-		event_datums(&events[i], values, isnull);
-		for (int c = 0; c < REAPER_EVENT_COLS; c++)
+		CHECK_FOR_INTERRUPTS();
+		event_datums(&events[i], values, isnull, v1_0);
+		for (int c = 0; c < ncols; c++)
 			nulls[c] = isnull[c] ? 'n' : ' ';
 		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not insert into dbops.reaper_log");
@@ -1127,21 +700,23 @@ worker_sweep(TimestampTz report_after)
 	int64		cpu_start = cpu_time_ns();
 	int64		cpu;
 
-	memset(&req, 0, sizeof(req));
-	req.from_worker = true;
-	req.dry_run = reaper_dry_run;
-	req.check_caller = false;
-	req.timeout[0] = reaper_idle_timeout > 0 ? (int64) reaper_idle_timeout * 1000 : -1;
-	req.timeout[1] = req.timeout[2] =
-		reaper_idle_in_transaction_timeout > 0 ? (int64) reaper_idle_in_transaction_timeout * 1000 : -1;
-	req.action = REAPER_TERMINATE;
-	req.report_after = report_after;
-
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "dbops reaper sweep");
+
+	/* the exempt roles are looked up in the catalog */
+	request_init(&req, REAPER_SOURCE_WORKER);
+	req.dry_run = reaper_dry_run;
+	req.use_policies = true;
+	req.idle_timeout[0] = guc_usecs(reaper_idle_timeout);
+	req.idle_timeout[1] = req.idle_timeout[2] = guc_usecs(reaper_idle_in_transaction_timeout);
+	req.query_timeout = guc_usecs(reaper_query_timeout);
+	req.query_action = (ReaperAction) reaper_query_action;
+	req.transaction_timeout = guc_usecs(reaper_transaction_timeout);
+	req.transaction_action = (ReaperAction) reaper_transaction_action;
+	req.report_after = report_after;
 
 	installed = OidIsValid(get_extension_oid("dbops", true));
 	if (!installed && !reported_missing)
@@ -1157,9 +732,9 @@ worker_sweep(TimestampTz report_after)
 	reported_missing = !installed;
 
 	if (installed)
-		policies = load_policies(&npolicies);
+		policies = dbops_reaper_load_policies(&npolicies);
 
-	reaper_run(&req, policies, npolicies, &res);
+	dbops_reaper_run(&req, policies, npolicies, &res);
 
 	if (installed && !RecoveryInProgress())
 		drain_ring_to_log();
@@ -1182,8 +757,11 @@ worker_sweep(TimestampTz report_after)
 	reaper_shared->st.sweeps++;
 	reaper_shared->st.last_seen = res.nseen;
 	reaper_shared->st.last_idle = res.nidle;
+	reaper_shared->st.last_active = res.nactive;
+	reaper_shared->st.last_in_xact = res.nxact;
 	reaper_shared->st.last_exempt = res.nexempt;
-	reaper_shared->st.reaped += res.nreaped;
+	for (int k = 0; k < REAPER_NKINDS; k++)
+		reaper_shared->st.reaped[k] += res.nreaped[k];
 	reaper_shared->st.spared += res.nspared;
 	reaper_shared->st.dry_run_matches += res.ndryrun;
 	reaper_shared->st.last_sweep_cpu_ns = cpu;
@@ -1283,61 +861,151 @@ dbops_reaper_main(Datum main_arg)
 static const char *
 combined_action(const ReaperSession *s)
 {
-	const char *action = reaper_action_names[s->action];
+	const char *action = dbops_reaper_action_names[s->action];
 
 	if (s->outcome == OUTCOME_SIGNALLED)
 		return action;
 	if (s->outcome == OUTCOME_DRY_RUN)
 		return psprintf("dry run: %s", action);
-	return reaper_outcome_names[s->outcome];
+	return dbops_reaper_outcome_names[s->outcome];
 }
+
+/*
+ * An interval argument as microseconds, refused unless positive and
+ * countable; -1 for a NULL that null_ok allows.  what says what it is for
+ * the hint ("how long a session must have been idle").
+ */
+static int64
+interval_arg(FunctionCallInfo fcinfo, int argno, const char *name,
+			 const char *what, bool null_ok)
+{
+	int64		span;
+
+	if (PG_ARGISNULL(argno))
+	{
+		if (null_ok)
+			return -1;
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", name),
+				 errhint("Pass %s, e.g. interval '10 minutes'.", what)));
+	}
+	if (!dbops_interval_usecs(PG_GETARG_INTERVAL_P(argno), &span))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("%s is out of range", name),
+				 errhint("Pass an interval of less than 290000 years, e.g. interval '10 minutes'.")));
+	if (span <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a positive interval", name),
+				 errhint("Pass %s, e.g. interval '10 minutes'.", what)));
+	return span;
+}
+
+/* The dry_run and action arguments of the on-demand functions. */
+static void
+dry_run_and_action_args(FunctionCallInfo fcinfo, int argno, ReaperRequest *req,
+						ReaperAction *action)
+{
+	char	   *name;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("dry_run must not be NULL"),
+				 errhint("Pass true to list the matches, false to act on them.")));
+	req->dry_run = PG_GETARG_BOOL(argno);
+
+	if (PG_ARGISNULL(argno + 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("action must not be NULL"),
+				 errhint("Valid actions are 'terminate' and 'cancel'.")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(argno + 1));
+	if (strcmp(name, "terminate") == 0)
+		*action = REAPER_TERMINATE;
+	else if (strcmp(name, "cancel") == 0)
+		*action = REAPER_CANCEL;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown action \"%s\"", dbops_bounded(name, DBOPS_ECHO_CHARS)),
+				 errhint("Valid actions are 'terminate' and 'cancel'.")));
+}
+
+/*
+ * Run an on-demand request (the caller's right to signal applies; the
+ * policies' exemptions, superuser naming and keep_min floors count, their
+ * timeouts and actions do not).
+ */
+static void
+run_on_demand(FunctionCallInfo fcinfo, ReaperRequest *req, int ncolumns,
+			  ReaperResult *res)
+{
+	ReaperPolicy *policies;
+	int			npolicies;
+
+	req->check_caller = true;
+	req->use_policies = false;
+	InitMaterializedSRF(fcinfo, 0);
+	dbops_check_result_columns(fcinfo, ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc, ncolumns);
+
+	SPI_connect();
+	policies = dbops_reaper_load_policies(&npolicies);
+	dbops_reaper_run(req, policies, npolicies, res);
+	SPI_finish();
+}
+
+/* The columns both on-demand functions start with: pid .. state. */
+static void
+session_datums(const ReaperSession *s, Datum *values, bool *nulls)
+{
+	char	   *usename = GetUserNameFromId(s->roleid, true);
+	char	   *datname = get_database_name(s->dbid);
+	char		addr[REAPER_ADDR_LEN];
+
+	values[0] = Int32GetDatum(s->pid);
+	if (usename)
+		values[1] = DirectFunctionCall1(namein, CStringGetDatum(usename));
+	else
+		nulls[1] = true;
+	if (datname)
+		values[2] = DirectFunctionCall1(namein, CStringGetDatum(datname));
+	else
+		nulls[2] = true;
+	values[3] = CStringGetTextDatum(s->appname);
+	if (dbops_reaper_session_addr(&s->addr, addr, sizeof(addr)))
+		values[4] = DirectFunctionCall1(inet_in, CStringGetDatum(addr));
+	else
+		nulls[4] = true;
+	values[5] = CStringGetTextDatum(dbops_reaper_state_names[s->state]);
+}
+
+/* the columns of dbops.reap_idle() and dbops.reap_runaway() */
+#define REAP_IDLE_COLS 8
+#define REAP_RUNAWAY_COLS 10
 
 PG_FUNCTION_INFO_V1(dbops_reap_idle);
 
 /*
  * dbops.reap_idle(idle_for, states, dry_run, action)
  */
-/* the columns of dbops.reap_idle() and of dbops.reaper_status() */
-#define REAP_IDLE_COLS 8
-#define REAPER_STATUS_COLS 13
-
 Datum
 dbops_reap_idle(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	ReaperRequest req;
 	ReaperResult res;
-	Interval   *iv;
 	int64		span;
 	ArrayType  *states;
 	Datum	   *elems;
 	bool	   *elemnulls;
 	int			nelems;
-	char	   *action;
-	ReaperPolicy *policies;
-	int			npolicies;
 	ListCell   *lc;
 
-	memset(&req, 0, sizeof(req));
-	for (int s = 0; s < REAPER_NSTATES; s++)
-		req.timeout[s] = -1;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("idle_for must not be NULL"),
-				 errhint("Pass how long a session must have been idle, e.g. interval '10 minutes'.")));
-	iv = PG_GETARG_INTERVAL_P(0);
-	if (!dbops_interval_usecs(iv, &span))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("idle_for is out of range"),
-				 errhint("Pass an interval of less than 290000 years, e.g. interval '10 minutes'.")));
-	if (span <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("idle_for must be a positive interval"),
-				 errhint("Pass how long a session must have been idle, e.g. interval '10 minutes'.")));
+	request_init(&req, REAPER_SOURCE_REAP_IDLE);
+	span = interval_arg(fcinfo, 0, "idle_for", "how long a session must have been idle", false);
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -1362,87 +1030,97 @@ dbops_reap_idle(PG_FUNCTION_ARGS)
 					 errmsg("states must not contain NULL"),
 					 errhint("Valid states are 'idle', 'idle in transaction' and 'idle in transaction (aborted)'.")));
 		name = TextDatumGetCString(elems[i]);
-		for (s = 0; s < REAPER_NSTATES; s++)
-			if (strcmp(name, reaper_state_names[s]) == 0)
+		for (s = 0; s < REAPER_NIDLE; s++)
+			if (strcmp(name, dbops_reaper_state_names[s]) == 0)
 				break;
-		if (s == REAPER_NSTATES)
+		if (s == REAPER_NIDLE)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown session state \"%s\"", dbops_bounded(name, DBOPS_ECHO_CHARS)),
 					 errhint("Valid states are 'idle', 'idle in transaction' and 'idle in transaction (aborted)'.")));
-		req.timeout[s] = span;
+		req.idle_timeout[s] = span;
 	}
+	dry_run_and_action_args(fcinfo, 2, &req, &req.idle_action);
 
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("dry_run must not be NULL"),
-				 errhint("Pass true to list the matches, false to act on them.")));
-	req.dry_run = PG_GETARG_BOOL(2);
-
-	if (PG_ARGISNULL(3))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("action must not be NULL"),
-				 errhint("Valid actions are 'terminate' and 'cancel'.")));
-	action = text_to_cstring(PG_GETARG_TEXT_PP(3));
-	if (strcmp(action, "terminate") == 0)
-		req.action = REAPER_TERMINATE;
-	else if (strcmp(action, "cancel") == 0)
-		req.action = REAPER_CANCEL;
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown action \"%s\"", dbops_bounded(action, DBOPS_ECHO_CHARS)),
-				 errhint("Valid actions are 'terminate' and 'cancel'.")));
-
-	req.from_worker = false;
-	req.check_caller = true;
-
-	InitMaterializedSRF(fcinfo, 0);
-	dbops_check_result_columns(fcinfo, ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc, REAP_IDLE_COLS);
-
-	SPI_connect();
-	policies = load_policies(&npolicies);
-	reaper_run(&req, policies, npolicies, &res);
+	run_on_demand(fcinfo, &req, REAP_IDLE_COLS, &res);
 
 	foreach(lc, res.sessions)
 	{
 		ReaperSession *s = (ReaperSession *) lfirst(lc);
 		Datum		values[REAP_IDLE_COLS];
 		bool		nulls[REAP_IDLE_COLS] = {0};
-		char	   *usename = GetUserNameFromId(s->roleid, true);
-		char	   *datname = get_database_name(s->dbid);
-		char		addr[REAPER_ADDR_LEN];
 
-		values[0] = Int32GetDatum(s->pid);
-		if (usename)
-			values[1] = DirectFunctionCall1(namein, CStringGetDatum(usename));
-		else
-			nulls[1] = true;
-		if (datname)
-			values[2] = DirectFunctionCall1(namein, CStringGetDatum(datname));
-		else
-			nulls[2] = true;
-		values[3] = CStringGetTextDatum(s->appname);
-		if (session_addr(&s->addr, addr, sizeof(addr)))
-			values[4] = DirectFunctionCall1(inet_in, CStringGetDatum(addr));
-		else
-			nulls[4] = true;
-		values[5] = CStringGetTextDatum(reaper_state_names[s->state]);
-		values[6] = interval_datum(s->idle_for);
+		session_datums(s, values, nulls);
+		values[6] = interval_datum(s->duration);
 		values[7] = CStringGetTextDatum(combined_action(s));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	SPI_finish();
-
 	return (Datum) 0;
 }
 
-PG_FUNCTION_INFO_V1(dbops_reaper_events);
+PG_FUNCTION_INFO_V1(dbops_reap_runaway);
 
+/*
+ * dbops.reap_runaway(query_for, transaction_for, dry_run, action,
+ *					  query_pattern)
+ */
 Datum
-dbops_reaper_events(PG_FUNCTION_ARGS)
+dbops_reap_runaway(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ReaperRequest req;
+	ReaperResult res;
+	ReaperAction action;
+	ListCell   *lc;
+
+	request_init(&req, REAPER_SOURCE_REAP_RUNAWAY);
+	req.query_timeout = interval_arg(fcinfo, 0, "query_for",
+									 "how long a statement must have run", true);
+	req.transaction_timeout = interval_arg(fcinfo, 1, "transaction_for",
+										   "how long a transaction must have been open", true);
+	if (req.query_timeout < 0 && req.transaction_timeout < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("query_for and transaction_for must not both be NULL"),
+				 errhint("Pass query_for to end statements that have run longer, transaction_for to end transactions open longer, or both.")));
+	dry_run_and_action_args(fcinfo, 2, &req, &action);
+	req.query_action = req.transaction_action = action;
+	if (!PG_ARGISNULL(4))
+	{
+		char		message[256];
+
+		req.query_pattern = PG_GETARG_TEXT_PP(4);
+		if (!dbops_reaper_pattern_valid(req.query_pattern, message, sizeof(message)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_REGULAR_EXPRESSION),
+					 errmsg("query_pattern is not a valid regular expression: %s", message),
+					 errhint("query_pattern is a regular expression as for the ~ operator: write \\( \\[ \\. \\* \\+ \\? for those characters themselves, (?i) in front to ignore case.")));
+	}
+
+	run_on_demand(fcinfo, &req, REAP_RUNAWAY_COLS, &res);
+
+	foreach(lc, res.sessions)
+	{
+		ReaperSession *s = (ReaperSession *) lfirst(lc);
+		Datum		values[REAP_RUNAWAY_COLS];
+		bool		nulls[REAP_RUNAWAY_COLS] = {0};
+
+		session_datums(s, values, nulls);
+		values[6] = CStringGetTextDatum(dbops_reaper_kind_names[s->kind]);
+		values[7] = interval_datum(s->duration);
+		if (s->query)
+			values[8] = dbops_activity_text(s->query);
+		else
+			nulls[8] = true;
+		values[9] = CStringGetTextDatum(combined_action(s));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* The ring's events, oldest first, in 1.0's or 1.1's columns. */
+static Datum
+reaper_events(FunctionCallInfo fcinfo, bool v1_0)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	ReaperEvent *events;
@@ -1452,7 +1130,8 @@ dbops_reaper_events(PG_FUNCTION_ARGS)
 
 	require_shared();
 	InitMaterializedSRF(fcinfo, 0);
-	dbops_check_result_columns(fcinfo, ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc, REAPER_EVENT_COLS);
+	dbops_check_result_columns(fcinfo, ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc,
+							   v1_0 ? REAPER_EVENT_COLS_1_0 : REAPER_EVENT_COLS);
 
 	LWLockAcquire(reaper_shared->lock, LW_SHARED);
 	upto = reaper_shared->next_seq;
@@ -1467,31 +1146,54 @@ dbops_reaper_events(PG_FUNCTION_ARGS)
 		Datum		values[REAPER_EVENT_COLS];
 		bool		nulls[REAPER_EVENT_COLS];
 
-		event_datums(&events[i], values, nulls);
+		event_datums(&events[i], values, nulls, v1_0);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
 }
 
-PG_FUNCTION_INFO_V1(dbops_reaper_status);
+/* dbops.reaper_events() of dbops 1.0 */
+PG_FUNCTION_INFO_V1(dbops_reaper_events);
 
 Datum
-dbops_reaper_status(PG_FUNCTION_ARGS)
+dbops_reaper_events(PG_FUNCTION_ARGS)
+{
+	return reaper_events(fcinfo, true);
+}
+
+PG_FUNCTION_INFO_V1(dbops_reaper_events_1_1);
+
+Datum
+dbops_reaper_events_1_1(PG_FUNCTION_ARGS)
+{
+	return reaper_events(fcinfo, false);
+}
+
+/* the columns of dbops.reaper_status(): 1.0's, then 1.1's */
+#define REAPER_STATUS_COLS_1_0 13
+#define REAPER_STATUS_COLS 17
+
+static Datum
+reaper_status(FunctionCallInfo fcinfo, bool v1_0)
 {
 	TupleDesc	tupdesc;
 	ReaperStatus copy;
 	Datum		values[REAPER_STATUS_COLS];
 	bool		nulls[REAPER_STATUS_COLS] = {0};
+	int64		reaped = 0;
 
 	require_shared();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	dbops_check_result_columns(fcinfo, tupdesc, REAPER_STATUS_COLS);
+	dbops_check_result_columns(fcinfo, tupdesc,
+							   v1_0 ? REAPER_STATUS_COLS_1_0 : REAPER_STATUS_COLS);
 
 	LWLockAcquire(reaper_shared->lock, LW_SHARED);
 	copy = reaper_shared->st;
 	LWLockRelease(reaper_shared->lock);
 
+	for (int k = 0; k < REAPER_NKINDS; k++)
+		reaped += copy.reaped[k];
 	values[0] = Int32GetDatum(copy.worker_pid);
 	nulls[0] = (copy.worker_pid == 0);
 	values[1] = TimestampTzGetDatum(copy.worker_started);
@@ -1502,7 +1204,7 @@ dbops_reaper_status(PG_FUNCTION_ARGS)
 	values[4] = Int32GetDatum(copy.last_seen);
 	values[5] = Int32GetDatum(copy.last_idle);
 	values[6] = Int32GetDatum(copy.last_exempt);
-	values[7] = Int64GetDatum(copy.reaped);
+	values[7] = Int64GetDatum(reaped);
 	values[8] = Int64GetDatum(copy.spared);
 	values[9] = Int64GetDatum(copy.dry_run_matches);
 	values[10] = Float8GetDatum(copy.last_sweep_cpu_ns / 1000000.0);
@@ -1511,8 +1213,29 @@ dbops_reaper_status(PG_FUNCTION_ARGS)
 	nulls[11] = (copy.sweeps == 0);
 	values[12] = BoolGetDatum(!copy.extension_missing);
 	nulls[12] = (copy.sweeps == 0);
+	values[13] = Int32GetDatum(copy.last_active);
+	values[14] = Int32GetDatum(copy.last_in_xact);
+	values[15] = Int64GetDatum(copy.reaped[REAPER_KIND_QUERY]);
+	values[16] = Int64GetDatum(copy.reaped[REAPER_KIND_TRANSACTION]);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* dbops.reaper_status() of dbops 1.0 */
+PG_FUNCTION_INFO_V1(dbops_reaper_status);
+
+Datum
+dbops_reaper_status(PG_FUNCTION_ARGS)
+{
+	return reaper_status(fcinfo, true);
+}
+
+PG_FUNCTION_INFO_V1(dbops_reaper_status_1_1);
+
+Datum
+dbops_reaper_status_1_1(PG_FUNCTION_ARGS)
+{
+	return reaper_status(fcinfo, false);
 }
 
 /* ---------------------------------------------------------------------
@@ -1521,7 +1244,7 @@ dbops_reaper_status(PG_FUNCTION_ARGS)
  */
 
 /*
- * reaper: sessions the reaper (worker or dbops.reap_idle()) signalled in the
+ * reaper: sessions the reaper (worker or on-demand functions) signalled in the
  * last hour; critical when dbops is preloaded but the worker is not running,
  * warning when its last sweep is overdue or when timeouts are set but dbops
  * is not preloaded.
@@ -1534,7 +1257,10 @@ dbops_check_reaper(DbopsReport *report, DbopsCheckResult *res)
 	TimestampTz hour_ago = now - USECS_PER_HOUR;
 	int			recent = 0;
 	int			recent_worker = 0;
-	bool		configured = reaper_idle_timeout > 0 || reaper_idle_in_transaction_timeout > 0;
+	int			recent_kind[REAPER_NKINDS] = {0};
+	bool		configured = reaper_idle_timeout > 0 || reaper_idle_in_transaction_timeout > 0 ||
+		reaper_query_timeout > 0 || reaper_transaction_timeout > 0;
+	int64		reaped = 0;
 
 	if (reaper_shared == NULL)
 	{
@@ -1542,9 +1268,9 @@ dbops_check_reaper(DbopsReport *report, DbopsCheckResult *res)
 		{
 			res->status = DBOPS_WARNING;
 			appendStringInfoString(&res->detail,
-								   "dbops.reaper_idle_timeout or dbops.reaper_idle_in_transaction_timeout is set, but dbops is not in shared_preload_libraries: no reaper worker runs");
+								   "a dbops.reaper_*_timeout is set, but dbops is not in shared_preload_libraries: no reaper worker runs");
 			appendStringInfoString(&res->hint,
-								   "Add dbops to shared_preload_libraries and restart, or schedule dbops.reap_idle() with pg_cron.");
+								   "Add dbops to shared_preload_libraries and restart, or schedule dbops.reap_idle() and dbops.reap_runaway() with pg_cron.");
 		}
 		else
 			appendStringInfoString(&res->detail,
@@ -1559,10 +1285,11 @@ dbops_check_reaper(DbopsReport *report, DbopsCheckResult *res)
 		ReaperEvent *ev = &reaper_shared->ring[i];
 
 		if (ev->seq != 0 && ev->at >= hour_ago &&
-			strcmp(ev->outcome, reaper_outcome_names[OUTCOME_SIGNALLED]) == 0)
+			strcmp(ev->outcome, dbops_reaper_outcome_names[OUTCOME_SIGNALLED]) == 0)
 		{
 			recent++;
-			if (ev->from_worker)
+			recent_kind[ev->kind]++;
+			if (ev->source == REAPER_SOURCE_WORKER)
 				recent_worker++;
 		}
 	}
@@ -1571,6 +1298,11 @@ dbops_check_reaper(DbopsReport *report, DbopsCheckResult *res)
 	dbops_check_value(res, recent, "sessions/h");
 	appendStringInfo(&res->detail, "%d sessions reaped in the last hour (%d by the worker)",
 					 recent, recent_worker);
+	if (recent_kind[REAPER_KIND_QUERY] > 0 || recent_kind[REAPER_KIND_TRANSACTION] > 0)
+		appendStringInfo(&res->detail, ", %d for a long statement, %d for a long transaction",
+						 recent_kind[REAPER_KIND_QUERY], recent_kind[REAPER_KIND_TRANSACTION]);
+	for (int k = 0; k < REAPER_NKINDS; k++)
+		reaped += copy.reaped[k];
 	if (copy.worker_pid == 0)
 	{
 		res->status = DBOPS_CRITICAL;
@@ -1582,7 +1314,7 @@ dbops_check_reaper(DbopsReport *report, DbopsCheckResult *res)
 	appendStringInfo(&res->detail, "; worker pid %d", copy.worker_pid);
 	if (copy.sweeps > 0)
 		appendStringInfo(&res->detail, ", last sweep %s, " INT64_FORMAT " sweeps, " INT64_FORMAT " reaped and " INT64_FORMAT " spared since it started",
-						 timestamptz_to_str(copy.last_sweep), copy.sweeps, copy.reaped, copy.spared);
+						 timestamptz_to_str(copy.last_sweep), copy.sweeps, reaped, copy.spared);
 	if (copy.extension_missing)
 		appendStringInfo(&res->detail, "; extension dbops missing in dbops.reaper_database \"%s\" (no policies, no dbops.reaper_log)",
 						 reaper_database);

@@ -1,6 +1,7 @@
 
 -- ---------------------------------------------------------------------------
--- reaper: idle-connection reaper (background worker and dbops.reap_idle())
+-- reaper: session reaper (background worker, dbops.reap_idle() and
+-- dbops.reap_runaway())
 -- ---------------------------------------------------------------------------
 
 CREATE TABLE dbops.reaper_policies (
@@ -10,30 +11,46 @@ CREATE TABLE dbops.reaper_policies (
     application_name text,
     client_addr      cidr,
     state            text CHECK (state IN ('idle', 'idle in transaction',
-                                           'idle in transaction (aborted)')),
+                                           'idle in transaction (aborted)',
+                                           'active', 'fastpath function call')),
     idle_timeout     interval CHECK (idle_timeout > interval '0'),
     action           text NOT NULL DEFAULT 'terminate'
                      CHECK (action IN ('terminate', 'cancel', 'exempt')),
     keep_min         integer NOT NULL DEFAULT 0 CHECK (keep_min >= 0),
     enabled          boolean NOT NULL DEFAULT true,
     note             text,
+    query_timeout    interval CHECK (query_timeout > interval '0'),
+    transaction_timeout interval CHECK (transaction_timeout > interval '0'),
+    query_pattern    text,
     CONSTRAINT reaper_policies_timeout_check
-        CHECK ((action = 'exempt') = (idle_timeout IS NULL))
+        CHECK ((action = 'exempt') =
+               (num_nonnulls(idle_timeout, query_timeout, transaction_timeout) = 0)),
+    CONSTRAINT reaper_policies_one_timeout_check
+        CHECK (num_nonnulls(idle_timeout, query_timeout, transaction_timeout) <= 1)
 );
 COMMENT ON TABLE dbops.reaper_policies IS
     'Reaper policies: NULL match columns match anything; the most specific matching policy wins';
 COMMENT ON COLUMN dbops.reaper_policies.application_name IS
     'LIKE pattern on the session''s application_name';
 COMMENT ON COLUMN dbops.reaper_policies.keep_min IS
-    'Leave at least this many idle sessions matched by this policy (oldest idle reaped first)';
+    'Leave at least this many sessions matched by this policy (the oldest are reaped first)';
+COMMENT ON COLUMN dbops.reaper_policies.idle_timeout IS
+    'Idle policy: how long a session may stay in an idle state';
+COMMENT ON COLUMN dbops.reaper_policies.query_timeout IS
+    'Query policy: how long a statement may run';
+COMMENT ON COLUMN dbops.reaper_policies.transaction_timeout IS
+    'Transaction policy: how long a transaction may stay open, whatever the session''s state';
+COMMENT ON COLUMN dbops.reaper_policies.query_pattern IS
+    'Regular expression (as for ~) the session''s query text must match';
 GRANT SELECT ON dbops.reaper_policies TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('dbops.reaper_policies', '');
 SELECT pg_catalog.pg_extension_config_dump('dbops.reaper_policies_id_seq', '');
 
 -- Validates a policy when it is written, with an error that says what to
 -- fix (the CHECK constraints above stay as the last line): a policy the
--- reaper could not apply (an idle_timeout too long to count, a LIKE pattern
--- that LIKE refuses) is refused here rather than failing every sweep.
+-- reaper could not apply (a timeout too long to count, a pattern that LIKE
+-- or the regular expression engine refuses, a state its kind never has) is
+-- refused here rather than failing every sweep or matching nothing.
 CREATE FUNCTION dbops._reaper_policies_validate() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -46,6 +63,12 @@ DECLARE
                             THEN left(NEW.action, 64) || '...' ELSE NEW.action END;
     v_app_q text := CASE WHEN length(NEW.application_name) > 64
                          THEN left(NEW.application_name, 64) || '...' ELSE NEW.application_name END;
+    v_pattern_q text := CASE WHEN length(NEW.query_pattern) > 64
+                             THEN left(NEW.query_pattern, 64) || '...' ELSE NEW.query_pattern END;
+    v_timeouts integer := num_nonnulls(NEW.idle_timeout, NEW.query_timeout, NEW.transaction_timeout);
+    v_column text;
+    v_timeout interval;
+    v_message text;
 BEGIN
     IF NEW.id IS NULL THEN
         RAISE EXCEPTION 'id of a reaper policy must not be NULL'
@@ -69,30 +92,56 @@ BEGIN
                   HINT = 'Use terminate, cancel or exempt.';
     END IF;
     IF NEW.state IS NOT NULL
-       AND NEW.state NOT IN ('idle', 'idle in transaction', 'idle in transaction (aborted)') THEN
+       AND NEW.state NOT IN ('idle', 'idle in transaction', 'idle in transaction (aborted)',
+                             'active', 'fastpath function call') THEN
         RAISE EXCEPTION 'unknown session state "%" in a reaper policy', v_state_q
             USING ERRCODE = 'check_violation',
-                  HINT = 'Use idle, idle in transaction or idle in transaction (aborted); NULL matches all three.';
+                  HINT = 'Use idle, idle in transaction, idle in transaction (aborted), active or fastpath function call, as pg_stat_activity.state shows them; NULL matches every state.';
     END IF;
-    IF NEW.action = 'exempt' AND NEW.idle_timeout IS NOT NULL THEN
-        RAISE EXCEPTION 'an exempt reaper policy has no idle_timeout'
+    IF v_timeouts > 1 THEN
+        RAISE EXCEPTION 'a reaper policy has one timeout, not %', v_timeouts
             USING ERRCODE = 'check_violation',
-                  HINT = 'Set idle_timeout to NULL for an exempt policy, or use action terminate or cancel.';
+                  HINT = 'Set one of idle_timeout (idle sessions), query_timeout (running statements) and transaction_timeout (open transactions); write one policy per timeout.';
     END IF;
-    IF NEW.action <> 'exempt' AND NEW.idle_timeout IS NULL THEN
-        RAISE EXCEPTION 'a reaper policy that acts needs an idle_timeout'
+    IF NEW.action = 'exempt' AND v_timeouts > 0 THEN
+        RAISE EXCEPTION 'an exempt reaper policy has no timeout'
             USING ERRCODE = 'check_violation',
-                  HINT = 'Give how long a session may stay idle, e.g. interval ''10 minutes'', or use action exempt.';
+                  HINT = 'Set idle_timeout, query_timeout and transaction_timeout to NULL for an exempt policy, or use action terminate or cancel.';
     END IF;
-    IF NEW.idle_timeout <= interval '0' THEN
-        RAISE EXCEPTION 'idle_timeout of a reaper policy must be positive, not %', NEW.idle_timeout
+    IF NEW.action <> 'exempt' AND v_timeouts = 0 THEN
+        RAISE EXCEPTION 'a reaper policy that acts needs a timeout'
             USING ERRCODE = 'check_violation',
-                  HINT = 'Give how long a session may stay idle, e.g. interval ''10 minutes''.';
+                  HINT = 'Give idle_timeout (how long a session may stay idle), query_timeout (how long a statement may run) or transaction_timeout (how long a transaction may stay open), e.g. interval ''10 minutes'', or use action exempt.';
     END IF;
-    IF NEW.idle_timeout >= interval '290000 years' THEN
-        RAISE EXCEPTION 'idle_timeout of a reaper policy is out of range'
-            USING ERRCODE = 'datetime_field_overflow',
-                  HINT = 'Give an interval of less than 290000 years; to never reap these sessions, use action exempt.';
+    FOR v_column, v_timeout IN
+        VALUES ('idle_timeout', NEW.idle_timeout), ('query_timeout', NEW.query_timeout),
+               ('transaction_timeout', NEW.transaction_timeout)
+    LOOP
+        IF v_timeout <= interval '0' THEN
+            RAISE EXCEPTION '% of a reaper policy must be positive, not %', v_column, v_timeout
+                USING ERRCODE = 'check_violation',
+                      HINT = 'Give a positive interval, e.g. interval ''10 minutes''.';
+        END IF;
+        IF v_timeout >= interval '290000 years' THEN
+            RAISE EXCEPTION '% of a reaper policy is out of range', v_column
+                USING ERRCODE = 'datetime_field_overflow',
+                      HINT = 'Give an interval of less than 290000 years; to never reap these sessions, use action exempt.';
+        END IF;
+    END LOOP;
+    IF NEW.idle_timeout IS NOT NULL AND NEW.state IN ('active', 'fastpath function call') THEN
+        RAISE EXCEPTION 'an idle_timeout policy cannot match state "%"', NEW.state
+            USING ERRCODE = 'check_violation',
+                  HINT = 'idle_timeout applies to idle, idle in transaction and idle in transaction (aborted); use query_timeout for running statements.';
+    END IF;
+    IF NEW.query_timeout IS NOT NULL AND NEW.state NOT IN ('active', 'fastpath function call') THEN
+        RAISE EXCEPTION 'a query_timeout policy cannot match state "%"', NEW.state
+            USING ERRCODE = 'check_violation',
+                  HINT = 'query_timeout applies to running statements (active, fastpath function call); use idle_timeout for idle sessions.';
+    END IF;
+    IF NEW.transaction_timeout IS NOT NULL AND NEW.state = 'idle' THEN
+        RAISE EXCEPTION 'a transaction_timeout policy cannot match state "idle"'
+            USING ERRCODE = 'check_violation',
+                  HINT = 'A session in state idle has no open transaction; use idle_timeout for idle sessions.';
     END IF;
     IF NEW.keep_min IS NULL THEN
         RAISE EXCEPTION 'keep_min of a reaper policy must not be NULL'
@@ -102,7 +151,7 @@ BEGIN
     IF NEW.keep_min < 0 THEN
         RAISE EXCEPTION 'keep_min of a reaper policy must be zero or more, not %', NEW.keep_min
             USING ERRCODE = 'check_violation',
-                  HINT = 'Give how many matching idle sessions to leave alone; 0 reaps them all.';
+                  HINT = 'Give how many matching sessions to leave alone; 0 reaps them all.';
     END IF;
     IF NEW.enabled IS NULL THEN
         RAISE EXCEPTION 'enabled of a reaper policy must not be NULL'
@@ -115,6 +164,17 @@ BEGIN
         RAISE EXCEPTION 'application_name pattern "%" of a reaper policy ends with an escape character', v_app_q
             USING ERRCODE = 'invalid_escape_sequence',
                   HINT = 'application_name is a LIKE pattern: write \\ for a backslash, \% and \_ for a literal % or _.';
+    END IF;
+    IF NEW.query_pattern IS NOT NULL THEN
+        BEGIN
+            PERFORM ''::text ~ NEW.query_pattern;
+        EXCEPTION WHEN invalid_regular_expression OR program_limit_exceeded THEN
+            GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
+            RAISE EXCEPTION 'query_pattern "%" of a reaper policy is not a valid regular expression: %',
+                            v_pattern_q, v_message
+                USING ERRCODE = 'invalid_regular_expression',
+                      HINT = 'query_pattern is a regular expression as for the ~ operator: write \( \[ \. \* \+ \? for those characters themselves, (?i) in front to ignore case.';
+        END;
     END IF;
     RETURN NEW;
 END
@@ -139,7 +199,10 @@ CREATE TABLE dbops.reaper_log (
     idle_for         interval,
     policy_id        integer,
     action           text NOT NULL,
-    outcome          text NOT NULL
+    outcome          text NOT NULL,
+    kind             text NOT NULL DEFAULT 'idle',
+    running_for      interval,
+    query            text
 );
 COMMENT ON TABLE dbops.reaper_log IS
     'Reaper events, copied from the shared-memory ring by the reaper worker';
@@ -166,15 +229,35 @@ COMMENT ON FUNCTION dbops.reap_idle(interval, text[], boolean, text) IS
 REVOKE ALL ON FUNCTION dbops.reap_idle(interval, text[], boolean, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dbops.reap_idle(interval, text[], boolean, text) TO pg_signal_backend;
 
+CREATE FUNCTION dbops.reap_runaway(
+    query_for interval DEFAULT NULL,
+    transaction_for interval DEFAULT NULL,
+    dry_run boolean DEFAULT true,
+    action text DEFAULT 'cancel',
+    query_pattern text DEFAULT NULL,
+    OUT pid integer, OUT usename name, OUT datname name,
+    OUT application_name text, OUT client_addr inet, OUT state text,
+    OUT kind text, OUT running_for interval, OUT query text, OUT action text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dbops_reap_runaway'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION dbops.reap_runaway(interval, interval, boolean, text, text) IS
+    'Cancel (or terminate) statements running longer than query_for and transactions open longer than transaction_for; a dry run by default';
+REVOKE ALL ON FUNCTION dbops.reap_runaway(interval, interval, boolean, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dbops.reap_runaway(interval, interval, boolean, text, text) TO pg_signal_backend;
+
 CREATE FUNCTION dbops.reaper_status(
     OUT worker_pid integer, OUT worker_started timestamptz,
     OUT last_sweep timestamptz, OUT sweeps bigint,
     OUT sessions_seen integer, OUT sessions_idle integer,
     OUT sessions_exempt integer, OUT reaped bigint, OUT spared bigint,
     OUT dry_run_matches bigint, OUT last_sweep_cpu_ms float8,
-    OUT avg_sweep_cpu_ms float8, OUT extension_installed boolean)
+    OUT avg_sweep_cpu_ms float8, OUT extension_installed boolean,
+    OUT sessions_active integer, OUT sessions_in_transaction integer,
+    OUT reaped_queries bigint, OUT reaped_transactions bigint)
 RETURNS record
-AS 'MODULE_PATHNAME', 'dbops_reaper_status'
+AS 'MODULE_PATHNAME', 'dbops_reaper_status_1_1'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION dbops.reaper_status() IS
@@ -187,9 +270,10 @@ CREATE FUNCTION dbops.reaper_events(
     OUT pid integer, OUT usename text, OUT datname text,
     OUT application_name text, OUT client_addr inet, OUT state text,
     OUT idle_for interval, OUT policy_id integer, OUT action text,
-    OUT outcome text)
+    OUT outcome text, OUT kind text, OUT running_for interval,
+    OUT query text)
 RETURNS SETOF record
-AS 'MODULE_PATHNAME', 'dbops_reaper_events'
+AS 'MODULE_PATHNAME', 'dbops_reaper_events_1_1'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION dbops.reaper_events() IS

@@ -1,6 +1,7 @@
 # The dbops reaper on a streaming hot standby: the worker runs there, reaps
-# the standby's idle sessions and keeps its events in memory (and the server
-# log): nothing is written to dbops.reaper_log, which is read-only there.
+# the standby's idle sessions, cancels its long queries and keeps its events
+# in memory (and the server log): nothing is written to dbops.reaper_log,
+# which is read-only there.
 use strict;
 use warnings;
 use DbopsCluster;
@@ -15,6 +16,9 @@ my ($primary, $standby) = dbops_pair('primary', 'standby',
 			'CREATE ROLE app LOGIN; CREATE ROLE mon LOGIN IN ROLE pg_monitor;');
 		$node->safe_psql('postgres',
 			q{INSERT INTO dbops.reaper_policies (application_name, idle_timeout) VALUES ('standby-app', '1s')});
+		$node->safe_psql('postgres',
+			q{INSERT INTO dbops.reaper_policies (application_name, query_timeout, action)
+			  VALUES ('standby-report', '1s', 'cancel')});
 		$node->safe_psql('postgres', 'CREATE DATABASE other');
 		$node->safe_psql('other', 'CREATE EXTENSION dbops');
 	});
@@ -63,6 +67,26 @@ is($standby->safe_psql('postgres', 'SELECT count(*) FROM dbops.reaper_log'),
 	'0', 'dbops.reaper_log stays empty on the standby');
 is($primary->safe_psql('postgres', 'SELECT count(*) FROM dbops.reaper_events()'),
 	'0', 'the primary\'s ring is its own');
+
+# a long query on the standby is cancelled by the replicated query policy;
+# its session lives on
+my $r = $standby->background_psql('postgres',
+	extra_params => [ '-U', 'app' ], on_error_stop => 0);
+$r->query_safe("SET application_name = 'standby-report'");
+my $rpid = $r->query_safe('SELECT pg_backend_pid()');
+$r->query_until(qr/sleeping/, "\\echo sleeping\nSELECT pg_sleep(60);\n");
+ok( $standby->poll_query_until(
+		'postgres',
+		"SELECT count(*) = 1 FROM dbops.reaper_events() WHERE pid = $rpid AND kind = 'query' AND outcome = 'signalled'"),
+	'long query on the standby cancelled by the worker');
+is(scalar $r->query('SELECT 42'), '42', 'its session lives on');
+is( $standby->safe_psql(
+		'postgres',
+		"SELECT action || ' ' || state || ' ' || (running_for >= interval '1 s') || ' ' || query
+		 FROM dbops.reaper_events() WHERE pid = $rpid"),
+	'cancel active true SELECT pg_sleep(60);',
+	'the event names the statement and how long it ran');
+$r->quit;
 
 # reap_idle() works on the standby too
 my $t = $standby->background_psql('postgres', extra_params => [ '-U', 'app' ]);
