@@ -5,7 +5,8 @@
 CREATE TEMP TABLE mine (check_name text PRIMARY KEY);
 GRANT SELECT ON mine TO PUBLIC;
 INSERT INTO mine VALUES ('connections'), ('long_query'), ('idle_in_transaction'),
-    ('xid_wraparound'), ('mxid_wraparound'), ('prepared_xacts'), ('replication_lag'),
+    ('long_transaction'), ('xid_wraparound'), ('mxid_wraparound'), ('prepared_xacts'),
+    ('xmin_horizon'), ('replication_lag'),
     ('replication_slots'), ('archiver'), ('invalid_indexes'), ('sequences'),
     ('dead_tuples'), ('vacuum_age'), ('cache_hit_ratio'), ('deadlocks'),
     ('temp_files'), ('checkpoints'), ('database_size');

@@ -65,6 +65,17 @@
 #endif
 
 /*
+ * Since when a replication slot has been inactive, as an expression over
+ * pg_catalog.pg_replication_slots: its inactive_since column is new in 17;
+ * before, PostgreSQL does not know.
+ */
+#if PG_VERSION_NUM >= 170000
+#define DBOPS_SLOT_INACTIVE_SINCE "inactive_since"
+#else
+#define DBOPS_SLOT_INACTIVE_SINCE "NULL::pg_catalog.timestamptz"
+#endif
+
+/*
  * The live backend status array: its number of slots, and the slot of a
  * PGPROC (-1 if it has none).  Up to 16 the array holds the regular
  * backends by BackendId, then one slot per auxiliary process type; since 17

@@ -6,8 +6,9 @@
  *	  their values against dbops.health_thresholds.
  *
  *	  The checks live in the files of their families (health_sessions.c,
- *	  health_wraparound.c, health_replication.c, health_relations.c,
- *	  health_sequences.c, health_database.c) and of the other capabilities;
+ *	  health_wraparound.c, health_horizon.c, health_replication.c,
+ *	  health_relations.c, health_sequences.c, health_database.c) and of the
+ *	  other capabilities;
  *	  they share the toolkit of healthkit.c and the state of the report they
  *	  run in (DbopsReport, handed to each).  health_history.c keeps the
  *	  report's history and its Prometheus text.
@@ -40,9 +41,11 @@ static const DbopsCheck dbops_checks[] = {
 	{"lock_waits", dbops_check_lock_waits, DBOPS_HIGHER_IS_WORSE},
 	{"long_query", dbops_check_long_query, DBOPS_HIGHER_IS_WORSE},
 	{"idle_in_transaction", dbops_check_idle_in_transaction, DBOPS_HIGHER_IS_WORSE},
+	{"long_transaction", dbops_check_long_transaction, DBOPS_HIGHER_IS_WORSE},
 	{"xid_wraparound", dbops_check_xid_wraparound, DBOPS_HIGHER_IS_WORSE},
 	{"mxid_wraparound", dbops_check_mxid_wraparound, DBOPS_HIGHER_IS_WORSE},
 	{"prepared_xacts", dbops_check_prepared_xacts, DBOPS_HIGHER_IS_WORSE},
+	{"xmin_horizon", dbops_check_xmin_horizon, DBOPS_HIGHER_IS_WORSE},
 	{"replication_lag", dbops_check_replication_lag, DBOPS_HIGHER_IS_WORSE},
 	{"replication_slots", dbops_check_replication_slots, DBOPS_HIGHER_IS_WORSE},
 	{"archiver", dbops_check_archiver, DBOPS_HIGHER_IS_WORSE},

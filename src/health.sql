@@ -129,9 +129,11 @@ INSERT INTO dbops.health_thresholds (check_name, warning, critical) VALUES
     ('connections',         80,         95),          -- % of usable slots
     ('long_query',          120,        300),         -- seconds
     ('idle_in_transaction', 60,         300),         -- seconds
+    ('long_transaction',    600,        3600),        -- seconds (1.1)
     ('xid_wraparound',      1300000000, 1400000000),  -- age(datfrozenxid)
     ('mxid_wraparound',     1300000000, 1400000000),  -- mxid_age(datminmxid)
     ('prepared_xacts',      60,         300),         -- seconds
+    ('xmin_horizon',        10000000,   100000000),   -- transactions (1.1)
     ('replication_lag',     60,         300),         -- seconds
     ('replication_slots',   1024,       10240),       -- MB of WAL retained
     ('archiver',            10,         15),          -- segments waiting

@@ -131,19 +131,9 @@ dbops_check_replication_lag(DbopsReport *report, DbopsCheckResult *res)
 			bool		lag_null;
 			double		bytes = dbops_col_float(tt, r, 4, &bytes_null);
 			double		lag = dbops_col_float(tt, r, 5, &lag_null);
-			const char *appname = NULL;
-			int			nbackends = pgstat_fetch_stat_numbackends();
+			PgBackendStatus *be = dbops_session_by_pid(pid);
+			const char *appname = be ? be->st_appname : NULL;
 
-			for (int i = 1; i <= nbackends; i++)
-			{
-				LocalPgBackendStatus *local = dbops_local_beentry(i);
-
-				if (local && local->backendStatus.st_procpid == pid)
-				{
-					appname = local->backendStatus.st_appname;
-					break;
-				}
-			}
 			if (!lag_null)
 				worst = Max(worst, lag);
 			if (r >= DBOPS_MAX_CULPRITS)

@@ -1,16 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * health_sessions.c
- *	  The session checks of dbops.health(): connections, long_query and
- *	  idle_in_transaction, read from the backend status array (no
- *	  pg_stat_activity, no query).
+ *	  The session checks of dbops.health(): connections, long_query,
+ *	  idle_in_transaction and long_transaction, read from the backend status
+ *	  array (no pg_stat_activity, no query); and the description of a session
+ *	  that the other checks naming sessions share.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "commands/dbcommands.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/postmaster.h"
@@ -21,6 +21,7 @@
 #include "compat.h"
 #include "dbops.h"
 #include "healthkit.h"
+#include "livestatus.h"
 
 /*
  * connections: client backends in use as a percentage of the slots open to
@@ -109,28 +110,70 @@ sessions_visible(DbopsCheckResult *res)
 	return false;
 }
 
-static void
-append_session(StringInfo buf, PgBackendStatus *be, double secs)
+/* The session of pid in pgstat's copy of the backend status array, or NULL. */
+PgBackendStatus *
+dbops_session_by_pid(int pid)
+{
+	int			nbackends = pgstat_fetch_stat_numbackends();
+
+	for (int i = 1; i <= nbackends; i++)
+	{
+		LocalPgBackendStatus *local = dbops_local_beentry(i);
+
+		if (local != NULL && local->backendStatus.st_procpid == pid)
+			return &local->backendStatus;
+	}
+	return NULL;
+}
+
+/*
+ * "pid 42 (alice@app, 3m 04s): SELECT ...", the query on one line, clipped;
+ * with full, also the application and the state, and secs is how long the
+ * transaction has been open (negative: not known): "pid 42 (alice@app,
+ * application psql, idle in transaction, open 1h 02m): SELECT ...".
+ */
+void
+dbops_append_session(StringInfo buf, PgBackendStatus *be, double secs, bool full)
 {
 	char	   *user = GetUserNameFromId(be->st_userid, true);
 	char	   *db = OidIsValid(be->st_databaseid) ? get_database_name(be->st_databaseid) : NULL;
 	char	   *query = be->st_activity_raw ? pgstat_clip_activity(be->st_activity_raw) : NULL;
+	const char *state;
 
 	appendStringInfo(buf, "pid %d (%s@%s, ", be->st_procpid,
 					 user ? quote_identifier(user) : "?",
 					 db ? quote_identifier(db) : "?");
-	dbops_append_duration(buf, secs);
+	if (full)
+	{
+		if (be->st_appname && be->st_appname[0] != '\0')
+			appendStringInfo(buf, "application %s", quote_identifier(be->st_appname));
+		else
+			appendStringInfoString(buf, "no application_name");
+		state = dbops_backend_state_name(be->st_state);
+		appendStringInfo(buf, ", %s, open ", state ? state : "state unknown");
+	}
+	if (secs >= 0)
+		dbops_append_duration(buf, secs);
+	else
+		appendStringInfoString(buf, "for an unknown time");
 	appendStringInfoChar(buf, ')');
 	if (query && query[0] != '\0')
 	{
-		int			len = pg_mbcliplen(query, strlen(query), 60);
-
-		appendStringInfo(buf, ": %.*s%s", len, query, query[len] ? "..." : "");
+		appendStringInfoString(buf, ": ");
+		dbops_append_clipped(buf, query, 60);
 	}
 }
 
+/* What session_check() looks for. */
+typedef enum SessionKind
+{
+	SESSIONS_ACTIVE,			/* long_query: a query running */
+	SESSIONS_IDLE_IN_XACT,		/* idle_in_transaction */
+	SESSIONS_OPEN_XACT			/* long_transaction: any state */
+} SessionKind;
+
 static void
-session_check(DbopsCheckResult *res, bool idle_in_xact)
+session_check(DbopsCheckResult *res, SessionKind kind)
 {
 	int			nbackends = pgstat_fetch_stat_numbackends();
 	TimestampTz now = GetCurrentTimestamp();
@@ -147,30 +190,37 @@ session_check(DbopsCheckResult *res, bool idle_in_xact)
 		PgBackendStatus *be;
 		TimestampTz since;
 
+		CHECK_FOR_INTERRUPTS();
 		if (local == NULL)
 			continue;
 		be = &local->backendStatus;
 		if (be->st_procpid == MyProcPid)
 			continue;
-		if (be->st_backendType != B_BACKEND && be->st_backendType != B_BG_WORKER)
+		/* pg_cron jobs run as background workers too; transactions: clients */
+		if (be->st_backendType != B_BACKEND &&
+			(kind == SESSIONS_OPEN_XACT || be->st_backendType != B_BG_WORKER))
 			continue;
 		if (be->st_state == STATE_DISABLED)
 		{
 			untracked++;
 			continue;
 		}
-		if (idle_in_xact)
+		switch (kind)
 		{
-			if (be->st_state != STATE_IDLEINTRANSACTION &&
-				be->st_state != STATE_IDLEINTRANSACTION_ABORTED)
-				continue;
-			since = be->st_state_start_timestamp;
-		}
-		else
-		{
-			if (be->st_state != STATE_RUNNING && be->st_state != STATE_FASTPATH)
-				continue;
-			since = be->st_activity_start_timestamp;
+			case SESSIONS_IDLE_IN_XACT:
+				if (be->st_state != STATE_IDLEINTRANSACTION &&
+					be->st_state != STATE_IDLEINTRANSACTION_ABORTED)
+					continue;
+				since = be->st_state_start_timestamp;
+				break;
+			case SESSIONS_ACTIVE:
+				if (be->st_state != STATE_RUNNING && be->st_state != STATE_FASTPATH)
+					continue;
+				since = be->st_activity_start_timestamp;
+				break;
+			default:
+				since = be->st_xact_start_timestamp;
+				break;
 		}
 		if (since == 0)
 			continue;
@@ -191,40 +241,69 @@ session_check(DbopsCheckResult *res, bool idle_in_xact)
 						 untracked);
 	if (count == 0)
 	{
-		appendStringInfoString(&res->detail, idle_in_xact ?
-							   "no session is idle in transaction" :
-							   "no other query is running");
+		appendStringInfoString(&res->detail,
+							   kind == SESSIONS_IDLE_IN_XACT ? "no session is idle in transaction" :
+							   kind == SESSIONS_ACTIVE ? "no other query is running" :
+							   "no other transaction is open");
 		return;
 	}
-	appendStringInfo(&res->detail, idle_in_xact ?
-					 "%d session(s) idle in transaction, longest: " :
-					 "%d active quer%s, longest: ",
-					 count, count == 1 ? "y" : "ies");
+	switch (kind)
+	{
+		case SESSIONS_IDLE_IN_XACT:
+			appendStringInfo(&res->detail, "%d session(s) idle in transaction, longest: ", count);
+			break;
+		case SESSIONS_ACTIVE:
+			appendStringInfo(&res->detail, "%d active quer%s, longest: ",
+							 count, count == 1 ? "y" : "ies");
+			break;
+		default:
+			appendStringInfo(&res->detail, "%d open transaction(s), oldest: ", count);
+			break;
+	}
 	for (int t = 0; t < top.n; t++)
 	{
 		if (t > 0)
 			appendStringInfoString(&res->detail, "; ");
-		append_session(&res->detail, &dbops_local_beentry(top.item[t])->backendStatus,
-					   top.score[t]);
+		dbops_append_session(&res->detail, &dbops_local_beentry(top.item[t])->backendStatus,
+							 top.score[t], kind == SESSIONS_OPEN_XACT);
 	}
-	if (idle_in_xact)
-		appendStringInfoString(&res->hint,
-							   "Find the application that leaves transactions open (it holds locks and blocks vacuum); end them with pg_terminate_backend(pid) and set idle_in_transaction_session_timeout.");
-	else
-		appendStringInfoString(&res->hint,
-							   "Look at the query and its plan; cancel it with pg_cancel_backend(pid) if it must not run, and consider statement_timeout.");
+	switch (kind)
+	{
+		case SESSIONS_IDLE_IN_XACT:
+			appendStringInfoString(&res->hint,
+								   "Find the application that leaves transactions open (it holds locks and blocks vacuum); end them with pg_terminate_backend(pid) and set idle_in_transaction_session_timeout.");
+			break;
+		case SESSIONS_ACTIVE:
+			appendStringInfoString(&res->hint,
+								   "Look at the query and its plan; cancel it with pg_cancel_backend(pid) if it must not run, and consider statement_timeout.");
+			break;
+		default:
+			appendStringInfoString(&res->hint,
+								   "A transaction open this long keeps its locks and holds back vacuum for the whole cluster (see xmin_horizon), even while it runs only short queries: find the application that keeps it open and have it commit sooner; end it with pg_terminate_backend(pid); consider transaction_timeout (PostgreSQL 17 and later).");
+			break;
+	}
 }
 
 /* long_query: the longest running query, in seconds */
 void
 dbops_check_long_query(DbopsReport *report, DbopsCheckResult *res)
 {
-	session_check(res, false);
+	session_check(res, SESSIONS_ACTIVE);
 }
 
 /* idle_in_transaction: the session idle in transaction the longest, in seconds */
 void
 dbops_check_idle_in_transaction(DbopsReport *report, DbopsCheckResult *res)
 {
-	session_check(res, true);
+	session_check(res, SESSIONS_IDLE_IN_XACT);
+}
+
+/*
+ * long_transaction: the client backend whose transaction has been open the
+ * longest, whatever its state, in seconds
+ */
+void
+dbops_check_long_transaction(DbopsReport *report, DbopsCheckResult *res)
+{
+	session_check(res, SESSIONS_OPEN_XACT);
 }

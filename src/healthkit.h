@@ -161,10 +161,24 @@ extern DbopsRelScan *dbops_report_relscan(DbopsReport *report);
 
 /* The checks of the health capability's families, by defining file. */
 
-/* health_sessions.c */
+/*
+ * health_sessions.c; also the session of a pid in pgstat's copy of the
+ * backend status array (NULL if none), and a session as the details name
+ * it: pid, user, database, how long, the query clipped; with full, also
+ * application and state, secs being the transaction's age.
+ */
+struct PgBackendStatus;
+
 extern void dbops_check_connections(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_long_query(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_idle_in_transaction(DbopsReport *report, DbopsCheckResult *res);
+extern void dbops_check_long_transaction(DbopsReport *report, DbopsCheckResult *res);
+extern struct PgBackendStatus *dbops_session_by_pid(int pid);
+extern void dbops_append_session(StringInfo buf, struct PgBackendStatus *be, double secs,
+								 bool full);
+
+/* health_horizon.c */
+extern void dbops_check_xmin_horizon(DbopsReport *report, DbopsCheckResult *res);
 
 /* health_wraparound.c */
 extern void dbops_check_xid_wraparound(DbopsReport *report, DbopsCheckResult *res);

@@ -13,7 +13,8 @@
  * attaches to a shared structure, and copy entries with the st_changecount
  * protocol that pgstat_read_current_status() itself uses.
  *
- * Shared by the reaper (reaper.c) and the lock trees (locktree.c).
+ * Shared by the reaper (reaper.c) and the lock trees (locktree.c); the
+ * name of a session's state also by the health checks (health_sessions.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -172,4 +173,31 @@ dbops_activity_text(const char *activity)
 	result = CStringGetTextDatum(clipped);
 	pfree(clipped);
 	return result;
+}
+
+/*
+ * A session's state (BackendState) as pg_stat_activity.state names it;
+ * NULL for a state it shows as NULL (STATE_UNDEFINED, 18's STATE_STARTING).
+ */
+const char *
+dbops_backend_state_name(int state)
+{
+	switch ((BackendState) state)
+	{
+		case STATE_IDLE:
+			return "idle";
+		case STATE_RUNNING:
+			return "active";
+		case STATE_IDLEINTRANSACTION:
+			return "idle in transaction";
+		case STATE_FASTPATH:
+			return "fastpath function call";
+		case STATE_IDLEINTRANSACTION_ABORTED:
+			return "idle in transaction (aborted)";
+		case STATE_DISABLED:
+			return "disabled";
+		default:
+			break;
+	}
+	return NULL;
 }

@@ -4,7 +4,8 @@
  *	  Live backend status (livestatus.c), shared by the reaper and the lock
  *	  tree: entries of PostgreSQL's backend status array read one at a time
  *	  with the st_changecount protocol, instead of pgstat's copy of every
- *	  slot.
+ *	  slot; and a session state's name, for every reader of the status
+ *	  (the health checks read pgstat's copy).
  *
  *-------------------------------------------------------------------------
  */
@@ -26,5 +27,6 @@ extern bool dbops_read_backend_status(int pid, const struct PGPROC *proc,
 									  struct PgBackendStatus *out,
 									  char *appname, char *activity);
 extern Datum dbops_activity_text(const char *activity);
+extern const char *dbops_backend_state_name(int state);
 
 #endif							/* DBOPS_LIVESTATUS_H */

@@ -757,29 +757,6 @@ lt_read_status(LtTree *tree, int n, LtStatusBuf *buf)
 	return &buf->st;
 }
 
-static const char *
-lt_state_name(BackendState state)
-{
-	switch (state)
-	{
-		case STATE_IDLE:
-			return "idle";
-		case STATE_RUNNING:
-			return "active";
-		case STATE_IDLEINTRANSACTION:
-			return "idle in transaction";
-		case STATE_FASTPATH:
-			return "fastpath function call";
-		case STATE_IDLEINTRANSACTION_ABORTED:
-			return "idle in transaction (aborted)";
-		case STATE_DISABLED:
-			return "disabled";
-		default:				/* STATE_UNDEFINED, 18's STATE_STARTING */
-			break;
-	}
-	return NULL;
-}
-
 /* client address as pg_stat_activity shows it; false for none (Unix socket) */
 static bool
 lt_client_addr(PgBackendStatus *be, Datum *result)
@@ -1177,7 +1154,7 @@ dbops_lock_tree(PG_FUNCTION_ARGS)
 
 			if (visible)
 			{
-				const char *state = lt_state_name(be->st_state);
+				const char *state = dbops_backend_state_name(be->st_state);
 				PGPROC	   *proc;
 				const char *wait_event = NULL;
 
@@ -1367,7 +1344,7 @@ dbops_cancel_blockers(PG_FUNCTION_ARGS)
 		if (be != NULL)
 		{
 			char	   *name = GetUserNameFromId(be->st_userid, true);
-			const char *state = lt_state_name(be->st_state);
+			const char *state = dbops_backend_state_name(be->st_state);
 
 			if (name)
 				values[5] = DirectFunctionCall1(namein, CStringGetDatum(name));

@@ -3272,3 +3272,17 @@ BEGIN
     END LOOP;
 END;
 $$;
+
+-- ---------------------------------------------------------------------------
+-- health checks long_transaction and xmin_horizon: their default thresholds
+-- (src/health.sql seeds the same rows in a fresh install).  A row set under
+-- 1.0 with the 1.1 library (whose registry already knows both checks) is
+-- kept: an INSERT of an existing check would update it to the defaults.
+-- ---------------------------------------------------------------------------
+INSERT INTO dbops.health_thresholds (check_name, warning, critical)
+SELECT v.check_name, v.warning, v.critical
+FROM (VALUES ('long_transaction', 600, 3600),            -- seconds
+             ('xmin_horizon', 10000000, 100000000))      -- transactions
+     AS v (check_name, warning, critical)
+WHERE NOT EXISTS (SELECT FROM dbops.health_thresholds t
+                  WHERE t.check_name OPERATOR(pg_catalog.=) v.check_name);
