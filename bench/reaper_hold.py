@@ -3,35 +3,18 @@
 
 usage: reaper_hold.py CONNINFO N READYFILE DONEFILE [TIMEOUT_S]
 
-Opens N libpq connections (through ctypes, no driver needed), runs SELECT 1
+Opens N libpq connections (through ctypes: pqlib.py), runs SELECT 1
 on each so that it is idle, writes the time to READYFILE, then waits on all
 sockets: a backend that is terminated sends its FATAL message and closes, so
 its socket becomes readable.  When every connection is closed, writes
 "first_close last_close" (epoch seconds) to DONEFILE and exits; after
 TIMEOUT_S (default 120) writes "timeout N_open".
 """
-import ctypes
-import ctypes.util
 import select
 import sys
 import time
 
-pq = ctypes.CDLL(ctypes.util.find_library("pq"))
-pq.PQconnectdb.restype = ctypes.c_void_p
-pq.PQconnectdb.argtypes = [ctypes.c_char_p]
-pq.PQstatus.argtypes = [ctypes.c_void_p]
-pq.PQerrorMessage.restype = ctypes.c_char_p
-pq.PQerrorMessage.argtypes = [ctypes.c_void_p]
-pq.PQexec.restype = ctypes.c_void_p
-pq.PQexec.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-pq.PQresultStatus.argtypes = [ctypes.c_void_p]
-pq.PQclear.argtypes = [ctypes.c_void_p]
-pq.PQsocket.argtypes = [ctypes.c_void_p]
-pq.PQconsumeInput.argtypes = [ctypes.c_void_p]
-pq.PQfinish.argtypes = [ctypes.c_void_p]
-
-CONNECTION_OK = 0
-PGRES_TUPLES_OK = 2
+from pqlib import CONNECTION_OK, PGRES_TUPLES_OK, pq
 
 
 def main():

@@ -937,7 +937,8 @@ dry_run_and_action_args(FunctionCallInfo fcinfo, int argno, ReaperRequest *req,
 /*
  * Run an on-demand request (the caller's right to signal applies; the
  * policies' exemptions, superuser naming and keep_min floors count, their
- * timeouts and actions do not).
+ * timeouts and actions do not).  Leaves SPI connected: the sessions in
+ * *res live in its memory until the caller's SPI_finish().
  */
 static void
 run_on_demand(FunctionCallInfo fcinfo, ReaperRequest *req, int ncolumns,
@@ -954,7 +955,6 @@ run_on_demand(FunctionCallInfo fcinfo, ReaperRequest *req, int ncolumns,
 	SPI_connect();
 	policies = dbops_reaper_load_policies(&npolicies);
 	dbops_reaper_run(req, policies, npolicies, res);
-	SPI_finish();
 }
 
 /* The columns both on-demand functions start with: pid .. state. */
@@ -1055,6 +1055,7 @@ dbops_reap_idle(PG_FUNCTION_ARGS)
 		values[7] = CStringGetTextDatum(combined_action(s));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
+	SPI_finish();
 	return (Datum) 0;
 }
 
@@ -1115,6 +1116,7 @@ dbops_reap_runaway(PG_FUNCTION_ARGS)
 		values[9] = CStringGetTextDatum(combined_action(s));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
+	SPI_finish();
 	return (Datum) 0;
 }
 

@@ -101,12 +101,13 @@ typedef struct ReaperPolicy
 	bool		has_db;
 	Oid			dbid;
 	text	   *app_pattern;	/* NULL: any application */
-	bool		app_invalid;	/* pattern LIKE refuses: matches nothing */
 	bool		has_cidr;
 	Datum		cidr;
 	int			state;			/* -1: any state */
 	text	   *query_pattern;	/* NULL: any query */
-	bool		query_invalid;	/* pattern the engine refuses: matches nothing */
+	bool		unusable;		/* matches nothing: a pattern LIKE or the
+								 * engine refuses, a reaping row without a
+								 * timeout */
 	int64		timeout;		/* microseconds; unused for exempt */
 	ReaperAction action;
 	int			keep_min;

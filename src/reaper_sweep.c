@@ -391,7 +391,7 @@ dbops_reaper_load_policies(int *npolicies)
 			p->app_pattern = DatumGetTextPCopy(d);
 			p->specificity++;
 			if (!like_pattern_valid(p->app_pattern))
-				p->app_invalid = true;
+				p->unusable = true;
 		}
 		d = SPI_getbinval(tup, desc, 5, &isnull);
 		if (!isnull)
@@ -431,7 +431,7 @@ dbops_reaper_load_policies(int *npolicies)
 				p->query_pattern = DatumGetTextPCopy(d);
 				p->specificity++;
 				if (!dbops_reaper_pattern_valid(p->query_pattern, NULL, 0))
-					p->query_invalid = true;
+					p->unusable = true;
 			}
 		}
 
@@ -448,7 +448,7 @@ dbops_reaper_load_policies(int *npolicies)
 				}
 			/* a reaping row without a timeout (constraints disabled) */
 			if (p->kind == REAPER_KIND_ANY)
-				p->app_invalid = true;
+				p->unusable = true;
 		}
 	}
 	*npolicies = (int) SPI_processed;
@@ -460,8 +460,20 @@ typedef struct MatchCache
 {
 	bool		inet_done;
 	Datum		inet;			/* (Datum) 0: no address */
+	text	   *appname;		/* the application name, once needed */
 	text	   *query;			/* the query text, once needed */
 } MatchCache;
+
+/* Does the session's query text match the regular expression (as ~ does)? */
+static bool
+query_matches(text *pattern, const ReaperSession *s, MatchCache *cache)
+{
+	if (cache->query == NULL)
+		cache->query = cstring_to_text(s->query ? s->query : "");
+	return DatumGetBool(DirectFunctionCall2Coll(textregexeq, C_COLLATION_OID,
+												PointerGetDatum(cache->query),
+												PointerGetDatum(pattern)));
+}
 
 static bool
 policy_matches(const ReaperPolicy *p, const ReaperSession *s, MatchCache *cache)
@@ -472,13 +484,17 @@ policy_matches(const ReaperPolicy *p, const ReaperSession *s, MatchCache *cache)
 		return false;
 	if (p->has_db && p->dbid != s->dbid)
 		return false;
-	if (p->app_invalid || p->query_invalid)
+	if (p->unusable)
 		return false;
-	if (p->app_pattern &&
-		!DatumGetBool(DirectFunctionCall2Coll(textlike, C_COLLATION_OID,
-											  PointerGetDatum(cstring_to_text(s->appname)),
-											  PointerGetDatum(p->app_pattern))))
-		return false;
+	if (p->app_pattern)
+	{
+		if (cache->appname == NULL)
+			cache->appname = cstring_to_text(s->appname);
+		if (!DatumGetBool(DirectFunctionCall2Coll(textlike, C_COLLATION_OID,
+												  PointerGetDatum(cache->appname),
+												  PointerGetDatum(p->app_pattern))))
+			return false;
+	}
 	if (p->has_cidr)
 	{
 		if (!cache->inet_done)
@@ -493,15 +509,8 @@ policy_matches(const ReaperPolicy *p, const ReaperSession *s, MatchCache *cache)
 			!DatumGetBool(DirectFunctionCall2(network_subeq, cache->inet, p->cidr)))
 			return false;
 	}
-	if (p->query_pattern)
-	{
-		if (cache->query == NULL)
-			cache->query = cstring_to_text(s->query ? s->query : "");
-		if (!DatumGetBool(DirectFunctionCall2Coll(textregexeq, C_COLLATION_OID,
-												  PointerGetDatum(cache->query),
-												  PointerGetDatum(p->query_pattern))))
-			return false;
-	}
+	if (p->query_pattern && !query_matches(p->query_pattern, s, cache))
+		return false;
 	return true;
 }
 
@@ -703,15 +712,8 @@ kind_due(const ReaperRequest *req, ReaperPolicy *policies, int npolicies,
 	if (v->timeout < 0 || now - v->since < v->timeout)
 		return false;
 
-	if (req->query_pattern)
-	{
-		if (cache->query == NULL)
-			cache->query = cstring_to_text(s->query ? s->query : "");
-		if (!DatumGetBool(DirectFunctionCall2Coll(textregexeq, C_COLLATION_OID,
-												  PointerGetDatum(cache->query),
-												  PointerGetDatum(req->query_pattern))))
-			return false;
-	}
+	if (req->query_pattern && !query_matches(req->query_pattern, s, cache))
+		return false;
 
 	/* superusers' sessions only when a policy names their role */
 	if (superuser_arg(s->roleid) && !(p && p->has_role && p->roleid == s->roleid))
@@ -757,7 +759,13 @@ dbops_reaper_run(const ReaperRequest *req, ReaperPolicy *policies, int npolicies
 		if (req->use_policies && policies[i].kind != REAPER_KIND_ANY)
 			in_play[policies[i].kind] = true;
 	}
-	if (in_play[REAPER_KIND_QUERY] || in_play[REAPER_KIND_TRANSACTION])
+
+	/*
+	 * The query text is copied in the sweep only to match a pattern, or to
+	 * list it (the on-demand functions); the re-check before a signal reads
+	 * it for the event.
+	 */
+	if (req->source != REAPER_SOURCE_WORKER)
 		need_query = true;
 
 	for (int slot = 0; slot < nslots; slot++)

@@ -22,7 +22,7 @@ use Exporter 'import';
 use PostgreSQL::Test::Cluster;
 
 our @EXPORT = qw(dbops_primary dbops_standby dbops_pair wait_for_replay
-  wait_backend_gone);
+  wait_backend_gone reaper_set_conf);
 
 # dbops_primary(NAME, OPTION => VALUE...): a started cluster.
 #
@@ -147,6 +147,24 @@ sub wait_backend_gone
 	my ($node, $pid) = @_;
 	return $node->poll_query_until('postgres',
 		"SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $pid)");
+}
+
+# reaper_set_conf(NODE, NAME => VALUE...): ALTER SYSTEM SET dbops.NAME for
+# each, reload, and wait until the reaper worker has swept twice since (it
+# sweeps at once on SIGHUP): from then on every sweep uses the settings.
+sub reaper_set_conf
+{
+	my ($node, %settings) = @_;
+	for my $k (sort keys %settings)
+	{
+		$node->safe_psql('postgres',
+			"ALTER SYSTEM SET dbops.$k = '$settings{$k}'");
+	}
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	my $sweeps = $node->safe_psql('postgres',
+		'SELECT sweeps FROM dbops.reaper_status()');
+	$node->poll_query_until('postgres',
+		"SELECT sweeps > $sweeps + 1 FROM dbops.reaper_status()");
 }
 
 1;

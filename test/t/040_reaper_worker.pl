@@ -38,21 +38,7 @@ sub alive
 		"SELECT count(*) FROM pg_stat_activity WHERE pid = $pid") eq '1';
 }
 
-sub set_conf
-{
-	my (%settings) = @_;
-	for my $k (sort keys %settings)
-	{
-		$node->safe_psql('postgres',
-			"ALTER SYSTEM SET dbops.$k = '$settings{$k}'");
-	}
-	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
-	# a sweep after the reload: the worker wakes up on SIGHUP
-	my $sweeps = $node->safe_psql('postgres',
-		'SELECT sweeps FROM dbops.reaper_status()');
-	$node->poll_query_until('postgres',
-		"SELECT sweeps > $sweeps + 1 FROM dbops.reaper_status()");
-}
+sub set_conf { reaper_set_conf($node, @_) }
 
 # reap a fresh marker session: once it is gone, a sweep has seen every session
 # opened before it as idle for at least the marker's timeout

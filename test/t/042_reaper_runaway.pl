@@ -86,20 +86,7 @@ sub wait_event
 		"SELECT count(*) > 0 FROM dbops.reaper_events() WHERE pid = $pid AND outcome = '$outcome'");
 }
 
-sub set_conf
-{
-	my (%settings) = @_;
-	for my $k (sort keys %settings)
-	{
-		$node->safe_psql('postgres',
-			"ALTER SYSTEM SET dbops.$k = '$settings{$k}'");
-	}
-	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
-	my $sweeps = $node->safe_psql('postgres',
-		'SELECT sweeps FROM dbops.reaper_status()');
-	$node->poll_query_until('postgres',
-		"SELECT sweeps > $sweeps + 1 FROM dbops.reaper_status()");
-}
+sub set_conf { reaper_set_conf($node, @_) }
 
 # a statement of app started after the sessions under test: once it has
 # been cancelled, a sweep saw each of them past the same timeout
