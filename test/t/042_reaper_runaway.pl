@@ -292,9 +292,17 @@ start($k, 'SELECT pg_sleep(600);');
 my $sweeps = $node->safe_psql('postgres', 'SELECT sweeps FROM dbops.reaper_status()');
 $node->poll_query_until('postgres', "SELECT sweeps > $sweeps + 3 FROM dbops.reaper_status()");
 ok(alive($k->[1]) && events($k->[1]) eq '', 'no query timeout by default');
-set_conf(reaper_query_timeout => '1s');
+# a worker dry run records the match once and signals nothing
+set_conf(reaper_query_timeout => '1s', reaper_dry_run => 'on');
+ok(wait_event($k->[1], 'dry run'), 'dry run records the long query');
+$sweeps = $node->safe_psql('postgres', 'SELECT sweeps FROM dbops.reaper_status()');
+$node->poll_query_until('postgres', "SELECT sweeps > $sweeps + 2 FROM dbops.reaper_status()");
+is(events($k->[1]), 'query cancel dry run', 'once per statement, and nothing is signalled');
+ok( $node->safe_psql('postgres', "SELECT state FROM pg_stat_activity WHERE pid = $k->[1]") eq 'active',
+	'the query still runs');
+set_conf(reaper_dry_run => 'off');
 ok(wait_event($k->[1], 'signalled'), 'dbops.reaper_query_timeout cancels it');
-is(events($k->[1], 'policy_id IS NULL'), 't', 'no policy decided');
+is(events($k->[1], 'policy_id IS NULL'), "t\nt", 'no policy decided, in the dry run or the cancel');
 done($k);
 
 is( $node->safe_psql('postgres',
