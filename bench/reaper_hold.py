@@ -14,7 +14,7 @@ import select
 import sys
 import time
 
-from pqlib import CONNECTION_OK, PGRES_TUPLES_OK, pq
+from pqlib import connect_idle, pq
 
 
 def main():
@@ -22,13 +22,7 @@ def main():
     timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 120.0
     conns = {}
     for _ in range(n):
-        c = pq.PQconnectdb(conninfo.encode())
-        if pq.PQstatus(c) != CONNECTION_OK:
-            sys.exit("connection failed: " + pq.PQerrorMessage(c).decode())
-        r = pq.PQexec(c, b"SELECT 1")
-        if pq.PQresultStatus(r) != PGRES_TUPLES_OK:
-            sys.exit("SELECT 1 failed: " + pq.PQerrorMessage(c).decode())
-        pq.PQclear(r)
+        c = connect_idle(conninfo)
         conns[pq.PQsocket(c)] = c
     with open(readyfile, "w") as f:
         f.write("%.6f\n" % time.time())

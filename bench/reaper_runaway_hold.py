@@ -18,18 +18,7 @@ import select
 import sys
 import time
 
-from pqlib import CONNECTION_OK, PGRES_TUPLES_OK, PG_DIAG_SQLSTATE, pq
-
-
-def connect(conninfo):
-    c = pq.PQconnectdb(conninfo.encode())
-    if pq.PQstatus(c) != CONNECTION_OK:
-        sys.exit("connection failed: " + pq.PQerrorMessage(c).decode())
-    r = pq.PQexec(c, b"SELECT 1")
-    if pq.PQresultStatus(r) != PGRES_TUPLES_OK:
-        sys.exit("SELECT 1 failed: " + pq.PQerrorMessage(c).decode())
-    pq.PQclear(r)
-    return c
+from pqlib import PG_DIAG_SQLSTATE, connect_idle, pq
 
 
 def main():
@@ -38,9 +27,9 @@ def main():
     timeout = float(sys.argv[6]) if len(sys.argv) > 6 else 120.0
     idle = {}
     for _ in range(n_idle):
-        c = connect(conninfo)
+        c = connect_idle(conninfo)
         idle[pq.PQsocket(c)] = c
-    runners = [connect(conninfo) for _ in range(n_run)]
+    runners = [connect_idle(conninfo) for _ in range(n_run)]
     running = {}
     sent = {}
     for c in runners:
