@@ -3,7 +3,7 @@
 #   make && make install && make installcheck   plain PGXS, against a running server
 #   make run     install what is missing, build, install, start a throwaway
 #                cluster with shared_preload_libraries = 'pg_cron,dbops' and
-#                print dbops.health()  (PG=17 or PG=18: in that version's root)
+#                print dbops.health_report()  (PG=17 or PG=18: in that version's root)
 #   make stop    stop and remove that cluster
 #   make test    install what is missing, then build and run every
 #                pg_regress, isolation and TAP test against throwaway clusters

@@ -3286,3 +3286,126 @@ FROM (VALUES ('long_transaction', 600, 3600),            -- seconds
      AS v (check_name, warning, critical)
 WHERE NOT EXISTS (SELECT FROM dbops.health_thresholds t
                   WHERE t.check_name OPERATOR(pg_catalog.=) v.check_name);
+
+-- ---------------------------------------------------------------------------
+-- dbops.health_report(): the report as text for a terminal
+-- ---------------------------------------------------------------------------
+-- The report as text for a terminal: a summary line, then every check that
+-- is not ok with its value, thresholds, detail and hint, wrapped at width
+-- columns, then a line naming the checks that are ok.  It runs as its
+-- caller and shows what dbops.health() shows them.
+CREATE FUNCTION dbops.health_report(width integer DEFAULT 100) RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- the paragraphs to wrap: the first line's prefix, the next lines'
+    -- prefix, the text (NULL: an empty line)
+    v_first text[] := '{}';
+    v_next text[] := '{}';
+    v_body text[] := '{}';
+    v_out text[] := '{}';
+    v_statuses text[] := '{}';
+    v_ok text[] := '{}';
+    v_counts text;
+    v_row record;
+    v_line text;
+    v_word text;
+    v_chunk text;
+    v_empty boolean;
+BEGIN
+    IF width IS NULL THEN
+        RAISE EXCEPTION 'width must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the width of the terminal in columns, e.g. 100.';
+    END IF;
+    IF width < 40 OR width > 1000 THEN
+        RAISE EXCEPTION 'width must be between 40 and 1000 columns, not %', width
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the width of the terminal in columns, e.g. 100.';
+    END IF;
+
+    -- one call of dbops.health(), worst first; no table (a standby has none)
+    FOR v_row IN SELECT * FROM dbops.health() h
+    LOOP
+        v_statuses := v_statuses || v_row.status;
+        IF v_row.status = 'ok' THEN
+            v_ok := v_ok || v_row.check_name;
+            CONTINUE;
+        END IF;
+        v_first := v_first || ''::text || rpad(upper(v_row.status), 10);
+        v_next := v_next || ''::text || repeat(' ', 10);
+        v_body := v_body || NULL::text
+               || format('%s: %s%s', v_row.check_name,
+                         coalesce(trim_scale(v_row.value)::text || coalesce(' ' || v_row.unit, ''),
+                                  'no value'),
+                         coalesce(' (' || concat_ws(', ', 'warning ' || trim_scale(v_row.warning),
+                                                    'critical ' || trim_scale(v_row.critical)) || ')', ''));
+        IF coalesce(v_row.detail, '') <> '' THEN
+            v_first := v_first || '    '::text;
+            v_next := v_next || '    '::text;
+            v_body := v_body || v_row.detail;
+        END IF;
+        IF coalesce(v_row.hint, '') <> '' THEN
+            v_first := v_first || '    hint: '::text;
+            v_next := v_next || repeat(' ', 10);
+            v_body := v_body || v_row.hint;
+        END IF;
+    END LOOP;
+    IF cardinality(v_ok) > 0 THEN
+        v_first := v_first || ''::text || format('ok (%s): ', cardinality(v_ok));
+        v_next := v_next || ''::text || '    '::text;
+        v_body := v_body || NULL::text || array_to_string(v_ok, ', ');
+    END IF;
+
+    -- wrap each paragraph at width: words move to the next line, a word
+    -- longer than a line is cut
+    FOR i IN 1 .. cardinality(v_body)
+    LOOP
+        IF v_body[i] IS NULL THEN
+            v_out := v_out || ''::text;
+            CONTINUE;
+        END IF;
+        v_line := v_first[i];
+        v_empty := true;
+        FOREACH v_word IN ARRAY regexp_split_to_array(btrim(v_body[i]), '\s+')
+        LOOP
+            IF NOT v_empty AND length(v_line) + 1 + length(v_word) > width THEN
+                v_out := v_out || v_line;
+                v_line := v_next[i];
+                v_empty := true;
+            END IF;
+            WHILE length(v_line) + length(v_word) + CASE WHEN v_empty THEN 0 ELSE 1 END > width
+            LOOP
+                IF NOT v_empty THEN
+                    v_out := v_out || v_line;
+                    v_line := v_next[i];
+                    v_empty := true;
+                END IF;
+                v_chunk := left(v_word, width - length(v_line));
+                v_out := v_out || (v_line || v_chunk);
+                v_line := v_next[i];
+                v_word := substr(v_word, length(v_chunk) + 1);
+            END LOOP;
+            IF v_word <> '' THEN
+                v_line := v_line || CASE WHEN v_empty THEN '' ELSE ' ' END || v_word;
+                v_empty := false;
+            END IF;
+        END LOOP;
+        v_out := v_out || v_line;
+    END LOOP;
+
+    SELECT string_agg(c.n || ' ' || c.status, ', '
+                      ORDER BY array_position(ARRAY['critical', 'warning', 'unknown', 'skipped', 'ok'], c.status))
+      INTO v_counts
+      FROM (SELECT u.status, count(*) AS n FROM unnest(v_statuses) AS u (status)
+             GROUP BY u.status) c;
+    RETURN format('dbops health: %s (%s) in database %s at %s',
+                  upper(dbops.health_overall(v_statuses)), coalesce(v_counts, 'no checks'),
+                  quote_ident(current_database()),
+                  to_char(now(), 'YYYY-MM-DD HH24:MI:SS TZ'))
+           || CASE WHEN cardinality(v_out) > 0 THEN E'\n' || array_to_string(v_out, E'\n') ELSE '' END;
+END
+$$;
+COMMENT ON FUNCTION dbops.health_report(integer) IS
+    'The health report as text for a terminal: a summary line, every check that is not ok, then the ok ones';

@@ -58,6 +58,9 @@ is($standby->safe_psql('postgres',
 like($detail, qr/public\.t_id_seq 0\.00% \(100 of 2147483647\)/, 'standby reads sequence values');
 is($standby->safe_psql('postgres', "SELECT dbops.health_json()->'server'->>'in_recovery'"),
 	'true', 'health_json says the standby is in recovery');
+like($standby->safe_psql('postgres', 'SELECT dbops.health_report()', extra_params => [ '-U', 'monitor' ]),
+	qr/^dbops health: [A-Z]+ \(.*\) in database postgres at .*\nok \(\d+\): /s,
+	'health_report() as text on the standby, as a pg_monitor member');
 is($primary->safe_psql('postgres', "SELECT dbops.health_json()->'server'->>'in_recovery'"),
 	'false', 'health_json says the primary is not');
 
