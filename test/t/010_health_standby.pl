@@ -61,6 +61,10 @@ is($standby->safe_psql('postgres', "SELECT dbops.health_json()->'server'->>'in_r
 like($standby->safe_psql('postgres', 'SELECT dbops.health_report()', extra_params => [ '-U', 'monitor' ]),
 	qr/^dbops health: [A-Z]+ \(.*\) in database postgres at .*\nok \(\d+\): /s,
 	'health_report() as text on the standby, as a pg_monitor member');
+is($standby->safe_psql('postgres',
+		"SELECT count(*) > 0 FROM dbops.relation_sizes(0, include_system => true)",
+		extra_params => [ '-U', 'monitor' ]),
+	't', 'relation_sizes() on the standby');
 is($primary->safe_psql('postgres', "SELECT dbops.health_json()->'server'->>'in_recovery'"),
 	'false', 'health_json says the primary is not');
 
