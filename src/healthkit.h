@@ -196,6 +196,9 @@ extern void dbops_check_dead_tuples(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_vacuum_age(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_database_size(DbopsReport *report, DbopsCheckResult *res);
 
+/* health_disk.c */
+extern void dbops_check_disk_space(DbopsReport *report, DbopsCheckResult *res);
+
 /* health_sequences.c */
 extern void dbops_check_sequences(DbopsReport *report, DbopsCheckResult *res);
 

@@ -3506,3 +3506,12 @@ END
 $$;
 COMMENT ON FUNCTION dbops.relation_sizes(integer, boolean, boolean) IS
     'Table, TOAST and index sizes per table, largest first, from the catalog''s page counts (exact => true measures them)';
+
+-- ---------------------------------------------------------------------------
+-- health check disk_space: its default thresholds (% free, lower is worse;
+-- src/health.sql seeds the same row), kept if a row already exists
+-- ---------------------------------------------------------------------------
+INSERT INTO dbops.health_thresholds (check_name, warning, critical)
+SELECT 'disk_space', 20, 10
+WHERE NOT EXISTS (SELECT FROM dbops.health_thresholds t
+                  WHERE t.check_name OPERATOR(pg_catalog.=) 'disk_space');
