@@ -213,15 +213,15 @@ my $who = q{'postgres', 'postgres', 'psql', NULL, pg_backend_pid()};
 my @calls = (
 	# health
 	{ sql => 'SELECT count(*) > 20 FROM dbops.health()', ok => 1, want => 't' },
-	{ sql => 'SELECT count(*) FROM dbops.health_checks()', ok => 1, want => '26' },
+	{ sql => 'SELECT count(*) FROM dbops.health_checks()', ok => 1, want => '27' },
 	# the checks new in 1.1 have no thresholds row in a 1.0 catalog: they
 	# run ungraded, as any check without a row
 	{
 		sql => q{SELECT string_agg(check_name || ':' || status || ':' || coalesce(warning::text, '-')
 		                           || '/' || coalesce(critical::text, '-'), ' ' ORDER BY check_name)
-		           FROM dbops.health() WHERE check_name IN ('long_transaction', 'xmin_horizon')},
+		           FROM dbops.health() WHERE check_name IN ('long_transaction', 'xmin_horizon', 'slow_queries')},
 		ok => 1,
-		want => 'long_transaction:ok:-/- xmin_horizon:ok:-/-'
+		want => 'long_transaction:ok:-/- slow_queries:ok:-/- xmin_horizon:ok:-/-'
 	},
 	{ sql => 'SELECT dbops.health_status() IS NOT NULL', ok => 1, want => 't' },
 	{ sql => q{SELECT dbops.health_json() ->> 'status' IS NOT NULL}, ok => 1, want => 't' },
@@ -1070,11 +1070,11 @@ is( $node->safe_psql(
 	'the migration opened under 1.0 was recorded when it committed after the update');
 
 # What the current version does with the data of 1.0.
-is($node->safe_psql('postgres', 'SELECT count(*) FROM dbops.health()'), '26', 'health() works after the update');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM dbops.health()'), '27', 'health() works after the update');
 is( $node->safe_psql('postgres',
 		q{SELECT string_agg(check_name || ':' || warning || '/' || critical, ' ' ORDER BY check_name)
-		    FROM dbops.health() WHERE check_name IN ('long_transaction', 'xmin_horizon')}),
-	'long_transaction:600/3600 xmin_horizon:10000000/100000000',
+		    FROM dbops.health() WHERE check_name IN ('long_transaction', 'xmin_horizon', 'slow_queries')}),
+	'long_transaction:600/3600 slow_queries:500/5000 xmin_horizon:10000000/100000000',
 	'the update gives the checks new in 1.1 their default thresholds');
 note("checks not ok after the update:\n  "
 	  . $node->safe_psql('postgres',
