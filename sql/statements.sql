@@ -32,6 +32,8 @@ FROM dbops.health() WHERE check_name = 'slow_queries';
 SELECT pg_temp.err($$SELECT * FROM dbops.top_queries('max_time')$$);
 SELECT pg_temp.err($$SELECT * FROM dbops.top_queries(NULL)$$);
 SELECT pg_temp.err($$SELECT * FROM dbops.top_queries('TOTAL_TIME')$$);
+-- a long order_by is cut in the message
+SELECT pg_temp.err($$SELECT * FROM dbops.top_queries(repeat('x', 100))$$);
 SELECT pg_temp.err($$SELECT * FROM dbops.top_queries('calls', 0)$$);
 SELECT pg_temp.err($$SELECT * FROM dbops.top_queries('calls', -5)$$);
 SELECT pg_temp.err($$SELECT * FROM dbops.top_queries('calls', NULL)$$);

@@ -52,7 +52,10 @@ BEGIN
                          OPERATOR(pg_catalog.||) ', or leave it out for total_time.';
     END IF;
     IF NOT top_queries.order_by OPERATOR(pg_catalog.=) ANY (v_orders) THEN
-        RAISE EXCEPTION 'unknown order_by "%"', top_queries.order_by
+        RAISE EXCEPTION 'unknown order_by "%"',
+            CASE WHEN pg_catalog.length(top_queries.order_by) OPERATOR(pg_catalog.>) 64
+                 THEN pg_catalog.left(top_queries.order_by, 64) OPERATOR(pg_catalog.||) '...'
+                 ELSE top_queries.order_by END
             USING ERRCODE = '22023',
                   HINT = 'Pass one of ' OPERATOR(pg_catalog.||) pg_catalog.array_to_string(v_orders, ', ')
                          OPERATOR(pg_catalog.||) ' (in lower case).';
