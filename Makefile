@@ -19,7 +19,7 @@ OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 # per capability, in this order (each fragment sits beside the C file of its
 # capability).  Released versions are frozen under updates/: the install
 # script of 1.0 as shipped, and one hand-written upgrade script per step.
-SQL_PARTS   = src/dbops.sql src/health.sql src/locktree.sql src/bloat.sql \
+SQL_PARTS   = src/dbops.sql src/health.sql src/statements.sql src/locktree.sql src/bloat.sql \
               src/reaper.sql src/ledger.sql src/retention.sql src/schedule.sql
 DATA_built  = dbops--$(EXTVERSION).sql
 DATA        = updates/dbops--1.0.sql $(wildcard updates/dbops--*--*.sql)

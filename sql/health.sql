@@ -9,7 +9,8 @@ INSERT INTO mine VALUES ('connections'), ('long_query'), ('idle_in_transaction')
     ('xmin_horizon'), ('replication_lag'),
     ('replication_slots'), ('archiver'), ('invalid_indexes'), ('sequences'),
     ('dead_tuples'), ('vacuum_age'), ('cache_hit_ratio'), ('deadlocks'),
-    ('temp_files'), ('checkpoints'), ('database_size'), ('disk_space');
+    ('temp_files'), ('checkpoints'), ('database_size'), ('disk_space'),
+    ('slow_queries');
 
 -- one error as "SQLSTATE: message (HINT: hint)"
 CREATE FUNCTION pg_temp.err(stmt text) RETURNS text LANGUAGE plpgsql AS $$

@@ -59,6 +59,7 @@ static const DbopsCheck dbops_checks[] = {
 	{"checkpoints", dbops_check_checkpoints, DBOPS_HIGHER_IS_WORSE},
 	{"database_size", dbops_check_database_size, DBOPS_HIGHER_IS_WORSE},
 	{"disk_space", dbops_check_disk_space, DBOPS_LOWER_IS_WORSE},
+	{"slow_queries", dbops_check_slow_queries, DBOPS_HIGHER_IS_WORSE},
 	{"bloat", dbops_check_bloat, DBOPS_HIGHER_IS_WORSE},
 	{"reaper", dbops_check_reaper, DBOPS_HIGHER_IS_WORSE},
 	{"migrations", dbops_check_migrations, DBOPS_HIGHER_IS_WORSE},

@@ -146,7 +146,8 @@ INSERT INTO dbops.health_thresholds (check_name, warning, critical) VALUES
     ('temp_files',          1024,       10240),       -- MB since stats reset
     ('checkpoints',         30,         60),          -- % requested
     ('database_size',       NULL,       NULL),        -- MB, informational
-    ('disk_space',          20,         10);          -- % free (lower is worse)
+    ('disk_space',          20,         10),          -- % free (lower is worse)
+    ('slow_queries',        500,        5000);        -- ms, mean of a statement (1.1)
 
 CREATE FUNCTION dbops.health(
     OUT check_name text, OUT status text, OUT value numeric,

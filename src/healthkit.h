@@ -208,4 +208,7 @@ extern void dbops_check_deadlocks(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_temp_files(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_checkpoints(DbopsReport *report, DbopsCheckResult *res);
 
+/* health_statements.c */
+extern void dbops_check_slow_queries(DbopsReport *report, DbopsCheckResult *res);
+
 #endif							/* DBOPS_HEALTHKIT_H */

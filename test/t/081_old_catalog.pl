@@ -221,9 +221,9 @@ my @calls = (
 	{
 		sql => q{SELECT string_agg(check_name || ':' || status || ':' || coalesce(warning::text, '-')
 		                           || '/' || coalesce(critical::text, '-'), ' ' ORDER BY check_name)
-		           FROM dbops.health() WHERE check_name IN ('long_transaction', 'xmin_horizon')},
+		           FROM dbops.health() WHERE check_name IN ('long_transaction', 'xmin_horizon', 'slow_queries')},
 		ok => 1,
-		want => 'long_transaction:ok:-/- xmin_horizon:ok:-/-'
+		want => 'long_transaction:ok:-/- slow_queries:ok:-/- xmin_horizon:ok:-/-'
 	},
 	{ sql => 'SELECT dbops.health_status() IS NOT NULL', ok => 1, want => 't' },
 	{ sql => q{SELECT dbops.health_json() ->> 'status' IS NOT NULL}, ok => 1, want => 't' },
@@ -1075,8 +1075,8 @@ is( $node->safe_psql(
 is($node->safe_psql('postgres', 'SELECT count(*) FROM dbops.health()'), $nchecks, 'health() works after the update');
 is( $node->safe_psql('postgres',
 		q{SELECT string_agg(check_name || ':' || warning || '/' || critical, ' ' ORDER BY check_name)
-		    FROM dbops.health() WHERE check_name IN ('long_transaction', 'xmin_horizon', 'disk_space')}),
-	'disk_space:20/10 long_transaction:600/3600 xmin_horizon:10000000/100000000',
+		    FROM dbops.health() WHERE check_name IN ('long_transaction', 'xmin_horizon', 'disk_space', 'slow_queries')}),
+	'disk_space:20/10 long_transaction:600/3600 slow_queries:500/5000 xmin_horizon:10000000/100000000',
 	'the update gives the checks new in 1.1 their default thresholds');
 note("checks not ok after the update:\n  "
 	  . $node->safe_psql('postgres',
