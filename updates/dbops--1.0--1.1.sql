@@ -3538,7 +3538,7 @@ WHERE NOT EXISTS (SELECT FROM dbops.health_thresholds t
 -- blk_read_time from 17 on): the view's own columns decide what is read.
 CREATE FUNCTION dbops.top_queries(
     order_by text DEFAULT 'total_time',
-    "limit" integer DEFAULT 20,
+    limit_rows integer DEFAULT 20,
     all_databases boolean DEFAULT false)
 RETURNS TABLE (
     queryid bigint,
@@ -3589,9 +3589,9 @@ BEGIN
                   HINT = 'Pass one of ' OPERATOR(pg_catalog.||) pg_catalog.array_to_string(v_orders, ', ')
                          OPERATOR(pg_catalog.||) ' (in lower case).';
     END IF;
-    IF top_queries."limit" IS NULL OR top_queries."limit" OPERATOR(pg_catalog.<) 1 THEN
-        RAISE EXCEPTION 'limit must be a positive number of rows'
-            USING ERRCODE = CASE WHEN top_queries."limit" IS NULL THEN '22004' ELSE '22023' END,
+    IF top_queries.limit_rows IS NULL OR top_queries.limit_rows OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'limit_rows must be a positive number of rows'
+            USING ERRCODE = CASE WHEN top_queries.limit_rows IS NULL THEN '22004' ELSE '22023' END,
                   HINT = 'For example dbops.top_queries(''total_time'', 20).';
     END IF;
     IF top_queries.all_databases IS NULL THEN
@@ -3674,7 +3674,7 @@ BEGIN
         CASE WHEN v_plan THEN 's.total_plan_time' ELSE 'NULL::pg_catalog.float8' END,
         v_schema,
         v_sorts[pg_catalog.array_position(v_orders, top_queries.order_by)])
-    USING top_queries.all_databases, top_queries."limit";
+    USING top_queries.all_databases, top_queries.limit_rows;
 END
 $$;
 
