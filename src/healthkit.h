@@ -196,6 +196,12 @@ extern void dbops_check_dead_tuples(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_vacuum_age(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_database_size(DbopsReport *report, DbopsCheckResult *res);
 
+/* health_indexes.c (also dbops.index_advice()) */
+extern void dbops_check_unused_indexes(DbopsReport *report, DbopsCheckResult *res);
+extern void dbops_check_duplicate_indexes(DbopsReport *report, DbopsCheckResult *res);
+extern void dbops_check_fk_without_index(DbopsReport *report, DbopsCheckResult *res);
+extern void dbops_check_seq_scan_tables(DbopsReport *report, DbopsCheckResult *res);
+
 /* health_sequences.c */
 extern void dbops_check_sequences(DbopsReport *report, DbopsCheckResult *res);
 
