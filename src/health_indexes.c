@@ -27,11 +27,21 @@
  */
 #define INDEX_ADVICE_COLS 6
 
-/* the schemas no advice is about; temporary relations are left out too */
+/*
+ * The schemas no advice is about; temporary relations are left out too, and
+ * (NOT_EXTENSION_MEMBER) the tables of extensions, dbops' own included.
+ */
 #define SKIP_SYSTEM(n, c) \
 	" AND NOT " n ".nspname OPERATOR(pg_catalog.=) ANY " \
 	"(ARRAY['pg_catalog', 'information_schema', 'pg_toast']::pg_catalog.name[])" \
 	" AND " c ".relpersistence OPERATOR(pg_catalog.<>) 't' "
+
+/* a table of an extension's: not the user's to change */
+#define NOT_EXTENSION_MEMBER(relid) \
+	" AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend dep" \
+	" WHERE dep.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass" \
+	" AND dep.objid OPERATOR(pg_catalog.=) " relid \
+	" AND dep.deptype OPERATOR(pg_catalog.=) 'e') "
 
 /* an index that backs a primary key, unique or exclusion constraint */
 #define BACKS_CONSTRAINT(x) \
@@ -71,7 +81,7 @@ static const char *const advice_queries[NUM_ADVICE_KINDS] = {
 	"WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) r "
 	"WHERE ci.relkind OPERATOR(pg_catalog.=) 'i' AND i.indisvalid "
 	"AND NOT i.indisunique AND NOT i.indisreplident AND NOT " BACKS_CONSTRAINT("i")
-	SKIP_SYSTEM("n", "ci")
+	SKIP_SYSTEM("n", "ci") NOT_EXTENSION_MEMBER("i.indrelid")
 	"AND pg_catalog.pg_stat_get_numscans(i.indexrelid) OPERATOR(pg_catalog.=) 0 "
 	"ORDER BY 5 DESC, n.nspname, ci.relname",
 
@@ -105,7 +115,7 @@ static const char *const advice_queries[NUM_ADVICE_KINDS] = {
 	"WHERE a.amname OPERATOR(pg_catalog.=) 'btree' AND ck.relam OPERATOR(pg_catalog.=) cr.relam "
 	"AND cr.relkind OPERATOR(pg_catalog.=) 'i' AND ck.relkind OPERATOR(pg_catalog.=) 'i' "
 	"AND r.indisvalid AND k.indisvalid"
-	SKIP_SYSTEM("n", "cr")
+	SKIP_SYSTEM("n", "cr") NOT_EXTENSION_MEMBER("r.indrelid")
 	"AND r.indnkeyatts OPERATOR(pg_catalog.<=) k.indnkeyatts "
 	"AND r.indnatts OPERATOR(pg_catalog.<=) k.indnatts "
 	"AND (r.indkey::pg_catalog.int2[])[0:r.indnatts OPERATOR(pg_catalog.-) 1] OPERATOR(pg_catalog.=) "
@@ -150,7 +160,7 @@ static const char *const advice_queries[NUM_ADVICE_KINDS] = {
 	"JOIN pg_catalog.pg_attribute at ON at.attrelid OPERATOR(pg_catalog.=) c.conrelid "
 	"AND at.attnum OPERATOR(pg_catalog.=) u.attnum) l "
 	"WHERE c.contype OPERATOR(pg_catalog.=) 'f' AND c.conparentid OPERATOR(pg_catalog.=) 0::pg_catalog.oid"
-	SKIP_SYSTEM("n", "t")
+	SKIP_SYSTEM("n", "t") NOT_EXTENSION_MEMBER("c.conrelid")
 	"AND NOT EXISTS (SELECT FROM pg_catalog.pg_index x "
 	"WHERE x.indrelid OPERATOR(pg_catalog.=) c.conrelid AND x.indisvalid AND x.indpred IS NULL "
 	"AND x.indnkeyatts OPERATOR(pg_catalog.>=) pg_catalog.cardinality(c.conkey) "
@@ -178,7 +188,7 @@ static const char *const advice_queries[NUM_ADVICE_KINDS] = {
 	"FROM pg_catalog.pg_index i WHERE i.indrelid OPERATOR(pg_catalog.=) c.oid) AS idx) s "
 	"WHERE c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'm']::pg_catalog.\"char\"[]) "
 	"AND c.relpages OPERATOR(pg_catalog.>=) " SEQ_MIN_PAGES
-	SKIP_SYSTEM("n", "c")
+	SKIP_SYSTEM("n", "c") NOT_EXTENSION_MEMBER("c.oid")
 	"AND s.seq OPERATOR(pg_catalog.>=) " SEQ_MIN_SCANS " "
 	"AND s.seq OPERATOR(pg_catalog.>) (" SEQ_RATIO " OPERATOR(pg_catalog.*) s.idx) "
 	"AND (s.tup OPERATOR(pg_catalog./) s.seq) OPERATOR(pg_catalog.>=) " SEQ_MIN_ROWS " "
