@@ -213,15 +213,17 @@ my $who = q{'postgres', 'postgres', 'psql', NULL, pg_backend_pid()};
 my @calls = (
 	# health
 	{ sql => 'SELECT count(*) > 20 FROM dbops.health()', ok => 1, want => 't' },
-	{ sql => 'SELECT count(*) FROM dbops.health_checks()', ok => 1, want => '26' },
+	{ sql => 'SELECT count(*) FROM dbops.health_checks()', ok => 1, want => '30' },
 	# the checks new in 1.1 have no thresholds row in a 1.0 catalog: they
 	# run ungraded, as any check without a row
 	{
 		sql => q{SELECT string_agg(check_name || ':' || status || ':' || coalesce(warning::text, '-')
 		                           || '/' || coalesce(critical::text, '-'), ' ' ORDER BY check_name)
-		           FROM dbops.health() WHERE check_name IN ('long_transaction', 'xmin_horizon')},
+		           FROM dbops.health() WHERE check_name IN ('long_transaction', 'xmin_horizon',
+		             'unused_indexes', 'duplicate_indexes', 'fk_without_index', 'seq_scan_tables')},
 		ok => 1,
-		want => 'long_transaction:ok:-/- xmin_horizon:ok:-/-'
+		want => 'duplicate_indexes:ok:-/- fk_without_index:ok:-/- long_transaction:ok:-/- '
+		  . 'seq_scan_tables:ok:-/- unused_indexes:ok:-/- xmin_horizon:ok:-/-'
 	},
 	{ sql => 'SELECT dbops.health_status() IS NOT NULL', ok => 1, want => 't' },
 	{ sql => q{SELECT dbops.health_json() ->> 'status' IS NOT NULL}, ok => 1, want => 't' },
@@ -1070,12 +1072,20 @@ is( $node->safe_psql(
 	'the migration opened under 1.0 was recorded when it committed after the update');
 
 # What the current version does with the data of 1.0.
-is($node->safe_psql('postgres', 'SELECT count(*) FROM dbops.health()'), '26', 'health() works after the update');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM dbops.health()'), '30', 'health() works after the update');
 is( $node->safe_psql('postgres',
 		q{SELECT string_agg(check_name || ':' || warning || '/' || critical, ' ' ORDER BY check_name)
 		    FROM dbops.health() WHERE check_name IN ('long_transaction', 'xmin_horizon')}),
 	'long_transaction:600/3600 xmin_horizon:10000000/100000000',
 	'the update gives the checks new in 1.1 their default thresholds');
+is( $node->safe_psql('postgres',
+		q{SELECT string_agg(check_name || ':' || warning || '/' || coalesce(critical::text, '-'), ' ' ORDER BY check_name)
+		    FROM dbops.health() WHERE check_name IN ('unused_indexes', 'duplicate_indexes',
+		                                             'fk_without_index', 'seq_scan_tables')}),
+	'duplicate_indexes:1/- fk_without_index:1/- seq_scan_tables:5/- unused_indexes:1024/-',
+	'the update gives the index advice checks their default thresholds');
+is($node->safe_psql('postgres', 'SELECT count(*) >= 0 FROM dbops.index_advice()'),
+	't', 'index_advice() exists after the update');
 note("checks not ok after the update:\n  "
 	  . $node->safe_psql('postgres',
 		q{SELECT string_agg(check_name || ' ' || status || ': ' || left(detail, 200), E'\n  ')
