@@ -237,20 +237,56 @@ dbops_index_advice(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* how each kind of finding reads as a check */
+typedef struct AdviceCheck
+{
+	bool		needs_counts;	/* reads the cumulative statistics */
+	const char *unit;			/* "MB": the findings' size is the value */
+	bool		sized;			/* the detail gives the findings' size */
+	const char *what;
+	const char *none;
+	const char *hint;
+} AdviceCheck;
+
+static const AdviceCheck advice_checks[NUM_ADVICE_KINDS] = {
+	[ADVICE_UNUSED] = {true, "MB", true, "unused index(es)",
+		"no unused index in this database (scans on standbys are not counted here)",
+		"Check that the standbys do not scan them either, then DROP INDEX CONCURRENTLY: "
+	"dbops.index_advice() gives the statements."},
+	[ADVICE_DUPLICATE] = {false, "indexes", true, "duplicate or redundant index(es)",
+		"no duplicate or redundant btree index in this database",
+		"Each costs writes and space and serves no read the other cannot: "
+	"DROP INDEX CONCURRENTLY; dbops.index_advice() gives the statements."},
+	[ADVICE_FK] = {false, "foreign keys", false, "foreign key(s) without an index",
+		"every foreign key has an index that leads with its columns",
+		"A DELETE or key UPDATE on the referenced table scans the referencing one "
+		"for each row (slow cascades and purges, long lock waits): "
+	"CREATE INDEX CONCURRENTLY; dbops.index_advice() gives the statements."},
+	[ADVICE_SEQ_SCAN] = {true, "tables", false, "table(s) read mostly by sequential scans",
+		"no large table is read mostly by large sequential scans",
+		"Find their queries (pg_stat_statements) and index what they filter on, "
+	"or accept the scans for reports."},
+};
+
 /*
- * One kind's findings as a check: their count in unit (or, for unit "MB",
- * their size) is the value; the detail names the first culprits, "<name>: <the
- * finding's detail>", the name being the index's or else the relation's.
+ * One kind's findings as a check: their count (or, for unit "MB", their
+ * size) is the value; the detail names the first culprits, "<index> on
+ * <relation> (<the finding's detail>)", or "<relation> (...)" where the
+ * finding has no index.
  */
 static void
-check_advice(DbopsCheckResult *res, IndexAdviceKind kind, const char *unit,
-			 const char *what, const char *none, const char *hint)
+check_advice(DbopsCheckResult *res, IndexAdviceKind kind)
 {
-	SPITupleTable *tt = advice_query(kind);
-	uint64		n = SPI_processed;
+	const AdviceCheck *ac = &advice_checks[kind];
+	SPITupleTable *tt;
+	uint64		n;
 	double		bytes = 0;
 	DbopsCulprits shown;
 
+	if (ac->needs_counts && !dbops_counts_tracked(res))
+		return;
+	tt = advice_query(kind);
+	n = SPI_processed;
 	for (uint64 r = 0; r < n; r++)
 	{
 		bool		isnull;
@@ -259,17 +295,21 @@ check_advice(DbopsCheckResult *res, IndexAdviceKind kind, const char *unit,
 		if (!isnull)
 			bytes += b;
 	}
-	if (strcmp(unit, "MB") == 0)
-		dbops_check_value(res, dbops_rounded(bytes / (1024.0 * 1024.0), 1), unit);
+	if (strcmp(ac->unit, "MB") == 0)
+		dbops_check_value(res, dbops_rounded(bytes / (1024.0 * 1024.0), 1), ac->unit);
 	else
-		dbops_check_value(res, n, unit);
+		dbops_check_value(res, n, ac->unit);
 	if (n == 0)
 	{
-		appendStringInfoString(&res->detail, none);
+		appendStringInfoString(&res->detail, ac->none);
 		return;
 	}
-	appendStringInfo(&res->detail, "%d %s, ", (int) n, what);
-	dbops_append_bytes(&res->detail, bytes);
+	appendStringInfo(&res->detail, "%d %s", (int) n, ac->what);
+	if (ac->sized)
+	{
+		appendStringInfoString(&res->detail, ", ");
+		dbops_append_bytes(&res->detail, bytes);
+	}
 	appendStringInfoString(&res->detail, ": ");
 	dbops_culprits_init(&shown, &res->detail, DBOPS_MAX_CULPRITS, "", "; ");
 	for (uint64 r = 0; r < n; r++)
@@ -285,50 +325,33 @@ check_advice(DbopsCheckResult *res, IndexAdviceKind kind, const char *unit,
 		appendStringInfo(&res->detail, " (%s)", dbops_col_text(tt, r, 4));
 	}
 	dbops_culprits_end(&shown);
-	appendStringInfoString(&res->hint, hint);
+	appendStringInfoString(&res->hint, ac->hint);
 }
 
 /* unused_indexes: the size of the indexes no scan used since the stats reset */
 void
 dbops_check_unused_indexes(DbopsReport *report, DbopsCheckResult *res)
 {
-	if (!dbops_counts_tracked(res))
-		return;
-	check_advice(res, ADVICE_UNUSED, "MB", "unused index(es)",
-				 "no unused index in this database (scans on standbys are not counted here)",
-				 "Check that the standbys do not scan them either, then DROP INDEX CONCURRENTLY: "
-				 "dbops.index_advice() gives the statements.");
+	check_advice(res, ADVICE_UNUSED);
 }
 
 /* duplicate_indexes: btree indexes that another index makes needless */
 void
 dbops_check_duplicate_indexes(DbopsReport *report, DbopsCheckResult *res)
 {
-	check_advice(res, ADVICE_DUPLICATE, "indexes", "duplicate or redundant index(es)",
-				 "no duplicate or redundant btree index in this database",
-				 "Each costs writes and space and serves no read the other cannot: "
-				 "DROP INDEX CONCURRENTLY; dbops.index_advice() gives the statements.");
+	check_advice(res, ADVICE_DUPLICATE);
 }
 
 /* fk_without_index: foreign keys no index leads with */
 void
 dbops_check_fk_without_index(DbopsReport *report, DbopsCheckResult *res)
 {
-	check_advice(res, ADVICE_FK, "foreign keys", "foreign key(s) without an index",
-				 "every foreign key has an index that leads with its columns",
-				 "A DELETE or key UPDATE on the referenced table scans the referencing one "
-				 "for each row (slow cascades and purges, long lock waits): "
-				 "CREATE INDEX CONCURRENTLY; dbops.index_advice() gives the statements.");
+	check_advice(res, ADVICE_FK);
 }
 
 /* seq_scan_tables: large tables read mostly by large sequential scans */
 void
 dbops_check_seq_scan_tables(DbopsReport *report, DbopsCheckResult *res)
 {
-	if (!dbops_counts_tracked(res))
-		return;
-	check_advice(res, ADVICE_SEQ_SCAN, "tables", "table(s) read mostly by sequential scans",
-				 "no large table is read mostly by large sequential scans",
-				 "Find their queries (pg_stat_statements) "
-				 "and index what they filter on, or accept the scans for reports.");
+	check_advice(res, ADVICE_SEQ_SCAN);
 }
