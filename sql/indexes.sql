@@ -109,7 +109,7 @@ SELECT check_name, status, value > 0 AS counted, unit,
        detail LIKE '%idx.dup_bc on idx.dup (its columns lead idx.dup_bcd)%' AS names_redundant,
        detail LIKE '%idx.child_bare (foreign key child_bare_parent_id_fkey (parent_id) references idx.parent%' AS names_fk,
        detail LIKE '%idx.scanned (60 sequential scans%' AS names_scanned,
-       detail ~ '^\d+ unused index\(es\), [0-9.]+ [kMG]?B: .* on .* \(no index scan since .*\)' AS names_unused,
+       detail ~ '^\d+ unused index\(es\), \d+ (bytes|kB|MB|GB): [^ ]+ on [^ ]+ \(\d+ (bytes|kB|MB|GB)\).*; no index scan since the statistics .*; scans on standbys are not counted here$' AS names_unused,
        hint LIKE '%dbops.index_advice()%' OR check_name = 'seq_scan_tables' AS hint_ok
 FROM dbops.health()
 WHERE check_name IN ('unused_indexes', 'duplicate_indexes', 'fk_without_index', 'seq_scan_tables')

@@ -65,7 +65,12 @@ typedef enum IndexAdviceKind
 } IndexAdviceKind;
 
 static const char *const advice_queries[NUM_ADVICE_KINDS] = {
-	/* unused_index: no scan since the statistics were reset */
+	/*
+	 * unused_index: no scan since the statistics were reset.  A primary
+	 * key's or unique constraint's index is unique, an exclusion
+	 * constraint's has indisexclusion: the flags leave them out without a
+	 * look at pg_constraint.
+	 */
 	"SELECT 'unused_index'::pg_catalog.text, i.indrelid::pg_catalog.regclass, "
 	"i.indexrelid::pg_catalog.regclass, "
 	"pg_catalog.format('no index scan since %s; scans on standbys are not counted here', "
@@ -80,7 +85,7 @@ static const char *const advice_queries[NUM_ADVICE_KINDS] = {
 	"FROM pg_catalog.pg_database d "
 	"WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) r "
 	"WHERE ci.relkind OPERATOR(pg_catalog.=) 'i' AND i.indisvalid "
-	"AND NOT i.indisunique AND NOT i.indisreplident AND NOT " BACKS_CONSTRAINT("i")
+	"AND NOT i.indisunique AND NOT i.indisexclusion AND NOT i.indisreplident "
 	SKIP_SYSTEM("n", "ci") NOT_EXTENSION_MEMBER("i.indrelid")
 	"AND pg_catalog.pg_stat_get_numscans(i.indexrelid) OPERATOR(pg_catalog.=) 0 "
 	"ORDER BY 5 DESC, n.nspname, ci.relname",
@@ -243,26 +248,29 @@ typedef struct AdviceCheck
 	bool		needs_counts;	/* reads the cumulative statistics */
 	const char *unit;			/* "MB": the findings' size is the value */
 	bool		sized;			/* the detail gives the findings' size */
+	bool		detail_once;	/* every finding has the same detail: each
+								 * culprit gets its size, the detail comes
+								 * once, at the end */
 	const char *what;
 	const char *none;
 	const char *hint;
 } AdviceCheck;
 
 static const AdviceCheck advice_checks[NUM_ADVICE_KINDS] = {
-	[ADVICE_UNUSED] = {true, "MB", true, "unused index(es)",
+	[ADVICE_UNUSED] = {true, "MB", true, true, "unused index(es)",
 		"no unused index in this database (scans on standbys are not counted here)",
 		"Check that the standbys do not scan them either, then DROP INDEX CONCURRENTLY: "
 	"dbops.index_advice() gives the statements."},
-	[ADVICE_DUPLICATE] = {false, "indexes", true, "duplicate or redundant index(es)",
+	[ADVICE_DUPLICATE] = {false, "indexes", true, false, "duplicate or redundant index(es)",
 		"no duplicate or redundant btree index in this database",
 		"Each costs writes and space and serves no read the other cannot: "
 	"DROP INDEX CONCURRENTLY; dbops.index_advice() gives the statements."},
-	[ADVICE_FK] = {false, "foreign keys", false, "foreign key(s) without an index",
+	[ADVICE_FK] = {false, "foreign keys", false, false, "foreign key(s) without an index",
 		"every foreign key has an index that leads with its columns",
 		"A DELETE or key UPDATE on the referenced table scans the referencing one "
 		"for each row (slow cascades and purges, long lock waits): "
 	"CREATE INDEX CONCURRENTLY; dbops.index_advice() gives the statements."},
-	[ADVICE_SEQ_SCAN] = {true, "tables", false, "table(s) read mostly by sequential scans",
+	[ADVICE_SEQ_SCAN] = {true, "tables", false, false, "table(s) read mostly by sequential scans",
 		"no large table is read mostly by large sequential scans",
 		"Find their queries (pg_stat_statements) and index what they filter on, "
 	"or accept the scans for reports."},
@@ -272,7 +280,8 @@ static const AdviceCheck advice_checks[NUM_ADVICE_KINDS] = {
  * One kind's findings as a check: their count (or, for unit "MB", their
  * size) is the value; the detail names the first culprits, "<index> on
  * <relation> (<the finding's detail>)", or "<relation> (...)" where the
- * finding has no index.
+ * finding has no index; with detail_once "<index> on <relation> (<size>)"
+ * and the first finding's detail after the list.
  */
 static void
 check_advice(DbopsCheckResult *res, IndexAdviceKind kind)
@@ -322,9 +331,20 @@ check_advice(DbopsCheckResult *res, IndexAdviceKind kind)
 			appendStringInfo(&res->detail, "%s on %s", index, dbops_col_text(tt, r, 2));
 		else
 			appendStringInfoString(&res->detail, dbops_col_text(tt, r, 2));
-		appendStringInfo(&res->detail, " (%s)", dbops_col_text(tt, r, 4));
+		if (ac->detail_once)
+		{
+			bool		isnull;
+
+			appendStringInfoString(&res->detail, " (");
+			dbops_append_bytes(&res->detail, dbops_col_float(tt, r, 5, &isnull));
+			appendStringInfoChar(&res->detail, ')');
+		}
+		else
+			appendStringInfo(&res->detail, " (%s)", dbops_col_text(tt, r, 4));
 	}
 	dbops_culprits_end(&shown);
+	if (ac->detail_once)
+		appendStringInfo(&res->detail, "; %s", dbops_col_text(tt, 0, 4));
 	appendStringInfoString(&res->hint, ac->hint);
 }
 
