@@ -7,7 +7,8 @@ GRANT SELECT ON mine TO PUBLIC;
 INSERT INTO mine VALUES ('connections'), ('long_query'), ('idle_in_transaction'),
     ('long_transaction'), ('xid_wraparound'), ('mxid_wraparound'), ('prepared_xacts'),
     ('xmin_horizon'), ('replication_lag'),
-    ('replication_slots'), ('archiver'), ('invalid_indexes'), ('sequences'),
+    ('replication_slots'), ('archiver'), ('invalid_indexes'), ('unused_indexes'),
+    ('duplicate_indexes'), ('fk_without_index'), ('seq_scan_tables'), ('sequences'),
     ('dead_tuples'), ('vacuum_age'), ('cache_hit_ratio'), ('deadlocks'),
     ('temp_files'), ('checkpoints'), ('database_size'), ('disk_space'),
     ('slow_queries');

@@ -261,6 +261,7 @@ BEGIN
         'SELECT dbops.health_json()',
         'SELECT * FROM dbops.health()',
         'SELECT * FROM dbops.health_checks()',
+        'SELECT * FROM dbops.index_advice()',
         $q$SELECT dbops.health_overall('{ok,warning,skipped}')$q$,
         $q$UPDATE dbops.health_thresholds SET enabled = true WHERE check_name OPERATOR(pg_catalog.=) 'bloat'$q$,
         $q$INSERT INTO dbops.health_thresholds VALUES ('lock_waits', 30, 300, true)$q$,

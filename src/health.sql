@@ -138,6 +138,10 @@ INSERT INTO dbops.health_thresholds (check_name, warning, critical) VALUES
     ('replication_slots',   1024,       10240),       -- MB of WAL retained
     ('archiver',            10,         15),          -- segments waiting
     ('invalid_indexes',     1,          NULL),        -- indexes
+    ('unused_indexes',      1024,       NULL),        -- MB of unused indexes (1.1)
+    ('duplicate_indexes',   1,          NULL),        -- indexes (1.1)
+    ('fk_without_index',    1,          NULL),        -- foreign keys (1.1)
+    ('seq_scan_tables',     5,          NULL),        -- tables (1.1)
     ('sequences',           85,         95),          -- % of range used
     ('dead_tuples',         20,         50),          -- % dead in a table
     ('vacuum_age',          24,         72),          -- hours overdue
@@ -478,3 +482,19 @@ REVOKE ALL ON FUNCTION dbops.health_metrics() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dbops.health_metrics() TO pg_monitor;
 COMMENT ON FUNCTION dbops.health_metrics() IS
     'The dbops.health() report in the Prometheus text exposition format';
+
+-- Index advice: unused, duplicate and redundant indexes, foreign keys
+-- without an index, tables read mostly by large sequential scans; the same
+-- queries as the checks unused_indexes, duplicate_indexes, fk_without_index
+-- and seq_scan_tables (src/health_indexes.c), run as the caller.
+CREATE FUNCTION dbops.index_advice(
+    OUT kind text, OUT relation regclass, OUT index regclass,
+    OUT detail text, OUT size_bytes bigint, OUT suggestion text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dbops_index_advice'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops.index_advice() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dbops.index_advice() TO pg_monitor;
+COMMENT ON FUNCTION dbops.index_advice() IS
+    'Index advice: one row per unused, duplicate or redundant index, foreign key without an index, or table read mostly by large sequential scans';

@@ -199,6 +199,12 @@ extern void dbops_check_database_size(DbopsReport *report, DbopsCheckResult *res
 /* health_disk.c */
 extern void dbops_check_disk_space(DbopsReport *report, DbopsCheckResult *res);
 
+/* health_indexes.c (also dbops.index_advice()) */
+extern void dbops_check_unused_indexes(DbopsReport *report, DbopsCheckResult *res);
+extern void dbops_check_duplicate_indexes(DbopsReport *report, DbopsCheckResult *res);
+extern void dbops_check_fk_without_index(DbopsReport *report, DbopsCheckResult *res);
+extern void dbops_check_seq_scan_tables(DbopsReport *report, DbopsCheckResult *res);
+
 /* health_sequences.c */
 extern void dbops_check_sequences(DbopsReport *report, DbopsCheckResult *res);
 

@@ -3680,3 +3680,31 @@ $$;
 
 REVOKE ALL ON FUNCTION dbops.top_queries(text, integer, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dbops.top_queries(text, integer, boolean) TO pg_monitor;
+
+-- ---------------------------------------------------------------------------
+-- index advice: dbops.index_advice() and the health checks unused_indexes,
+-- duplicate_indexes, fk_without_index and seq_scan_tables with their default
+-- thresholds (src/health.sql has the same in a fresh install).  A row set
+-- under 1.0 with the 1.1 library is kept, as for long_transaction above.
+-- ---------------------------------------------------------------------------
+INSERT INTO dbops.health_thresholds (check_name, warning, critical)
+SELECT v.check_name, v.warning, v.critical
+FROM (VALUES ('unused_indexes', 1024, NULL::pg_catalog.numeric),    -- MB of unused indexes
+             ('duplicate_indexes', 1, NULL),             -- indexes
+             ('fk_without_index', 1, NULL),              -- foreign keys
+             ('seq_scan_tables', 5, NULL))               -- tables
+     AS v (check_name, warning, critical)
+WHERE NOT EXISTS (SELECT FROM dbops.health_thresholds t
+                  WHERE t.check_name OPERATOR(pg_catalog.=) v.check_name);
+
+CREATE FUNCTION dbops.index_advice(
+    OUT kind text, OUT relation regclass, OUT index regclass,
+    OUT detail text, OUT size_bytes bigint, OUT suggestion text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dbops_index_advice'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops.index_advice() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dbops.index_advice() TO pg_monitor;
+COMMENT ON FUNCTION dbops.index_advice() IS
+    'Index advice: one row per unused, duplicate or redundant index, foreign key without an index, or table read mostly by large sequential scans';

@@ -221,9 +221,12 @@ my @calls = (
 	{
 		sql => q{SELECT string_agg(check_name || ':' || status || ':' || coalesce(warning::text, '-')
 		                           || '/' || coalesce(critical::text, '-'), ' ' ORDER BY check_name)
-		           FROM dbops.health() WHERE check_name IN ('long_transaction', 'xmin_horizon', 'slow_queries')},
+		           FROM dbops.health() WHERE check_name IN ('long_transaction', 'xmin_horizon',
+		             'unused_indexes', 'duplicate_indexes', 'fk_without_index', 'seq_scan_tables',
+		             'disk_space', 'slow_queries')},
 		ok => 1,
-		want => 'long_transaction:ok:-/- slow_queries:ok:-/- xmin_horizon:ok:-/-'
+		want => 'disk_space:ok:-/- duplicate_indexes:ok:-/- fk_without_index:ok:-/- long_transaction:ok:-/- '
+		  . 'seq_scan_tables:ok:-/- slow_queries:ok:-/- unused_indexes:ok:-/- xmin_horizon:ok:-/-'
 	},
 	{ sql => 'SELECT dbops.health_status() IS NOT NULL', ok => 1, want => 't' },
 	{ sql => q{SELECT dbops.health_json() ->> 'status' IS NOT NULL}, ok => 1, want => 't' },
@@ -1078,6 +1081,14 @@ is( $node->safe_psql('postgres',
 		    FROM dbops.health() WHERE check_name IN ('long_transaction', 'xmin_horizon', 'disk_space', 'slow_queries')}),
 	'disk_space:20/10 long_transaction:600/3600 slow_queries:500/5000 xmin_horizon:10000000/100000000',
 	'the update gives the checks new in 1.1 their default thresholds');
+is( $node->safe_psql('postgres',
+		q{SELECT string_agg(check_name || ':' || warning || '/' || coalesce(critical::text, '-'), ' ' ORDER BY check_name)
+		    FROM dbops.health() WHERE check_name IN ('unused_indexes', 'duplicate_indexes',
+		                                             'fk_without_index', 'seq_scan_tables')}),
+	'duplicate_indexes:1/- fk_without_index:1/- seq_scan_tables:5/- unused_indexes:1024/-',
+	'the update gives the index advice checks their default thresholds');
+is($node->safe_psql('postgres', 'SELECT count(*) >= 0 FROM dbops.index_advice()'),
+	't', 'index_advice() exists after the update');
 note("checks not ok after the update:\n  "
 	  . $node->safe_psql('postgres',
 		q{SELECT string_agg(check_name || ' ' || status || ': ' || left(detail, 200), E'\n  ')
