@@ -20,7 +20,6 @@
 
 #include "access/transam.h"
 #include "access/xlog.h"
-#include "common/ip.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -34,6 +33,7 @@
 #include "compat.h"
 #include "dbops.h"
 #include "healthkit.h"
+#include "livestatus.h"
 
 typedef enum HolderKind
 {
@@ -166,20 +166,10 @@ static void
 append_client(StringInfo buf, const PgBackendStatus *be)
 {
 	char		host[NI_MAXHOST];
-	char		port[NI_MAXSERV];
-	int			family = be->st_clientaddr.addr.ss_family;
 
-	if (family == AF_INET || family == AF_INET6)
-	{
-		if (pg_getnameinfo_all(&be->st_clientaddr.addr, be->st_clientaddr.salen,
-							   host, sizeof(host), port, sizeof(port),
-							   NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-		{
-			clean_ipv6_addr(family, host);
-			appendStringInfo(buf, ", from %s", host);
-		}
-	}
-	else if (family == AF_UNIX)
+	if (dbops_client_addr(&be->st_clientaddr, host, sizeof(host)))
+		appendStringInfo(buf, ", from %s", host);
+	else if (be->st_clientaddr.addr.ss_family == AF_UNIX)
 		appendStringInfoString(buf, ", local");
 }
 

@@ -20,6 +20,10 @@
  */
 #include "postgres.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include "common/ip.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -200,4 +204,20 @@ dbops_backend_state_name(int state)
 			break;
 	}
 	return NULL;
+}
+
+/*
+ * A backend's client address as text, as pg_stat_activity.client_addr
+ * shows it; false for a Unix socket, no client or an unknown family.
+ */
+bool
+dbops_client_addr(const SockAddr *addr, char *buf, size_t len)
+{
+	if (addr->addr.ss_family != AF_INET && addr->addr.ss_family != AF_INET6)
+		return false;
+	if (pg_getnameinfo_all(&addr->addr, addr->salen, buf, len, NULL, 0,
+						   NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+		return false;
+	clean_ipv6_addr(addr->addr.ss_family, buf);
+	return true;
 }

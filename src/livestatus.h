@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "libpq/pqcomm.h"
 
 struct PGPROC;
 struct PgBackendStatus;
@@ -27,6 +28,7 @@ extern bool dbops_read_backend_status(int pid, const struct PGPROC *proc,
 									  struct PgBackendStatus *out,
 									  char *appname, char *activity);
 extern Datum dbops_activity_text(const char *activity);
+extern bool dbops_client_addr(const SockAddr *addr, char *buf, size_t len);
 extern const char *dbops_backend_state_name(int state);
 
 #endif							/* DBOPS_LIVESTATUS_H */

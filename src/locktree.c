@@ -47,7 +47,6 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
-#include "common/ip.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -762,20 +761,9 @@ static bool
 lt_client_addr(PgBackendStatus *be, Datum *result)
 {
 	char		host[NI_MAXHOST];
-	SockAddr	zero;
-	int			family;
 
-	memset(&zero, 0, sizeof(zero));
-	if (memcmp(&be->st_clientaddr, &zero, sizeof(zero)) == 0)
+	if (!dbops_client_addr(&be->st_clientaddr, host, sizeof(host)))
 		return false;
-	family = be->st_clientaddr.addr.ss_family;
-	if (family != AF_INET && family != AF_INET6)
-		return false;
-	host[0] = '\0';
-	if (pg_getnameinfo_all(&be->st_clientaddr.addr, be->st_clientaddr.salen,
-						   host, sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
-		return false;
-	clean_ipv6_addr(family, host);
 	*result = DirectFunctionCall1(inet_in, CStringGetDatum(host));
 	return true;
 }

@@ -370,7 +370,7 @@ dbops_reaper_record_event(const ReaperRequest *req, const ReaperSession *s)
 	strlcpy(ev.usename, usename ? usename : "", NAMEDATALEN);
 	strlcpy(ev.datname, datname ? datname : "", NAMEDATALEN);
 	strlcpy(ev.appname, s->appname, NAMEDATALEN);
-	if (!dbops_reaper_session_addr(&s->addr, ev.client_addr, sizeof(ev.client_addr)))
+	if (!dbops_client_addr(&s->addr, ev.client_addr, sizeof(ev.client_addr)))
 		ev.client_addr[0] = '\0';
 	strlcpy(ev.action, dbops_reaper_action_names[s->action], REAPER_WORD_LEN);
 	strlcpy(ev.outcome, dbops_reaper_outcome_names[s->outcome], REAPER_WORD_LEN);
@@ -975,7 +975,7 @@ session_datums(const ReaperSession *s, Datum *values, bool *nulls)
 	else
 		nulls[2] = true;
 	values[3] = CStringGetTextDatum(s->appname);
-	if (dbops_reaper_session_addr(&s->addr, addr, sizeof(addr)))
+	if (dbops_client_addr(&s->addr, addr, sizeof(addr)))
 		values[4] = DirectFunctionCall1(inet_in, CStringGetDatum(addr));
 	else
 		nulls[4] = true;

@@ -183,7 +183,6 @@ extern void dbops_reaper_free_policies(ReaperPolicy *policies, int npolicies);
 extern bool dbops_reaper_pattern_valid(const text *pattern, char *errbuf, size_t len);
 extern void dbops_reaper_run(const ReaperRequest *req, ReaperPolicy *policies,
 							 int npolicies, ReaperResult *res);
-extern bool dbops_reaper_session_addr(const SockAddr *addr, char *buf, size_t len);
 
 /* reaper.c */
 extern void dbops_reaper_record_event(const ReaperRequest *req, const ReaperSession *s);

@@ -231,18 +231,6 @@ read_slot(volatile PgBackendStatus *be, SlotCopy *out, char *activity)
 	memcpy(&out->addr, &copy.st_clientaddr, sizeof(SockAddr));
 }
 
-/* Client address as text; false for a Unix socket or an unknown family. */
-bool
-dbops_reaper_session_addr(const SockAddr *addr, char *buf, size_t len)
-{
-	if (addr->addr.ss_family != AF_INET && addr->addr.ss_family != AF_INET6)
-		return false;
-	if (pg_getnameinfo_all(&addr->addr, addr->salen, buf, len, NULL, 0,
-						   NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-		return false;
-	clean_ipv6_addr(addr->addr.ss_family, buf);
-	return true;
-}
 
 /* ---------------------------------------------------------------------
  * Policies
@@ -502,7 +490,7 @@ policy_matches(const ReaperPolicy *p, const ReaperSession *s, MatchCache *cache)
 			char		buf[REAPER_ADDR_LEN];
 
 			cache->inet_done = true;
-			cache->inet = dbops_reaper_session_addr(&s->addr, buf, sizeof(buf)) ?
+			cache->inet = dbops_client_addr(&s->addr, buf, sizeof(buf)) ?
 				DirectFunctionCall1(inet_in, CStringGetDatum(buf)) : (Datum) 0;
 		}
 		if (cache->inet == (Datum) 0 ||
