@@ -48,11 +48,17 @@
 #define DBOPS_TAB_DEAD_TUPLES(t)		((t)->dead_tuples)
 #define DBOPS_TAB_LAST_VACUUM(t)		((t)->last_vacuum_time)
 #define DBOPS_TAB_LAST_AUTOVACUUM(t)	((t)->last_autovacuum_time)
+#define DBOPS_TAB_MOD_SINCE_ANALYZE(t)	((t)->mod_since_analyze)
+#define DBOPS_TAB_LAST_ANALYZE(t)		((t)->last_analyze_time)
+#define DBOPS_TAB_LAST_AUTOANALYZE(t)	((t)->last_autoanalyze_time)
 #else
 #define DBOPS_TAB_LIVE_TUPLES(t)		((t)->n_live_tuples)
 #define DBOPS_TAB_DEAD_TUPLES(t)		((t)->n_dead_tuples)
 #define DBOPS_TAB_LAST_VACUUM(t)		((t)->vacuum_timestamp)
 #define DBOPS_TAB_LAST_AUTOVACUUM(t)	((t)->autovac_vacuum_timestamp)
+#define DBOPS_TAB_MOD_SINCE_ANALYZE(t)	((t)->changes_since_analyze)
+#define DBOPS_TAB_LAST_ANALYZE(t)		((t)->analyze_timestamp)
+#define DBOPS_TAB_LAST_AUTOANALYZE(t)	((t)->autovac_analyze_timestamp)
 #endif
 
 /* Checkpoints of the checkpointer's statistics (PgStat_CheckpointerStats). */
@@ -108,6 +114,17 @@ typedef RelFileLocator DbopsRelFile;
 typedef RelFileNode DbopsRelFile;
 #define DBOPS_RELFILE_SET(f, spc, db, rel) \
 	((f).spcNode = (spc), (f).dbNode = (db), (f).relNode = (rel))
+#endif
+
+/*
+ * The path of a relation's main fork, for stat(): 18's relpathperm()
+ * returns a struct holding the path instead of a palloc'd string.  Use it
+ * within one expression.
+ */
+#if PG_VERSION_NUM >= 180000
+#define DBOPS_RELPATH_MAIN(f) (relpathperm((f), MAIN_FORKNUM).str)
+#else
+#define DBOPS_RELPATH_MAIN(f) relpathperm((f), MAIN_FORKNUM)
 #endif
 
 /*

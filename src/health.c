@@ -7,7 +7,8 @@
  *
  *	  The checks live in the files of their families (health_sessions.c,
  *	  health_wraparound.c, health_horizon.c, health_replication.c,
- *	  health_relations.c, health_sequences.c, health_database.c) and of the
+ *	  health_relations.c, health_tables.c, health_sequences.c,
+ *	  health_database.c) and of the
  *	  other capabilities;
  *	  they share the toolkit of healthkit.c and the state of the report they
  *	  run in (DbopsReport, handed to each).  health_history.c keeps the
@@ -56,6 +57,8 @@ static const DbopsCheck dbops_checks[] = {
 	{"seq_scan_tables", dbops_check_seq_scan_tables, DBOPS_HIGHER_IS_WORSE},
 	{"dead_tuples", dbops_check_dead_tuples, DBOPS_HIGHER_IS_WORSE},
 	{"vacuum_age", dbops_check_vacuum_age, DBOPS_HIGHER_IS_WORSE},
+	{"stale_statistics", dbops_check_stale_statistics, DBOPS_HIGHER_IS_WORSE},
+	{"table_freeze_age", dbops_check_table_freeze_age, DBOPS_HIGHER_IS_WORSE},
 	{"sequences", dbops_check_sequences, DBOPS_HIGHER_IS_WORSE},
 	{"cache_hit_ratio", dbops_check_cache_hit_ratio, DBOPS_LOWER_IS_WORSE},
 	{"deadlocks", dbops_check_deadlocks, DBOPS_HIGHER_IS_WORSE},

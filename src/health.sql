@@ -145,6 +145,8 @@ INSERT INTO dbops.health_thresholds (check_name, warning, critical) VALUES
     ('sequences',           85,         95),          -- % of range used
     ('dead_tuples',         20,         50),          -- % dead in a table
     ('vacuum_age',          24,         72),          -- hours overdue
+    ('stale_statistics',    24,         168),         -- hours without ANALYZE (1.1)
+    ('table_freeze_age',    125,        250),         -- % of the freeze limit (1.1)
     ('cache_hit_ratio',     90,         80),          -- % (lower is worse)
     ('deadlocks',           10,         100),         -- since stats reset
     ('temp_files',          1024,       10240),       -- MB since stats reset

@@ -4,7 +4,8 @@
  *	  The checks of dbops.health() on the relations of the current database,
  *	  and the one heap scan of pg_class (with the cumulative statistics of
  *	  every table) that they, the sequences check and the bloat check share
- *	  within a report: invalid_indexes, dead_tuples, vacuum_age and
+ *	  within a report (with stale_statistics and table_freeze_age, in
+ *	  health_tables.c): invalid_indexes, dead_tuples, vacuum_age and
  *	  database_size.
  *
  *-------------------------------------------------------------------------
@@ -172,9 +173,15 @@ dbops_report_relscan(DbopsReport *report)
 		ri->relisshared = c->relisshared;
 		ri->relpages = c->relpages;
 		ri->reltuples = c->reltuples;
+		ri->relfrozenxid = c->relfrozenxid;
+		ri->relminmxid = c->relminmxid;
 		ri->have_stats = false;
 		ri->av_vac_thresh = -1;
 		ri->av_vac_scale = -1;
+		ri->av_anl_thresh = -1;
+		ri->av_anl_scale = -1;
+		ri->av_freeze_max_age = -1;
+		ri->av_mxid_freeze_max_age = -1;
 		ri->av_disabled = false;
 		if (c->relkind != RELKIND_SEQUENCE &&
 			!heap_attisnull(tup, Anum_pg_class_reloptions, NULL))
@@ -188,6 +195,10 @@ dbops_report_relscan(DbopsReport *report)
 			{
 				ri->av_vac_thresh = opts->autovacuum.vacuum_threshold;
 				ri->av_vac_scale = opts->autovacuum.vacuum_scale_factor;
+				ri->av_anl_thresh = opts->autovacuum.analyze_threshold;
+				ri->av_anl_scale = opts->autovacuum.analyze_scale_factor;
+				ri->av_freeze_max_age = opts->autovacuum.freeze_max_age;
+				ri->av_mxid_freeze_max_age = opts->autovacuum.multixact_freeze_max_age;
 				ri->av_disabled = !opts->autovacuum.enabled;
 				pfree(opts);
 			}
@@ -212,7 +223,9 @@ dbops_report_relscan(DbopsReport *report)
 		ri->have_stats = true;
 		ri->n_live = DBOPS_TAB_LIVE_TUPLES(tab);
 		ri->n_dead = DBOPS_TAB_DEAD_TUPLES(tab);
+		ri->n_mod_since_analyze = DBOPS_TAB_MOD_SINCE_ANALYZE(tab);
 		ri->last_vacuum = Max(DBOPS_TAB_LAST_VACUUM(tab), DBOPS_TAB_LAST_AUTOVACUUM(tab));
+		ri->last_analyze = Max(DBOPS_TAB_LAST_ANALYZE(tab), DBOPS_TAB_LAST_AUTOANALYZE(tab));
 	}
 
 	MemoryContextSwitchTo(old);

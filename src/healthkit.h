@@ -133,14 +133,22 @@ typedef struct DbopsRelInfo
 	bool		relisshared;
 	int32		relpages;
 	float4		reltuples;
+	TransactionId relfrozenxid;
+	MultiXactId relminmxid;
 	/* statistics, for tables (have_stats) */
 	bool		have_stats;
 	int64		n_live;
 	int64		n_dead;
+	int64		n_mod_since_analyze;
 	TimestampTz last_vacuum;	/* latest of manual and auto vacuum */
+	TimestampTz last_analyze;	/* latest of manual and auto analyze */
 	/* the table's own autovacuum settings (reloptions); -1 where unset */
 	int			av_vac_thresh;
 	double		av_vac_scale;
+	int			av_anl_thresh;
+	double		av_anl_scale;
+	int			av_freeze_max_age;
+	int			av_mxid_freeze_max_age;
 	bool		av_disabled;	/* autovacuum_enabled = false */
 } DbopsRelInfo;
 
@@ -195,6 +203,10 @@ extern void dbops_check_invalid_indexes(DbopsReport *report, DbopsCheckResult *r
 extern void dbops_check_dead_tuples(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_vacuum_age(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_database_size(DbopsReport *report, DbopsCheckResult *res);
+
+/* health_tables.c */
+extern void dbops_check_stale_statistics(DbopsReport *report, DbopsCheckResult *res);
+extern void dbops_check_table_freeze_age(DbopsReport *report, DbopsCheckResult *res);
 
 /* health_disk.c */
 extern void dbops_check_disk_space(DbopsReport *report, DbopsCheckResult *res);

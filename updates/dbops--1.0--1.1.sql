@@ -3708,3 +3708,15 @@ REVOKE ALL ON FUNCTION dbops.index_advice() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dbops.index_advice() TO pg_monitor;
 COMMENT ON FUNCTION dbops.index_advice() IS
     'Index advice: one row per unused, duplicate or redundant index, foreign key without an index, or table read mostly by large sequential scans';
+
+-- ---------------------------------------------------------------------------
+-- the health checks stale_statistics and table_freeze_age with their default
+-- thresholds (src/health.sql has the same in a fresh install).
+-- ---------------------------------------------------------------------------
+INSERT INTO dbops.health_thresholds (check_name, warning, critical)
+SELECT v.check_name, v.warning, v.critical
+FROM (VALUES ('stale_statistics', 24, 168::pg_catalog.numeric),     -- hours without ANALYZE
+             ('table_freeze_age', 125, 250))             -- % of the freeze limit
+     AS v (check_name, warning, critical)
+WHERE NOT EXISTS (SELECT FROM dbops.health_thresholds t
+                  WHERE t.check_name OPERATOR(pg_catalog.=) v.check_name);
