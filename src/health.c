@@ -8,8 +8,8 @@
  *	  The checks live in the files of their families (health_sessions.c,
  *	  health_wraparound.c, health_horizon.c, health_replication.c,
  *	  health_relations.c, health_tables.c, health_sequences.c,
- *	  health_database.c) and of the
- *	  other capabilities;
+ *	  health_database.c) and of the other capabilities; the checks written
+ *	  in SQL (dbops.add_check()) are health_custom.c's;
  *	  they share the toolkit of healthkit.c and the state of the report they
  *	  run in (DbopsReport, handed to each).  health_history.c keeps the
  *	  report's history and its Prometheus text.
@@ -362,7 +362,8 @@ run_check(const DbopsCheck *check, DbopsReport *report, DbopsCheckResult *res)
 								dbops_health_check_timeout);
 			appendStringInfoString(&res->hint, "Raise dbops.health_check_timeout or find what slows the check (catalog or lock contention).");
 		}
-		else if (edata->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
+		else if (edata->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE &&
+				 check->func != dbops_check_custom)
 		{
 			dbops_check_skip(res, "%s", edata->message);
 			appendStringInfoString(&res->hint, "Grant the role pg_monitor to run this check.");
@@ -374,6 +375,8 @@ run_check(const DbopsCheck *check, DbopsReport *report, DbopsCheckResult *res)
 				appendStringInfoString(&res->hint, "The check could not get a lock within dbops.health_check_timeout; run it again, or find the session holding the lock.");
 			else if (edata->hint != NULL)
 				appendStringInfoString(&res->hint, dbops_bounded(edata->hint, 400));
+			else if (edata->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
+				appendStringInfoString(&res->hint, "The check runs as the role that added it (dbops.custom_checks.owner): grant that role what its query reads.");
 		}
 		FreeErrorData(edata);
 	}
@@ -441,21 +444,43 @@ run_checks(DbopsReport *report, int *nrows)
 	MemoryContext outer = CurrentMemoryContext;
 	CheckRow   *rows;
 	DbopsCheckResult *results;
-	bool		enabled[NUM_DBOPS_CHECKS];
+	DbopsCheck *checks;
+	DbopsCustomCheck *customs;
+	const DbopsCustomCheck **custom_of;
+	int			ncustom;
+	int			nchecks = NUM_DBOPS_CHECKS;
+	bool	   *enabled;
 	int			n = 0;
 	int			ret;
 	uint64		i;
 
-	rows = palloc0(sizeof(CheckRow) * NUM_DBOPS_CHECKS);
-
 	SPI_connect();
+
+	/* the registry, then the checks added in SQL, each once */
+	ncustom = dbops_custom_checks_load(outer, &customs);
+	checks = MemoryContextAlloc(outer, sizeof(DbopsCheck) * (NUM_DBOPS_CHECKS + ncustom));
+	custom_of = MemoryContextAllocZero(outer, sizeof(DbopsCustomCheck *) * (NUM_DBOPS_CHECKS + ncustom));
+	memcpy(checks, dbops_checks, sizeof(dbops_checks));
+	for (int k = 0; k < ncustom; k++)
+	{
+		if (dbops_builtin_check_exists(customs[k].name))
+			continue;
+		checks[nchecks].name = customs[k].name;
+		checks[nchecks].func = dbops_check_custom;
+		checks[nchecks].direction = customs[k].direction;
+		custom_of[nchecks] = &customs[k];
+		nchecks++;
+	}
+	rows = MemoryContextAllocZero(outer, sizeof(CheckRow) * nchecks);
+	enabled = MemoryContextAlloc(outer, sizeof(bool) * nchecks);
+
 	ret = SPI_execute("SELECT check_name, warning, critical, enabled FROM dbops.health_thresholds",
 					  true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read dbops.health_thresholds: %s", SPI_result_code_string(ret));
 
 	/* thresholds, in registry order; a check without a row runs ungraded */
-	for (int c = 0; c < NUM_DBOPS_CHECKS; c++)
+	for (int c = 0; c < nchecks; c++)
 	{
 		rows[c].res.warning = NAN;
 		rows[c].res.critical = NAN;
@@ -467,7 +492,7 @@ run_checks(DbopsReport *report, int *nrows)
 			char	   *name = SPI_getvalue(tup, desc, 1);
 			bool		isnull;
 
-			if (strcmp(name, dbops_checks[c].name) != 0)
+			if (strcmp(name, checks[c].name) != 0)
 				continue;
 			rows[c].res.warning = nullable_float(tup, desc, 2);
 			rows[c].res.critical = nullable_float(tup, desc, 3);
@@ -476,9 +501,9 @@ run_checks(DbopsReport *report, int *nrows)
 		}
 	}
 
-	for (int c = 0; c < NUM_DBOPS_CHECKS; c++)
+	for (int c = 0; c < nchecks; c++)
 	{
-		const DbopsCheck *check = &dbops_checks[c];
+		const DbopsCheck *check = &checks[c];
 		CheckRow   *row = &rows[n];
 		MemoryContext spicxt;
 		instr_time	start;
@@ -499,10 +524,12 @@ run_checks(DbopsReport *report, int *nrows)
 		initStringInfo(&row->res.hint);
 		MemoryContextSwitchTo(spicxt);
 
+		report->custom = custom_of[c];
 		INSTR_TIME_SET_CURRENT(start);
 		run_check(check, report, &row->res);
 		INSTR_TIME_SET_CURRENT(duration);
 		INSTR_TIME_SUBTRACT(duration, start);
+		report->custom = NULL;
 
 		if (dbops_health_timing)
 			ereport(NOTICE,
@@ -544,6 +571,7 @@ dbops_health_run(bool for_history, int *nresults)
 	report.context = CurrentMemoryContext;
 	report.for_history = for_history;
 	report.relscan = NULL;
+	report.custom = NULL;
 
 	report_cancel_watch_begin();
 	PG_TRY();
@@ -615,28 +643,50 @@ dbops_health(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/*
- * dbops.health_checks(): the registry, for the thresholds trigger and for
- * users who want to know which checks exist.
- */
 PG_FUNCTION_INFO_V1(dbops_health_checks);
 
+bool
+dbops_builtin_check_exists(const char *name)
+{
+	for (int c = 0; c < NUM_DBOPS_CHECKS; c++)
+		if (strcmp(dbops_checks[c].name, name) == 0)
+			return true;
+	return false;
+}
+
+static void
+health_checks_row(ReturnSetInfo *rsinfo, const char *name, DbopsDirection direction)
+{
+	Datum		values[HEALTH_CHECKS_COLS];
+	bool		nulls[HEALTH_CHECKS_COLS] = {0};
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = CStringGetTextDatum(direction == DBOPS_HIGHER_IS_WORSE ?
+									"higher_is_worse" : "lower_is_worse");
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * dbops.health_checks(): the registry and the checks added in SQL, for the
+ * thresholds trigger and for users who want to know which checks exist.
+ */
 Datum
 dbops_health_checks(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DbopsCustomCheck *customs;
+	int			ncustom;
 
 	InitMaterializedSRF(fcinfo, 0);
 	dbops_check_result_columns(fcinfo, rsinfo->setDesc, HEALTH_CHECKS_COLS);
 	for (int c = 0; c < NUM_DBOPS_CHECKS; c++)
-	{
-		Datum		values[HEALTH_CHECKS_COLS];
-		bool		nulls[HEALTH_CHECKS_COLS] = {0};
+		health_checks_row(rsinfo, dbops_checks[c].name, dbops_checks[c].direction);
 
-		values[0] = CStringGetTextDatum(dbops_checks[c].name);
-		values[1] = CStringGetTextDatum(dbops_checks[c].direction == DBOPS_HIGHER_IS_WORSE ?
-										"higher_is_worse" : "lower_is_worse");
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
+	SPI_connect();
+	ncustom = dbops_custom_checks_load(CurrentMemoryContext, &customs);
+	for (int k = 0; k < ncustom; k++)
+		if (!dbops_builtin_check_exists(customs[k].name))
+			health_checks_row(rsinfo, customs[k].name, customs[k].direction);
+	SPI_finish();
 	return (Datum) 0;
 }

@@ -155,6 +155,49 @@ INSERT INTO dbops.health_thresholds (check_name, warning, critical) VALUES
     ('disk_space',          20,         10),          -- % free (lower is worse)
     ('slow_queries',        500,        5000);        -- ms, mean of a statement (1.1)
 
+-- Checks written in SQL (1.1): dbops.add_check() registers a query as a
+-- check that dbops.health() runs after its own, as the role that added it
+-- (read-only, in a security-restricted operation, search_path pinned to
+-- pg_catalog, pg_temp); its thresholds are a row of dbops.health_thresholds.
+-- The definitions are public, as views' are: every reader of the report
+-- sees what the checks find.
+CREATE TABLE dbops.custom_checks (
+    check_name  text PRIMARY KEY,
+    query       text NOT NULL,
+    direction   text NOT NULL DEFAULT 'higher_is_worse'
+                CHECK (direction IN ('higher_is_worse', 'lower_is_worse')),
+    unit        text,
+    hint        text,
+    owner       regrole NOT NULL,
+    added_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE dbops.custom_checks IS
+    'Health checks added with dbops.add_check(): one row per check, run as its owner';
+GRANT SELECT ON dbops.custom_checks TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('dbops.custom_checks', '');
+
+CREATE FUNCTION dbops.add_check(
+    check_name text, query text,
+    warning numeric DEFAULT NULL, critical numeric DEFAULT NULL,
+    direction text DEFAULT 'higher_is_worse',
+    unit text DEFAULT NULL, hint text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'dbops_add_check'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops.add_check(text, text, numeric, numeric, text, text, text) FROM PUBLIC;
+COMMENT ON FUNCTION dbops.add_check(text, text, numeric, numeric, text, text, text) IS
+    'Registers a SELECT returning one number (and optionally a detail) as a health check run with the caller''s rights';
+
+CREATE FUNCTION dbops.remove_check(check_name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'dbops_remove_check'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dbops.remove_check(text) FROM PUBLIC;
+COMMENT ON FUNCTION dbops.remove_check(text) IS
+    'Removes a health check added with dbops.add_check(), with its thresholds';
+
 CREATE FUNCTION dbops.health(
     OUT check_name text, OUT status text, OUT value numeric,
     OUT warning numeric, OUT critical numeric, OUT unit text,

@@ -26,6 +26,7 @@
  * memory context and is gone when the report ends.
  */
 struct DbopsRelScan;
+struct DbopsCustomCheck;
 
 struct DbopsReport
 {
@@ -33,6 +34,7 @@ struct DbopsReport
 	bool		for_history;	/* rows kept for pg_monitor to read: no
 								 * messages of other roles' jobs */
 	struct DbopsRelScan *relscan;	/* the pg_class scan, built on first use */
+	const struct DbopsCustomCheck *custom;	/* the custom check running */
 };
 
 /*
@@ -42,6 +44,7 @@ struct DbopsReport
 #define DBOPS_HEALTH_COLS 8
 
 extern DbopsCheckResult *dbops_health_run(bool for_history, int *nresults);
+extern bool dbops_builtin_check_exists(const char *name);
 extern void dbops_health_values(const DbopsCheckResult *res, Datum *values, bool *nulls);
 
 /* healthkit.c: the toolkit */
@@ -225,6 +228,24 @@ extern void dbops_check_cache_hit_ratio(DbopsReport *report, DbopsCheckResult *r
 extern void dbops_check_deadlocks(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_temp_files(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_checkpoints(DbopsReport *report, DbopsCheckResult *res);
+
+/*
+ * health_custom.c: the checks of dbops.custom_checks (dbops.add_check()),
+ * loaded by the engine with SPI connected, and the function that runs one
+ * (report->custom).
+ */
+typedef struct DbopsCustomCheck
+{
+	char	   *name;
+	char	   *query;
+	DbopsDirection direction;
+	char	   *unit;			/* NULL if none */
+	char	   *hint;			/* NULL if none */
+	Oid			owner;			/* the role it runs as */
+} DbopsCustomCheck;
+
+extern int	dbops_custom_checks_load(MemoryContext cxt, DbopsCustomCheck **defs);
+extern void dbops_check_custom(DbopsReport *report, DbopsCheckResult *res);
 
 /* health_statements.c */
 extern void dbops_check_slow_queries(DbopsReport *report, DbopsCheckResult *res);
