@@ -58,3 +58,10 @@ SELECT pg_temp.err($$SELECT * FROM dbops.top_queries()$$);
 SELECT status, detail FROM dbops.health() WHERE check_name = 'slow_queries';
 RESET ROLE;
 DROP ROLE regress_topq_plain, regress_topq_monitor;
+
+-- installed but not loaded (this cluster does not preload it): an error
+-- that says so, with the fix; the check is unknown with the same hint
+CREATE EXTENSION pg_stat_statements;
+SELECT pg_temp.err($$SELECT * FROM dbops.top_queries()$$);
+SELECT status, detail, hint FROM dbops.health() WHERE check_name = 'slow_queries';
+DROP EXTENSION pg_stat_statements;

@@ -17,6 +17,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
 #include "dbops.h"
 #include "healthkit.h"
@@ -62,6 +63,20 @@ dbops_check_slow_queries(DbopsReport *report, DbopsCheckResult *res)
 		return;
 	}
 	schema = dbops_col_text(tt, 0, 1);
+
+	/*
+	 * Installed but not preloaded: pg_stat_statements defines its variables
+	 * only when loaded at server start (a setting of it in the configuration
+	 * file is then a placeholder).
+	 */
+	if (GetConfigOption("pg_stat_statements.max", true, false) == NULL ||
+		(GetConfigOptionFlags("pg_stat_statements.max", true) & GUC_CUSTOM_PLACEHOLDER) != 0)
+	{
+		dbops_check_unknown(res, "pg_stat_statements is installed in this database but not loaded");
+		appendStringInfoString(&res->hint,
+							   "Add pg_stat_statements to shared_preload_libraries and restart the server.");
+		return;
+	}
 
 	/* the kept plan names the schema it was built for */
 	if (stmt_plan != NULL && strcmp(plan_schema, schema) != 0)

@@ -3615,6 +3615,15 @@ BEGIN
                   HINT = pg_catalog.format('pg_stat_statements is installed in schema %I: GRANT USAGE ON SCHEMA %I to the role.',
                                            v_schema, v_schema);
     END IF;
+    -- installed but not preloaded: its variables are not defined (at most
+    -- placeholders, of type string)
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_settings s
+                   WHERE s.name OPERATOR(pg_catalog.=) 'pg_stat_statements.max'
+                     AND s.vartype OPERATOR(pg_catalog.=) 'integer') THEN
+        RAISE EXCEPTION 'pg_stat_statements is installed in database "%" but not loaded', pg_catalog.current_database()
+            USING ERRCODE = '55000',
+                  HINT = 'Add pg_stat_statements to shared_preload_libraries and restart the server.';
+    END IF;
 
     v_cols := ARRAY(SELECT a.attname::pg_catalog.text
                     FROM pg_catalog.pg_attribute a

@@ -49,6 +49,12 @@ $node->safe_psql(
 UPDATE dbops.health_thresholds SET warning = 30, critical = 120 WHERE check_name = 'long_query';
 UPDATE dbops.health_thresholds SET warning = 70, critical = 90 WHERE check_name = 'connections';
 UPDATE dbops.health_thresholds SET enabled = false WHERE check_name = 'database_size';
+CREATE ROLE dump_checker;
+GRANT EXECUTE ON FUNCTION dbops.add_check(text, text, numeric, numeric, text, text, text) TO dump_checker;
+SET ROLE dump_checker;
+SELECT dbops.add_check('two_rows', 'SELECT count(*), current_user::text FROM (VALUES (1), (2)) v',
+                       warning => 2, critical => 5, unit => 'rows');
+RESET ROLE;
 });
 
 # a user table with rows older and newer than the policy keeps
@@ -366,6 +372,10 @@ sub works
 		"$label: health() returns every enabled check");
 	is($q->(q{SELECT warning || '/' || critical FROM dbops.health() WHERE check_name = 'long_query'}),
 		'30/120', "$label: health() grades with the restored thresholds");
+	is( $q->(q{SELECT status || ' ' || value || ' ' || warning || '/' || critical || ' ' || detail
+	           FROM dbops.health() WHERE check_name = 'two_rows'}),
+		'warning 2 2/5 dump_checker',
+		"$label: a check added with add_check() is restored with its thresholds and runs as its owner");
 	my $restored = $q->(q{SELECT string_agg(taken_at::text, ',' ORDER BY taken_at)
 	                      FROM dbops.health_history WHERE check_name = 'connections'});
 	my $snapshots = $q->(q{SELECT count(*) FROM dbops.health_history WHERE check_name = 'connections'});
