@@ -19,6 +19,7 @@
 #include "access/multixact.h"
 #include "access/transam.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_statistic.h"
 #include "common/relpath.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -95,7 +96,8 @@ lost_table_has_rows(const DbopsRelInfo *ri, int *probed, bool *unsure)
  *   pg_stat_reset() a never-analyzed table keeps an entry whose counters
  *   are zero: such a table is not recognised.)
  *
- * TOAST tables are never analyzed and are left out; partitioned tables
+ * TOAST tables and pg_statistic are never analyzed and are left out;
+ * partitioned tables
  * have no storage and are not in the scan (autovacuum never analyzes them
  * either: doc/health.md).
  */
@@ -125,7 +127,9 @@ dbops_check_stale_statistics(DbopsReport *report, DbopsCheckResult *res)
 		bool		never;
 		TimestampTz last;
 
-		if (ri->relkind != RELKIND_RELATION && ri->relkind != RELKIND_MATVIEW)
+		/* ANALYZE and autovacuum leave pg_statistic out: it is never due */
+		if ((ri->relkind != RELKIND_RELATION && ri->relkind != RELKIND_MATVIEW) ||
+			ri->relid == StatisticRelationId)
 			continue;
 		if ((i & 1023) == 0)
 			CHECK_FOR_INTERRUPTS();
@@ -144,7 +148,7 @@ dbops_check_stale_statistics(DbopsReport *report, DbopsCheckResult *res)
 		dbops_topn_add(&top, Max(dbops_seconds_between(last, now), 0), i);
 	}
 
-	dbops_check_value(res, dbops_rounded(top.n > 0 ? top.score[0] / 3600.0 : 0, 3), "h");
+	dbops_check_value(res, dbops_rounded(top.n > 0 ? top.score[0] / 3600.0 : 0, 4), "h");
 	if (stale == 0)
 	{
 		appendStringInfoString(&res->detail, "every table has statistics that autoanalyze keeps up to date");
