@@ -492,7 +492,7 @@ SELECT p.oid::regprocedure AS internal_function,
 FROM pg_proc p
 WHERE p.pronamespace = 'dbops'::regnamespace
   AND p.proname ~ '^_(migration|ledger|cron|health_snapshot)'
-ORDER BY 1::text;
+ORDER BY p.oid::regprocedure::text COLLATE "C";
 -- every SQL and PL/pgSQL function pins search_path; so does every C function
 -- that runs queries, except the two entry points that run the caller's
 -- migration script (they take the caller's search_path to it)
@@ -501,7 +501,7 @@ FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
 WHERE p.pronamespace = 'dbops'::regnamespace
   AND (p.proname ~ '^_?(migrat|ledger|cron|health_snapshot|bloat_snapshot|health_trend|health_metrics|schedule|unschedule|require_pg_cron)'
        OR p.proname IN ('migrate'))
-ORDER BY 1::text;
+ORDER BY p.oid::regprocedure::text COLLATE "C";
 
 -- what a user would check at the end
 SELECT * FROM sec_led_scratch.verdict;

@@ -10,7 +10,11 @@
  *	  those of whoever runs the report: every dbops.health() caller, the
  *	  history snapshots a superuser's job takes, and pg_monitor members all
  *	  run the same query as that role, in a security-restricted operation,
- *	  read-only, with search_path pinned to pg_catalog, pg_temp.  A
+ *	  read-only, with search_path pinned to pg_catalog, pg_temp.  Read-only
+ *	  is the transaction's own flag (XactReadOnly), raised for the query and
+ *	  lowered after it: transaction_read_only cannot be set for a nest level
+ *	  from 16 on, and the end of the engine's subtransaction (or the abort
+ *	  of the statement, in add_check()) restores the flag on error.  A
  *	  session's temporary objects are the one name space that pin cannot
  *	  keep out (relations and types in pg_temp are found by unqualified
  *	  names), so a check is not run in a session that has any unless both
@@ -122,6 +126,7 @@ dbops_check_custom(DbopsReport *report, DbopsCheckResult *res)
 	const DbopsCustomCheck *def = report->custom;
 	DbopsUserContext ctx;
 	MemoryContext outer = CurrentMemoryContext;
+	bool		save_read_only;
 	char	   *value = NULL;
 	char	   *detail = NULL;
 	int			ret;
@@ -144,9 +149,8 @@ dbops_check_custom(DbopsReport *report, DbopsCheckResult *res)
 	}
 
 	dbops_become_owner(def->owner, &ctx);
-	(void) set_config_option("transaction_read_only", "on",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	save_read_only = XactReadOnly;
+	XactReadOnly = true;
 	ret = SPI_execute(def->query, true, 2);
 	if (ret != SPI_OK_SELECT)
 		ereport(ERROR,
@@ -177,6 +181,7 @@ dbops_check_custom(DbopsReport *report, DbopsCheckResult *res)
 		MemoryContextSwitchTo(spicxt);
 	}
 	SPI_freetuptable(SPI_tuptable);
+	XactReadOnly = save_read_only;
 	dbops_restore_user(&ctx);
 
 	if (def->hint)
@@ -297,6 +302,7 @@ custom_query_valid(const char *name, const char *query)
 	Oid			typid;
 	ListCell   *lc;
 	DbopsUserContext ctx;
+	bool		save_read_only;
 	int			ret;
 	const char *p;
 
@@ -388,9 +394,8 @@ custom_query_valid(const char *name, const char *query)
 				 errhint("Return the check's value first, as smallint, integer, bigint, real, double precision or numeric (cast it, e.g. extract(epoch FROM ...)::numeric)."),
 				 errdetail("%s", CUSTOM_HINT_SHAPE)));
 
-	(void) set_config_option("transaction_read_only", "on",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	save_read_only = XactReadOnly;
+	XactReadOnly = true;
 	ret = SPI_execute_plan(plan, NULL, NULL, true, 2);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not try the query of check \"%s\": %s", name,
@@ -401,6 +406,7 @@ custom_query_valid(const char *name, const char *query)
 				 errmsg("the query of check \"%s\" returned more than one row", name),
 				 errhint("Aggregate its rows into one value (count, max, sum), and name the worst in the detail column.")));
 	SPI_freeplan(plan);
+	XactReadOnly = save_read_only;
 	dbops_restore_user(&ctx);
 	error_context_stack = errcb.previous;
 }

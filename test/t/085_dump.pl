@@ -191,7 +191,7 @@ sub manifest
 SELECT c.oid::regclass FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
 WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_extension'::regclass
   AND d.deptype = 'e' AND d.refobjid = ($ext) AND c.relkind = 'r'
-ORDER BY 1::text});
+ORDER BY c.oid::regclass::text});
 	for my $t (@tables)
 	{
 		$m{"table $t"} = $node->safe_psql(
@@ -215,7 +215,7 @@ WHERE c.relkind = 'S' AND (
              AND e.refobjid = ($ext)
             WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
               AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
-ORDER BY 1::text});
+ORDER BY c.oid::regclass::text});
 	for my $s (@seqs)
 	{
 		$m{"sequence $s"} = $node->safe_psql($db,
@@ -226,7 +226,7 @@ ORDER BY 1::text});
 	my @user = split /\n/, $node->safe_psql(
 		$db, q{
 SELECT c.oid::regclass FROM pg_class c
-WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace ORDER BY 1::text});
+WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace ORDER BY c.oid::regclass::text});
 	for my $t (@user)
 	{
 		$m{"user_table $t"} = 'rows=' . $node->safe_psql($db, "SELECT count(*) FROM $t");
