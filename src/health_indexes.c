@@ -11,6 +11,8 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_class.h"
+#include "catalog/pg_namespace.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "executor/spi.h"
@@ -51,6 +53,7 @@
 
 /* the defaults of seq_scan_tables (doc/indexes.md) */
 #define SEQ_MIN_PAGES "1000"	/* 8 MB at 8 kB pages */
+#define SEQ_MIN_PAGES_N 1000
 #define SEQ_MIN_SCANS "50"
 #define SEQ_RATIO "10"			/* sequential scans per index scan */
 #define SEQ_MIN_ROWS "10000"	/* rows read per sequential scan, on average */
@@ -190,15 +193,23 @@ static const char *const advice_queries[NUM_ADVICE_KINDS] = {
 	"pg_catalog.format('%s sequential scans read %s rows (%s a scan), %s index scans', "
 	"s.seq, s.tup, s.tup OPERATOR(pg_catalog./) s.seq, s.idx), "
 	"pg_catalog.pg_relation_size(c.oid), NULL::pg_catalog.text "
-	"FROM pg_catalog.pg_class c "
+	/*
+	 * the large tables first, from one sequential pass over pg_class (a
+	 * plan that reaches pg_class per namespace through its name index
+	 * reads every page of it once per schema)
+	 */
+	"FROM (SELECT c.oid, c.relname, c.relnamespace FROM pg_catalog.pg_class c "
+	"WHERE c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'm']::pg_catalog.\"char\"[]) "
+	"AND c.relpages OPERATOR(pg_catalog.>=) " SEQ_MIN_PAGES " "
+	"AND c.relpersistence OPERATOR(pg_catalog.<>) 't' OFFSET 0) c "
 	"JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace "
 	"CROSS JOIN LATERAL (SELECT pg_catalog.pg_stat_get_numscans(c.oid) AS seq, "
 	"pg_catalog.pg_stat_get_tuples_returned(c.oid) AS tup, "
 	"(SELECT COALESCE(pg_catalog.sum(pg_catalog.pg_stat_get_numscans(i.indexrelid)), 0)::pg_catalog.int8 "
 	"FROM pg_catalog.pg_index i WHERE i.indrelid OPERATOR(pg_catalog.=) c.oid) AS idx) s "
-	"WHERE c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'm']::pg_catalog.\"char\"[]) "
-	"AND c.relpages OPERATOR(pg_catalog.>=) " SEQ_MIN_PAGES
-	SKIP_SYSTEM("n", "c") NOT_EXTENSION_MEMBER("c.oid")
+	"WHERE NOT n.nspname OPERATOR(pg_catalog.=) ANY "
+	"(ARRAY['pg_catalog', 'information_schema', 'pg_toast']::pg_catalog.name[]) "
+	NOT_EXTENSION_MEMBER("c.oid")
 	"AND s.seq OPERATOR(pg_catalog.>=) " SEQ_MIN_SCANS " "
 	"AND s.seq OPERATOR(pg_catalog.>) (" SEQ_RATIO " OPERATOR(pg_catalog.*) s.idx) "
 	"AND (s.tup OPERATOR(pg_catalog./) s.seq) OPERATOR(pg_catalog.>=) " SEQ_MIN_ROWS " "
@@ -286,21 +297,25 @@ static const AdviceCheck advice_checks[NUM_ADVICE_KINDS] = {
  * size) is the value; the detail names the first culprits, "<index> on
  * <relation> (<the finding's detail>)", or "<relation> (...)" where the
  * finding has no index; with detail_once "<index> on <relation> (<size>)"
- * and the first finding's detail after the list.
+ * and the first finding's detail after the list.  none_possible: the
+ * caller knows there can be no finding, and the query is not run.
  */
 static void
-check_advice(DbopsCheckResult *res, IndexAdviceKind kind)
+check_advice(DbopsCheckResult *res, IndexAdviceKind kind, bool none_possible)
 {
 	const AdviceCheck *ac = &advice_checks[kind];
-	SPITupleTable *tt;
-	uint64		n;
+	SPITupleTable *tt = NULL;
+	uint64		n = 0;
 	double		bytes = 0;
 	DbopsCulprits shown;
 
 	if (ac->needs_counts && !dbops_counts_tracked(res))
 		return;
-	tt = advice_query(kind);
-	n = SPI_processed;
+	if (!none_possible)
+	{
+		tt = advice_query(kind);
+		n = SPI_processed;
+	}
 	for (uint64 r = 0; r < n; r++)
 	{
 		bool		isnull;
@@ -357,26 +372,42 @@ check_advice(DbopsCheckResult *res, IndexAdviceKind kind)
 void
 dbops_check_unused_indexes(DbopsReport *report, DbopsCheckResult *res)
 {
-	check_advice(res, ADVICE_UNUSED);
+	check_advice(res, ADVICE_UNUSED, false);
 }
 
 /* duplicate_indexes: btree indexes that another index makes needless */
 void
 dbops_check_duplicate_indexes(DbopsReport *report, DbopsCheckResult *res)
 {
-	check_advice(res, ADVICE_DUPLICATE);
+	check_advice(res, ADVICE_DUPLICATE, false);
 }
 
 /* fk_without_index: foreign keys no index leads with */
 void
 dbops_check_fk_without_index(DbopsReport *report, DbopsCheckResult *res)
 {
-	check_advice(res, ADVICE_FK);
+	check_advice(res, ADVICE_FK, false);
 }
 
-/* seq_scan_tables: large tables read mostly by large sequential scans */
+/*
+ * seq_scan_tables: large tables read mostly by large sequential scans.  The
+ * report's pg_class scan tells whether there is any table large enough
+ * outside pg_catalog (the query leaves the system schemas out);
+ * most databases of many tables have few, and the query then need not run.
+ */
 void
 dbops_check_seq_scan_tables(DbopsReport *report, DbopsCheckResult *res)
 {
-	check_advice(res, ADVICE_SEQ_SCAN);
+	DbopsRelScan *scan = dbops_report_relscan(report);
+	bool		large = false;
+
+	for (int i = 0; i < scan->nrels && !large; i++)
+	{
+		const DbopsRelInfo *ri = &scan->rels[i];
+
+		large = (ri->relkind == RELKIND_RELATION || ri->relkind == RELKIND_MATVIEW) &&
+			ri->relpages >= SEQ_MIN_PAGES_N &&
+			ri->relnamespace != PG_CATALOG_NAMESPACE;
+	}
+	check_advice(res, ADVICE_SEQ_SCAN, !large);
 }
