@@ -54,6 +54,15 @@
 #define CUSTOM_HINT_SHAPE \
 	"A check's query is one SELECT that returns at most one row: a numeric value, and optionally a second column for the detail."
 
+/* A role as messages name it: its name, or its OID once it is dropped. */
+static const char *
+custom_role_name(Oid roleid)
+{
+	char	   *name = GetUserNameFromId(roleid, true);
+
+	return name ? quote_identifier(name) : psprintf("(dropped role %u)", roleid);
+}
+
 /*
  * The checks of dbops.custom_checks, by name, in memory context cxt.  SPI
  * must be connected.  A catalog of another version of dbops has none (the
@@ -143,7 +152,7 @@ dbops_check_custom(DbopsReport *report, DbopsCheckResult *res)
 	if (!custom_check_runnable_here(def->owner))
 	{
 		dbops_check_skip(res, "not run in a session with temporary objects: this check runs as %s, and the session's temporary tables and types could stand in for the ones its query names",
-						 GetUserNameFromId(def->owner, false));
+						 custom_role_name(def->owner));
 		appendStringInfoString(&res->hint, "Run dbops.health() in a session without temporary objects (DISCARD TEMP does not end their schema: use a new session), or as the role that added the check.");
 		return;
 	}
@@ -534,7 +543,8 @@ dbops_remove_check(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to remove health check \"%s\"", name),
-				 errdetail("Only a role with the rights of the role that added it (OID %u) may remove it.", owner),
+				 errdetail("Only a role with the rights of the role that added it, %s, may remove it.",
+						   custom_role_name(owner)),
 				 errhint("Ask that role, or a superuser, to remove it.")));
 	custom_exec("DELETE FROM dbops.health_thresholds t WHERE t.check_name OPERATOR(pg_catalog.=) $1",
 				1, types, values, NULL);
