@@ -247,6 +247,14 @@ BEGIN;
 LOCK TABLE sec_hea_dup IN SHARE MODE;
 PREPARE TRANSACTION 'sec_hea_px';
 \endif
+-- a check written in SQL whose query names nothing with its schema: it is
+-- parsed, tried and run under search_path pg_catalog, pg_temp, whatever the
+-- caller's (it is added here with the hostile schema first)
+SET search_path = sec_hea_evil, pg_catalog, public;
+SELECT dbops.add_check('sec_hea_custom',
+    $$SELECT count(*) + '0'::int8, string_agg(relname::text, ',') FROM pg_class
+      WHERE relname = 'pg_class' AND now() IS NOT NULL AND 1::oid >= 1$$);
+RESET search_path;
 
 -- Every function of health, lock tree, bloat and reaper, called through
 -- EXECUTE so that the calls run under the session's search_path as they are
@@ -313,6 +321,8 @@ RESET ROLE;
 
 -- nothing of the attacker's ran, and the attacker is not superuser
 SELECT tag, run_as, session_as, was_super FROM sec_hea_evil.trap_log ORDER BY tag;
+-- (the check written in SQL ran and counted with pg_catalog's count)
+SELECT status, value, detail FROM dbops.health() WHERE check_name = 'sec_hea_custom';
 SELECT rolsuper FROM pg_roles WHERE rolname = 'sec_hea_evil';
 
 -- the reaper's policy query with exactly the reported operator, in public
@@ -348,7 +358,8 @@ WHERE p.pronamespace = 'dbops'::regnamespace
                     'health', 'health_overall', 'health_status', 'health_json',
                     'lock_tree', 'lock_tree_text', 'cancel_blockers',
                     '_bloat_stats', 'bloat',
-                    'reap_idle', 'reaper_status', 'reaper_events', '_reaper_policies_validate')
+                    'reap_idle', 'reaper_status', 'reaper_events', '_reaper_policies_validate',
+                    'add_check', 'remove_check')
 ORDER BY p.oid::regprocedure::text;
 
 -- clean up
@@ -357,6 +368,7 @@ SET client_min_messages = warning;
 ROLLBACK PREPARED 'sec_hea_px';
 \endif
 DELETE FROM dbops.reaper_policies WHERE note = 'sec_hea';
+SELECT dbops.remove_check('sec_hea_custom');
 DROP TABLE sec_hea_dup;
 DROP SCHEMA sec_hea_public CASCADE;
 DROP SCHEMA sec_hea_evil CASCADE;
