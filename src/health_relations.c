@@ -324,6 +324,21 @@ dbops_check_dead_tuples(DbopsReport *report, DbopsCheckResult *res)
 }
 
 /*
+ * Since when the current database's cumulative statistics count: their last
+ * reset, or the server's start.  A table never vacuumed or analyzed since
+ * has waited at least that long.
+ */
+TimestampTz
+dbops_stats_origin(void)
+{
+	PgStat_StatDBEntry *db = pgstat_fetch_stat_dbentry(MyDatabaseId);
+
+	if (db && db->stat_reset_timestamp != 0)
+		return db->stat_reset_timestamp;
+	return PgStartTime;
+}
+
+/*
  * vacuum_age: among the tables that autovacuum should have vacuumed by now
  * (dead tuples over autovacuum_vacuum_threshold + autovacuum_vacuum_scale_factor
  * * reltuples, with the table's own settings where it has them, as autovacuum
@@ -339,14 +354,10 @@ dbops_check_vacuum_age(DbopsReport *report, DbopsCheckResult *res)
 	DbopsTopN	top = {0};
 	int			due = 0;
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz origin = PgStartTime;
-	PgStat_StatDBEntry *db = pgstat_fetch_stat_dbentry(MyDatabaseId);
+	TimestampTz origin = dbops_stats_origin();
 
 	if (!dbops_counts_tracked(res))
 		return;
-
-	if (db && db->stat_reset_timestamp != 0)
-		origin = db->stat_reset_timestamp;
 
 	for (int i = 0; i < scan->nrels; i++)
 	{

@@ -111,13 +111,10 @@ dbops_check_stale_statistics(DbopsReport *report, DbopsCheckResult *res)
 	int			probed = 0;
 	bool		unsure = false;
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz origin = PgStartTime;
-	PgStat_StatDBEntry *db = pgstat_fetch_stat_dbentry(MyDatabaseId);
+	TimestampTz origin = dbops_stats_origin();
 
 	if (!dbops_counts_tracked(res))
 		return;
-	if (db && db->stat_reset_timestamp != 0)
-		origin = db->stat_reset_timestamp;
 
 	for (int i = 0; i < scan->nrels; i++)
 	{

@@ -169,6 +169,7 @@ typedef struct DbopsRelScan
 } DbopsRelScan;
 
 extern DbopsRelScan *dbops_report_relscan(DbopsReport *report);
+extern TimestampTz dbops_stats_origin(void);
 
 /* The checks of the health capability's families, by defining file. */
 
