@@ -138,6 +138,7 @@ dbops_check_custom(DbopsReport *report, DbopsCheckResult *res)
 	bool		save_read_only;
 	char	   *value = NULL;
 	char	   *detail = NULL;
+	uint64		nrows;
 	int			ret;
 	int			natts;
 
@@ -167,17 +168,18 @@ dbops_check_custom(DbopsReport *report, DbopsCheckResult *res)
 				 errmsg("the query of check \"%s\" is not a SELECT", def->name),
 				 errhint(CUSTOM_HINT_SHAPE)));
 	natts = SPI_tuptable->tupdesc->natts;
+	nrows = SPI_processed;
 	if (natts < 1 || natts > 2)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("the query of check \"%s\" returns %d columns", def->name, natts),
 				 errhint(CUSTOM_HINT_SHAPE)));
-	if (SPI_processed > 1)
+	if (nrows > 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_CARDINALITY_VIOLATION),
 				 errmsg("the query of check \"%s\" returned more than one row", def->name),
 				 errhint(CUSTOM_HINT_SHAPE)));
-	if (SPI_processed == 1)
+	if (nrows == 1)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[0];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -200,7 +202,7 @@ dbops_check_custom(DbopsReport *report, DbopsCheckResult *res)
 	if (value == NULL)
 	{
 		if (res->detail.len == 0)
-			appendStringInfoString(&res->detail, SPI_processed == 0 ?
+			appendStringInfoString(&res->detail, nrows == 0 ?
 								   "the query returned no row" : "the query returned no value");
 		return;
 	}
