@@ -643,8 +643,7 @@ dbops_health(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-PG_FUNCTION_INFO_V1(dbops_health_checks);
-
+/* Is name one of the checks compiled in? */
 bool
 dbops_builtin_check_exists(const char *name)
 {
@@ -670,6 +669,8 @@ health_checks_row(ReturnSetInfo *rsinfo, const char *name, DbopsDirection direct
  * dbops.health_checks(): the registry and the checks added in SQL, for the
  * thresholds trigger and for users who want to know which checks exist.
  */
+PG_FUNCTION_INFO_V1(dbops_health_checks);
+
 Datum
 dbops_health_checks(PG_FUNCTION_ARGS)
 {
