@@ -12,6 +12,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/indexing.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "common/int.h"
@@ -21,6 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/rel.h"
 
@@ -135,6 +137,14 @@ dbops_relkind_name(char relkind)
 			return "TOAST table";
 	}
 	return "relation of another kind";
+}
+
+Oid
+dbops_relid(const char *relname)
+{
+	Oid			nsp = get_namespace_oid("dbops", true);
+
+	return OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
 }
 
 /* The installed version of dbops in this database differs from the library's. */

@@ -37,6 +37,9 @@ extern const char *dbops_relkind_name(char relkind);
  * before ALTER EXTENSION dbops UPDATE.  The library's messages then say so.
  */
 extern bool dbops_catalog_outdated(void);
+
+/* One of dbops' own relations, by name (schema dbops); InvalidOid if none. */
+extern Oid	dbops_relid(const char *relname);
 #define DBOPS_OUTDATED_HINT \
 	"This database's dbops catalog is older than its library: run ALTER EXTENSION dbops UPDATE."
 

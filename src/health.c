@@ -456,15 +456,13 @@ run_checks(DbopsReport *report, int *nrows)
 
 	SPI_connect();
 
-	/* the registry, then the checks added in SQL, each once */
+	/* the registry, then the checks added in SQL */
 	ncustom = dbops_custom_checks_load(outer, &customs);
 	checks = MemoryContextAlloc(outer, sizeof(DbopsCheck) * (NUM_DBOPS_CHECKS + ncustom));
 	custom_of = MemoryContextAllocZero(outer, sizeof(DbopsCustomCheck *) * (NUM_DBOPS_CHECKS + ncustom));
 	memcpy(checks, dbops_checks, sizeof(dbops_checks));
 	for (int k = 0; k < ncustom; k++)
 	{
-		if (dbops_builtin_check_exists(customs[k].name))
-			continue;
 		checks[nchecks].name = customs[k].name;
 		checks[nchecks].func = dbops_check_custom;
 		checks[nchecks].direction = customs[k].direction;
@@ -686,8 +684,7 @@ dbops_health_checks(PG_FUNCTION_ARGS)
 	SPI_connect();
 	ncustom = dbops_custom_checks_load(CurrentMemoryContext, &customs);
 	for (int k = 0; k < ncustom; k++)
-		if (!dbops_builtin_check_exists(customs[k].name))
-			health_checks_row(rsinfo, customs[k].name, customs[k].direction);
+		health_checks_row(rsinfo, customs[k].name, customs[k].direction);
 	SPI_finish();
 	return (Datum) 0;
 }

@@ -76,10 +76,10 @@ dbops_custom_checks_load(MemoryContext cxt, DbopsCustomCheck **defs)
 	SPITupleTable *tt;
 	DbopsCustomCheck *d;
 	MemoryContext old;
+	int			n = 0;
 
 	*defs = NULL;
-	if (dbops_catalog_outdated() ||
-		!OidIsValid(get_relname_relid("custom_checks", get_namespace_oid("dbops", false))))
+	if (dbops_catalog_outdated() || !OidIsValid(dbops_relid("custom_checks")))
 		return 0;
 	tt = dbops_kept_query(&plan,
 						  "SELECT c.check_name, c.query, c.direction, c.unit, c.hint,"
@@ -93,22 +93,27 @@ dbops_custom_checks_load(MemoryContext cxt, DbopsCustomCheck **defs)
 	d = palloc0(sizeof(DbopsCustomCheck) * SPI_processed);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
+		char	   *name = dbops_col_text(tt, i, 1);
 		char	   *dir = dbops_col_text(tt, i, 3);
 		char	   *unit = dbops_col_cstring(tt, i, 4);
 		char	   *hint = dbops_col_cstring(tt, i, 5);
 		bool		isnull;
 
-		d[i].name = pstrdup(dbops_col_text(tt, i, 1));
-		d[i].query = pstrdup(dbops_col_text(tt, i, 2));
-		d[i].direction = strcmp(dir, "lower_is_worse") == 0 ?
+		/* a row written around add_check() cannot stand in for a built-in */
+		if (dbops_builtin_check_exists(name))
+			continue;
+		d[n].name = pstrdup(name);
+		d[n].query = pstrdup(dbops_col_text(tt, i, 2));
+		d[n].direction = strcmp(dir, "lower_is_worse") == 0 ?
 			DBOPS_LOWER_IS_WORSE : DBOPS_HIGHER_IS_WORSE;
-		d[i].unit = unit ? pstrdup(unit) : NULL;
-		d[i].hint = hint ? pstrdup(hint) : NULL;
-		d[i].owner = DatumGetObjectId(dbops_col_datum(tt, i, 6, &isnull));
+		d[n].unit = unit ? pstrdup(unit) : NULL;
+		d[n].hint = hint ? pstrdup(hint) : NULL;
+		d[n].owner = DatumGetObjectId(dbops_col_datum(tt, i, 6, &isnull));
+		n++;
 	}
 	MemoryContextSwitchTo(old);
 	*defs = d;
-	return (int) SPI_processed;
+	return n;
 }
 
 /* The caller's session may run a check of this owner (see the header). */
@@ -252,7 +257,7 @@ custom_check_name_valid(const char *name)
 }
 
 static void
-custom_refuse_on_standby(const char *func)
+custom_require_writable_catalog(const char *func)
 {
 	if (RecoveryInProgress())
 		ereport(ERROR,
@@ -270,7 +275,7 @@ custom_refuse_on_standby(const char *func)
 static Oid
 custom_catalog_owner(void)
 {
-	Oid			relid = get_relname_relid("custom_checks", get_namespace_oid("dbops", false));
+	Oid			relid = dbops_relid("custom_checks");
 	HeapTuple	tup;
 	Oid			owner;
 
@@ -449,19 +454,19 @@ dbops_add_check(PG_FUNCTION_ARGS)
 	Datum		values[7];
 	char		nulls[7] = "       ";
 
-	custom_refuse_on_standby("dbops.add_check()");
+	custom_require_writable_catalog("dbops.add_check()");
 	custom_check_name_valid(name);
 	if (strcmp(direction, "higher_is_worse") != 0 && strcmp(direction, "lower_is_worse") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid direction \"%s\"", dbops_bounded(direction, 64)),
 				 errhint("Give 'higher_is_worse' (the default) or 'lower_is_worse'.")));
-	if (!PG_ARGISNULL(5) && strlen(text_to_cstring(PG_GETARG_TEXT_PP(5))) > CUSTOM_UNIT_MAX)
+	if (!PG_ARGISNULL(5) && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(5)) > CUSTOM_UNIT_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 				 errmsg("the unit of check \"%s\" is longer than %d bytes", name, CUSTOM_UNIT_MAX),
 				 errhint("Name the unit, e.g. 'rows', 'seconds' or '%%'.")));
-	if (!PG_ARGISNULL(6) && strlen(text_to_cstring(PG_GETARG_TEXT_PP(6))) > CUSTOM_HINT_MAX)
+	if (!PG_ARGISNULL(6) && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(6)) > CUSTOM_HINT_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 				 errmsg("the hint of check \"%s\" is longer than %d bytes", name, CUSTOM_HINT_MAX),
@@ -522,7 +527,7 @@ dbops_remove_check(PG_FUNCTION_ARGS)
 	Oid			owner;
 	bool		isnull;
 
-	custom_refuse_on_standby("dbops.remove_check()");
+	custom_require_writable_catalog("dbops.remove_check()");
 	if (dbops_builtin_check_exists(name))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -14,13 +14,11 @@
 #include <sys/statvfs.h>
 
 #include "access/xlog.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 
 #include "dbops.h"
 #include "healthkit.h"
@@ -64,11 +62,10 @@ static bool
 history_point(double *value, double *age_days)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			nsp = get_namespace_oid("dbops", true);
 	SPITupleTable *tt;
 	bool		isnull;
 
-	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("health_history", nsp)))
+	if (!OidIsValid(dbops_relid("health_history")))
 		return false;
 	tt = dbops_kept_query(&plan,
 						  "SELECT pg_catalog.date_part('epoch'::pg_catalog.text, pg_catalog.now() OPERATOR(pg_catalog.-) h.taken_at)"

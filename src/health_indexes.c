@@ -33,9 +33,11 @@
  * The schemas no advice is about; temporary relations are left out too, and
  * (NOT_EXTENSION_MEMBER) the tables of extensions, dbops' own included.
  */
+#define NOT_SYSTEM_SCHEMA(n) \
+	" NOT " n ".nspname OPERATOR(pg_catalog.=) ANY " \
+	"(ARRAY['pg_catalog', 'information_schema', 'pg_toast']::pg_catalog.name[]) "
 #define SKIP_SYSTEM(n, c) \
-	" AND NOT " n ".nspname OPERATOR(pg_catalog.=) ANY " \
-	"(ARRAY['pg_catalog', 'information_schema', 'pg_toast']::pg_catalog.name[])" \
+	" AND" NOT_SYSTEM_SCHEMA(n) \
 	" AND " c ".relpersistence OPERATOR(pg_catalog.<>) 't' "
 
 /* a table of an extension's: not the user's to change */
@@ -207,8 +209,7 @@ static const char *const advice_queries[NUM_ADVICE_KINDS] = {
 	"pg_catalog.pg_stat_get_tuples_returned(c.oid) AS tup, "
 	"(SELECT COALESCE(pg_catalog.sum(pg_catalog.pg_stat_get_numscans(i.indexrelid)), 0)::pg_catalog.int8 "
 	"FROM pg_catalog.pg_index i WHERE i.indrelid OPERATOR(pg_catalog.=) c.oid) AS idx) s "
-	"WHERE NOT n.nspname OPERATOR(pg_catalog.=) ANY "
-	"(ARRAY['pg_catalog', 'information_schema', 'pg_toast']::pg_catalog.name[]) "
+	"WHERE" NOT_SYSTEM_SCHEMA("n")
 	NOT_EXTENSION_MEMBER("c.oid")
 	"AND s.seq OPERATOR(pg_catalog.>=) " SEQ_MIN_SCANS " "
 	"AND s.seq OPERATOR(pg_catalog.>) (" SEQ_RATIO " OPERATOR(pg_catalog.*) s.idx) "

@@ -324,6 +324,20 @@ dbops_check_dead_tuples(DbopsReport *report, DbopsCheckResult *res)
 }
 
 /*
+ * The number of changes past which autovacuum acts on a table:
+ * threshold + scale_factor * reltuples, with the table's own settings
+ * (own_*, -1 where unset) over the server's, as autovacuum computes it.  A
+ * table never vacuumed or analyzed (reltuples -1) counts as empty.
+ */
+double
+dbops_autovac_trigger(int own_thresh, double own_scale, int thresh, double scale,
+					  float4 reltuples)
+{
+	return (own_thresh >= 0 ? own_thresh : thresh) +
+		(own_scale >= 0 ? own_scale : scale) * Max(reltuples, 0);
+}
+
+/*
  * Since when the current database's cumulative statistics count: their last
  * reset, or the server's start.  A table never vacuumed or analyzed since
  * has waited at least that long.
@@ -367,9 +381,9 @@ dbops_check_vacuum_age(DbopsReport *report, DbopsCheckResult *res)
 
 		if (!ri->have_stats)
 			continue;
-		trigger = (ri->av_vac_thresh >= 0 ? ri->av_vac_thresh : autovacuum_vac_thresh) +
-			(ri->av_vac_scale >= 0 ? ri->av_vac_scale : autovacuum_vac_scale) *
-			Max(ri->reltuples, 0);
+		trigger = dbops_autovac_trigger(ri->av_vac_thresh, ri->av_vac_scale,
+										autovacuum_vac_thresh, autovacuum_vac_scale,
+										ri->reltuples);
 		if ((double) ri->n_dead <= trigger)
 			continue;
 		due++;

@@ -130,9 +130,9 @@ dbops_check_stale_statistics(DbopsReport *report, DbopsCheckResult *res)
 			continue;
 		if ((i & 1023) == 0)
 			CHECK_FOR_INTERRUPTS();
-		trigger = (ri->av_anl_thresh >= 0 ? ri->av_anl_thresh : autovacuum_anl_thresh) +
-			(ri->av_anl_scale >= 0 ? ri->av_anl_scale : autovacuum_anl_scale) *
-			Max(ri->reltuples, 0);
+		trigger = dbops_autovac_trigger(ri->av_anl_thresh, ri->av_anl_scale,
+										autovacuum_anl_thresh, autovacuum_anl_scale,
+										ri->reltuples);
 		past = ri->have_stats && (double) ri->n_mod_since_analyze > trigger;
 		never = !ri->have_stats && ri->reltuples < 0 &&
 			lost_table_has_rows(ri, &probed, &unsure);

@@ -169,6 +169,8 @@ typedef struct DbopsRelScan
 } DbopsRelScan;
 
 extern DbopsRelScan *dbops_report_relscan(DbopsReport *report);
+extern double dbops_autovac_trigger(int own_thresh, double own_scale, int thresh,
+									double scale, float4 reltuples);
 extern TimestampTz dbops_stats_origin(void);
 
 /* The checks of the health capability's families, by defining file. */

@@ -473,8 +473,7 @@ ledger_worker_struct(BackgroundWorker *worker, dsm_segment *seg, pid_t notify_pi
 static bool
 ledger_may_record(const char *version)
 {
-	Oid			nsp = get_namespace_oid("dbops", true);
-	Oid			events = OidIsValid(nsp) ? get_relname_relid("migration_events", nsp) : InvalidOid;
+	Oid			events = dbops_relid("migration_events");
 
 	if (OidIsValid(events) &&
 		pg_class_aclcheck(events, GetUserId(), ACL_INSERT) == ACLCHECK_OK)
