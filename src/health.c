@@ -102,6 +102,7 @@ dbops_health_init(void)
 							 false,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+	dbops_sequences_init();
 }
 
 const char *

@@ -225,6 +225,7 @@ extern void dbops_check_seq_scan_tables(DbopsReport *report, DbopsCheckResult *r
 
 /* health_sequences.c */
 extern void dbops_check_sequences(DbopsReport *report, DbopsCheckResult *res);
+extern void dbops_sequences_init(void);
 
 /* health_database.c */
 extern void dbops_check_cache_hit_ratio(DbopsReport *report, DbopsCheckResult *res);
