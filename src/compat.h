@@ -28,6 +28,17 @@
 #define DBOPS_NORETURN pg_attribute_noreturn()
 #endif
 
+/*
+ * Fetch the cache line at address p ahead of its use, where the compiler
+ * can (GCC and Clang); a no-op elsewhere.  Not a version difference: a
+ * compiler one, kept here with the others.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#define DBOPS_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define DBOPS_PREFETCH(p) ((void) (p))
+#endif
+
 /* The backend status of the idx'th session (1-based) of pgstat's copy. */
 #if PG_VERSION_NUM >= 160000
 #define dbops_local_beentry(idx) pgstat_get_local_beentry_by_index(idx)

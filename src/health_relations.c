@@ -5,8 +5,7 @@
  *	  and the one heap scan of pg_class (with the cumulative statistics of
  *	  every table) that they, the sequences check and the bloat check share
  *	  within a report (with stale_statistics and table_freeze_age, in
- *	  health_tables.c): invalid_indexes, dead_tuples, vacuum_age and
- *	  database_size.
+ *	  health_tables.c): dead_tuples, vacuum_age and database_size.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,6 +25,7 @@
 #include "storage/sinval.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/pgstat_internal.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
@@ -33,37 +33,8 @@
 #include "dbops.h"
 #include "healthkit.h"
 
-/* invalid_indexes: indexes left invalid (failed CREATE INDEX CONCURRENTLY) */
-void
-dbops_check_invalid_indexes(DbopsReport *report, DbopsCheckResult *res)
-{
-	static SPIPlanPtr plan = NULL;
-	SPITupleTable *tt;
-	uint64		n;
-	DbopsCulprits shown;
-
-	tt = dbops_kept_query(&plan,
-						"SELECT i.indexrelid::pg_catalog.regclass::pg_catalog.text, "
-						"i.indrelid::pg_catalog.regclass::pg_catalog.text "
-						"FROM pg_catalog.pg_index i WHERE NOT i.indisvalid ORDER BY 1");
-	n = SPI_processed;
-	dbops_check_value(res, n, "indexes");
-	if (n == 0)
-	{
-		appendStringInfoString(&res->detail, "no invalid index in this database");
-		return;
-	}
-	appendStringInfo(&res->detail, "%d invalid index(es): ", (int) n);
-	dbops_culprits_init(&shown, &res->detail, DBOPS_MAX_CULPRITS, "", ", ");
-	for (uint64 r = 0; r < n; r++)
-		if (dbops_culprit(&shown))
-			appendStringInfo(&res->detail, "%s on %s",
-							 dbops_col_text(tt, r, 1), dbops_col_text(tt, r, 2));
-	dbops_culprits_end(&shown);
-	appendStringInfoString(&res->detail, " (an index being built CONCURRENTLY right now is also invalid)");
-	appendStringInfoString(&res->hint,
-						   "Invalid indexes cost writes and serve no reads: DROP INDEX CONCURRENTLY and create them again, or REINDEX INDEX CONCURRENTLY.");
-}
+/* statistics entries looked up, and fetched ahead, at a time */
+#define STATS_BATCH 32
 
 /*
  * One heap scan of pg_class for the checks that look at every relation;
@@ -207,25 +178,60 @@ dbops_report_relscan(DbopsReport *report)
 	table_endscan(hscan);
 	table_close(rel, AccessShareLock);
 
-	for (int i = 0; i < scan->nrels; i++)
+	/*
+	 * The statistics of every table, read in place under the entry's lock
+	 * as pgstat_fetch_entry() reads them, without its copy into the
+	 * transaction's snapshot: each table is read once per report, and with
+	 * tens of thousands of tables the copies and the snapshot's hash cost
+	 * more than the reading.  The entries are scattered over shared memory:
+	 * they are looked up STATS_BATCH at a time and their memory fetched
+	 * ahead of the reading, so that the cache misses overlap.
+	 */
+	for (int i = 0; i < scan->nrels;)
 	{
-		DbopsRelInfo *ri = &scan->rels[i];
-		PgStat_StatTabEntry *tab;
+		PgStat_EntryRef *refs[STATS_BATCH];
+		int			idx[STATS_BATCH];
+		int			n = 0;
 
-		if (ri->relkind != RELKIND_RELATION && ri->relkind != RELKIND_MATVIEW &&
-			ri->relkind != RELKIND_TOASTVALUE)
-			continue;
-		if ((i & 1023) == 0)
-			CHECK_FOR_INTERRUPTS();
-		tab = pgstat_fetch_stat_tabentry_ext(ri->relisshared, ri->relid);
-		if (tab == NULL)
-			continue;
-		ri->have_stats = true;
-		ri->n_live = DBOPS_TAB_LIVE_TUPLES(tab);
-		ri->n_dead = DBOPS_TAB_DEAD_TUPLES(tab);
-		ri->n_mod_since_analyze = DBOPS_TAB_MOD_SINCE_ANALYZE(tab);
-		ri->last_vacuum = Max(DBOPS_TAB_LAST_VACUUM(tab), DBOPS_TAB_LAST_AUTOVACUUM(tab));
-		ri->last_analyze = Max(DBOPS_TAB_LAST_ANALYZE(tab), DBOPS_TAB_LAST_AUTOANALYZE(tab));
+		CHECK_FOR_INTERRUPTS();
+		for (; i < scan->nrels && n < STATS_BATCH; i++)
+		{
+			DbopsRelInfo *ri = &scan->rels[i];
+			PgStat_EntryRef *ref;
+
+			if (ri->relkind != RELKIND_RELATION && ri->relkind != RELKIND_MATVIEW &&
+				ri->relkind != RELKIND_TOASTVALUE)
+				continue;
+			ref = pgstat_get_entry_ref(PGSTAT_KIND_RELATION,
+									   ri->relisshared ? InvalidOid : MyDatabaseId,
+									   ri->relid, false, NULL);
+			if (ref == NULL)
+				continue;
+			DBOPS_PREFETCH(ref->shared_entry);
+			DBOPS_PREFETCH(ref->shared_stats);
+			DBOPS_PREFETCH((char *) ref->shared_stats + offsetof(PgStatShared_Relation, stats));
+			DBOPS_PREFETCH((char *) ref->shared_stats + offsetof(PgStatShared_Relation, stats) + 64);
+			DBOPS_PREFETCH((char *) ref->shared_stats + offsetof(PgStatShared_Relation, stats) + 128);
+			refs[n] = ref;
+			idx[n++] = i;
+		}
+		for (int j = 0; j < n; j++)
+		{
+			DbopsRelInfo *ri = &scan->rels[idx[j]];
+			PgStat_StatTabEntry *tab;
+
+			if (refs[j]->shared_entry->dropped)
+				continue;
+			pgstat_lock_entry_shared(refs[j], false);
+			tab = &((PgStatShared_Relation *) refs[j]->shared_stats)->stats;
+			ri->have_stats = true;
+			ri->n_live = DBOPS_TAB_LIVE_TUPLES(tab);
+			ri->n_dead = DBOPS_TAB_DEAD_TUPLES(tab);
+			ri->n_mod_since_analyze = DBOPS_TAB_MOD_SINCE_ANALYZE(tab);
+			ri->last_vacuum = Max(DBOPS_TAB_LAST_VACUUM(tab), DBOPS_TAB_LAST_AUTOVACUUM(tab));
+			ri->last_analyze = Max(DBOPS_TAB_LAST_ANALYZE(tab), DBOPS_TAB_LAST_AUTOANALYZE(tab));
+			pgstat_unlock_entry(refs[j]);
+		}
 	}
 
 	MemoryContextSwitchTo(old);

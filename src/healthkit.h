@@ -205,7 +205,6 @@ extern void dbops_check_replication_slots(DbopsReport *report, DbopsCheckResult 
 extern void dbops_check_archiver(DbopsReport *report, DbopsCheckResult *res);
 
 /* health_relations.c */
-extern void dbops_check_invalid_indexes(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_dead_tuples(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_vacuum_age(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_database_size(DbopsReport *report, DbopsCheckResult *res);
@@ -218,6 +217,7 @@ extern void dbops_check_table_freeze_age(DbopsReport *report, DbopsCheckResult *
 extern void dbops_check_disk_space(DbopsReport *report, DbopsCheckResult *res);
 
 /* health_indexes.c (also dbops.index_advice()) */
+extern void dbops_check_invalid_indexes(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_unused_indexes(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_duplicate_indexes(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_check_fk_without_index(DbopsReport *report, DbopsCheckResult *res);
