@@ -683,6 +683,7 @@ dbops_check_sequences(DbopsReport *report, DbopsCheckResult *res)
 	int			ncycle = 0;
 	int			nkept = 0;
 	int			nread = 0;
+	int			ncounted = 0;
 	bool		privileged = dbops_can_read_all_stats();
 	DbopsTopN	top = {0};
 	double		lowest;
@@ -791,8 +792,6 @@ dbops_check_sequences(DbopsReport *report, DbopsCheckResult *res)
 
 	/* what the value rests on, of every sequence counted */
 	{
-		int			n = 0;
-
 		for (int i = 0; i < nseqs; i++)
 		{
 			SeqInfo    *s = &seqs[i];
@@ -804,9 +803,7 @@ dbops_check_sequences(DbopsReport *report, DbopsCheckResult *res)
 			if (s->cycle)
 			{
 				ncycle++;
-				if (!s->kept)
-					seqs[n++] = *s; /* kept below, not counted */
-				continue;
+				continue;		/* not counted */
 			}
 			s->limit = s->owner_known ? s->limit : (s->seqincrement > 0 ? s->seqmax : s->seqmin);
 			lo = s->seqmin;
@@ -829,9 +826,7 @@ dbops_check_sequences(DbopsReport *report, DbopsCheckResult *res)
 				s->bound_pct = s->pct;
 				s->exact = true;
 			}
-			seqs[n++] = *s;
 		}
-		nseqs = n;
 	}
 
 	/*
@@ -850,7 +845,7 @@ dbops_check_sequences(DbopsReport *report, DbopsCheckResult *res)
 	{
 		SeqInfo    *s = &seqs[i];
 
-		if (s->exact || s->cycle)
+		if (s->exact || s->cycle || !OidIsValid(s->relfilenode))
 			continue;
 		if (!isnan(lowest) &&
 			(s->bound_pct >= lowest ||
@@ -915,31 +910,26 @@ dbops_check_sequences(DbopsReport *report, DbopsCheckResult *res)
 	if (use_kept && nread > 0)
 		keep_readings(seqs, nseqs, readlsn, true);
 
-	/* cycling sequences, kept above, are not counted */
+	/* the sequences counted: neither gone nor cycling */
+	nkept = 0;
+	ncounted = 0;
+	for (int i = 0; i < nseqs; i++)
 	{
-		int			n = 0;
-
-		nkept = 0;
-		for (int i = 0; i < nseqs; i++)
-			if (!seqs[i].cycle)
-			{
-				nkept += seqs[i].kept;
-				seqs[n++] = seqs[i];
-			}
-		nseqs = n;
+		if (seqs[i].cycle || !OidIsValid(seqs[i].relfilenode))
+			continue;
+		ncounted++;
+		nkept += seqs[i].kept;
+		dbops_topn_add(&top, seqs[i].pct, i);
 	}
 
-	for (int i = 0; i < nseqs; i++)
-		dbops_topn_add(&top, seqs[i].pct, i);
-
 	dbops_check_value(res, dbops_rounded(top.n > 0 ? top.score[0] : 0, 4), "%");
-	if (nseqs == 0)
+	if (ncounted == 0)
 	{
 		appendStringInfo(&res->detail, "no sequence in this database%s",
 						 ncycle > 0 ? " that does not cycle" : "");
 		return;
 	}
-	appendStringInfo(&res->detail, "%d sequence(s)", nseqs);
+	appendStringInfo(&res->detail, "%d sequence(s)", ncounted);
 	if (ncycle > 0)
 		appendStringInfo(&res->detail, " (and %d cycling, not counted)", ncycle);
 	appendStringInfoString(&res->detail, ", most used: ");
