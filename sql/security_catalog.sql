@@ -68,6 +68,8 @@ INSERT INTO c_unpinned_by_design VALUES
     ('dbops._migration_capture_version()', 'runs no query'),
     ('dbops.cron_next_run(text,timestamp with time zone,text)', 'runs no query'),
     ('dbops.cron_prev_run(text,timestamp with time zone,text)', 'runs no query'),
+    ('dbops.migration_lint(text,text[],boolean)',
+     'runs no query; resolves the body''s names with the caller''s search_path, as the migration will'),
     ('dbops.migrate(text,text,text,text[],boolean)',
      'reads the caller''s search_path for the migration body; the ledger work is pinned'),
     ('dbops.migration_rollback(text,text)',

@@ -72,6 +72,13 @@
 #define DBOPS_TAB_LAST_AUTOANALYZE(t)	((t)->autovac_analyze_timestamp)
 #endif
 
+/* A generated column of a parsed ADD COLUMN that is stored (18: or virtual). */
+#if PG_VERSION_NUM >= 180000
+#define DBOPS_CONSTR_GENERATED_STORED(c)	((c)->generated_kind == ATTRIBUTE_GENERATED_STORED)
+#else
+#define DBOPS_CONSTR_GENERATED_STORED(c)	true
+#endif
+
 /* Checkpoints of the checkpointer's statistics (PgStat_CheckpointerStats). */
 #if PG_VERSION_NUM >= 170000
 #define DBOPS_CHECKPOINTS_TIMED(cp)		((cp)->num_timed)

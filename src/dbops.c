@@ -38,6 +38,7 @@ _PG_init(void)
 	dbops_health_init();
 	dbops_reaper_init();
 	dbops_ledger_init();
+	dbops_lint_init();
 	dbops_retention_init();
 	dbops_bloat_init();
 

@@ -178,6 +178,11 @@ extern void dbops_check_bloat(DbopsReport *report, DbopsCheckResult *res);
 extern void dbops_ledger_init(void);
 extern void dbops_check_migrations(DbopsReport *report, DbopsCheckResult *res);
 
+/* lint.c */
+#define DBOPS_ERRCODE_MIGRATION_LINT MAKE_SQLSTATE('D', 'B', '0', '0', '9')
+extern void dbops_lint_init(void);
+extern void dbops_lint_migration(const char *version, const char *body);
+
 /* locktree.c */
 extern void dbops_check_lock_waits(DbopsReport *report, DbopsCheckResult *res);
 

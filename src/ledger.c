@@ -44,6 +44,7 @@
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "common/cryptohash.h"
+#include "common/pg_prng.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -55,7 +56,9 @@
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -68,11 +71,15 @@
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "dbops.h"
 #include "healthkit.h"
 
 static bool		dbops_migration_allow_out_of_order = false;
+static int	migration_lock_timeout = 3000;	/* ms; 0: the session's */
+static int	migration_lock_retries = 5;
+static int	migration_retry_delay = 1000;	/* ms */
 static char *dbops_current_migration = NULL;
 
 /* the ledger lock: transaction-scoped advisory lock ('dbop', 1) */
@@ -89,6 +96,19 @@ dbops_ledger_init(void)
 							 false,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+	DefineCustomIntVariable("dbops.migration_lock_timeout",
+							"lock_timeout of a migration's statements (dbops.migrate(), and the transaction of dbops.migration_begin()).",
+							"0 leaves the session's lock_timeout; a session's lower one is kept.",
+							&migration_lock_timeout, 3000, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("dbops.migration_lock_retries",
+							"How many times dbops.migrate() tries a migration again after its lock_timeout.",
+							NULL, &migration_lock_retries, 5, 0, 1000,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("dbops.migration_retry_delay",
+							"Pause before dbops.migrate()'s first retry; it doubles with each retry, up to a minute, with jitter.",
+							NULL, &migration_retry_delay, 1000, 1, 60000,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomStringVariable("dbops.current_migration",
 							   "Version of the migration open in the current transaction.",
 							   "Set transaction-locally by dbops.migrate(), dbops.migration_rollback() "
@@ -292,6 +312,7 @@ typedef struct LedgerFailure
 	int			backend_pid;
 	bool		pinned;			/* the worker unpins the segment */
 	bool		recorded;		/* set by the worker after its commit */
+	bool		retry;			/* a retry after lock_timeout, not a failure */
 	int			off[LF_NFIELDS];
 	int			len[LF_NFIELDS];	/* -1: NULL */
 	char		data[FLEXIBLE_ARRAY_MEMBER];
@@ -323,9 +344,9 @@ dbops_ledger_event_worker(Datum main_arg)
 	dsm_handle	handle = DatumGetUInt32(main_arg);
 	dsm_segment *seg;
 	LedgerFailure *lf;
-	Datum		values[LF_NFIELDS + 1];
-	char		nulls[LF_NFIELDS + 1];
-	Oid			argtypes[LF_NFIELDS + 1];
+	Datum		values[LF_NFIELDS + 2];
+	char		nulls[LF_NFIELDS + 2];
+	Oid			argtypes[LF_NFIELDS + 2];
 	bool		pinned;
 	int			ret;
 
@@ -366,6 +387,9 @@ dbops_ledger_event_worker(Datum main_arg)
 	argtypes[LF_NFIELDS] = INT4OID;
 	values[LF_NFIELDS] = Int32GetDatum(lf->backend_pid);
 	nulls[LF_NFIELDS] = ' ';
+	argtypes[LF_NFIELDS + 1] = TEXTOID;
+	values[LF_NFIELDS + 1] = CStringGetTextDatum(lf->retry ? "retry" : "failed");
+	nulls[LF_NFIELDS + 1] = ' ';
 	if (pinned)
 	{
 		dsm_detach(seg);
@@ -377,15 +401,15 @@ dbops_ledger_event_worker(Datum main_arg)
 	SetConfigOption("lock_timeout", "5000", PGC_SUSET, PGC_S_OVERRIDE);
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "recording a failed migration attempt");
+	pgstat_report_activity(STATE_RUNNING, "recording a migration attempt");
 
 	ret = SPI_execute_with_args("INSERT INTO dbops.migration_events "
 								"(version, operation, checksum, sqlstate, message, "
 								" username, \"session_user\", application_name, client_addr, "
 								" backend_pid, event) "
 								"VALUES ($1, $2, $3, $4, $5, $6::pg_catalog.name, $7::pg_catalog.name, "
-								" $8, $9::pg_catalog.inet, $10, 'failed'::pg_catalog.text)",
-								LF_NFIELDS + 1, argtypes, values, nulls, false, 0);
+								" $8, $9::pg_catalog.inet, $10, $11)",
+								LF_NFIELDS + 2, argtypes, values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not insert into dbops.migration_events: %s",
 			 SPI_result_code_string(ret));
@@ -441,6 +465,7 @@ ledger_failure_segment(text **fields, int backend_pid, Size extra)
 	lf->backend_pid = backend_pid;
 	lf->pinned = false;
 	lf->recorded = false;
+	lf->retry = false;
 	for (int i = 0; i < LF_NFIELDS; i++)
 	{
 		lf->off[i] = pos;
@@ -516,11 +541,12 @@ ledger_fill_who(text **fields)
 }
 
 /*
- * Start the worker for these fields and wait for it.  Returns whether the
- * event was committed; warns when it could not be.
+ * Start the worker for these fields and wait for it: it records a failed
+ * attempt, or with retry a retry.  Returns whether the event was committed;
+ * warns when it could not be.
  */
 static bool
-ledger_record(text **fields, int backend_pid)
+ledger_record(text **fields, int backend_pid, bool retry)
 {
 	dsm_segment *seg;
 	LedgerFailure *lf;
@@ -529,6 +555,7 @@ ledger_record(text **fields, int backend_pid)
 	BgwHandleStatus status;
 	bool		recorded;
 	char	   *version = text_to_cstring(fields[LF_VERSION]);
+	const char *what = retry ? "retry" : "failed attempt";
 
 	if (RecoveryInProgress() || !ledger_may_record(version))
 		return false;
@@ -538,13 +565,14 @@ ledger_record(text **fields, int backend_pid)
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("failed attempt of migration %s not recorded in dbops.migration_events",
-						ledger_echo(version)),
+				 errmsg("%s of migration %s not recorded in dbops.migration_events",
+						what, ledger_echo(version)),
 				 errdetail("Too many dynamic shared memory segments are in use."),
 				 errhint("Try again when fewer sessions are running parallel queries, or raise max_connections.")));
 		return false;
 	}
 	lf = (LedgerFailure *) dsm_segment_address(seg);
+	lf->retry = retry;
 
 	ledger_worker_struct(&worker, seg, MyProcPid);
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
@@ -552,8 +580,8 @@ ledger_record(text **fields, int backend_pid)
 		dsm_detach(seg);
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("failed attempt of migration %s not recorded in dbops.migration_events",
-						ledger_echo(version)),
+				 errmsg("%s of migration %s not recorded in dbops.migration_events",
+						what, ledger_echo(version)),
 				 errdetail("No background worker slot was free to record it."),
 				 errhint("Raise max_worker_processes.")));
 		return false;
@@ -567,8 +595,8 @@ ledger_record(text **fields, int backend_pid)
 	if (!recorded)
 		ereport(WARNING,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("failed attempt of migration %s not recorded in dbops.migration_events",
-						ledger_echo(version)),
+				 errmsg("%s of migration %s not recorded in dbops.migration_events",
+						what, ledger_echo(version)),
 				 errdetail(status == BGWH_POSTMASTER_DIED ?
 						   "The postmaster died." :
 						   "The background worker that writes it did not finish."),
@@ -582,7 +610,8 @@ ledger_record(text **fields, int backend_pid)
  */
 static void
 ledger_record_failure(const char *version, const char *operation,
-					  text *checksum, int sqlerrcode, const char *message)
+					  text *checksum, int sqlerrcode, const char *message,
+					  bool retry)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -604,7 +633,7 @@ ledger_record_failure(const char *version, const char *operation,
 		fields[LF_SQLSTATE] = cstring_to_text(state);
 		fields[LF_MESSAGE] = cstring_to_text_with_len(message, msglen);
 		ledger_fill_who(fields);
-		(void) ledger_record(fields, MyProcPid);
+		(void) ledger_record(fields, MyProcPid, retry);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -622,14 +651,14 @@ ledger_record_failure(const char *version, const char *operation,
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			/* a second cancel (or a timeout) while waiting for the worker */
 			ereport(WARNING,
-					(errmsg("stopped waiting for the failed attempt of migration %s to be recorded",
-							ledger_echo(version)),
+					(errmsg("stopped waiting for the %s of migration %s to be recorded",
+							retry ? "retry" : "failed attempt", ledger_echo(version)),
 					 errdetail("%s", ledger_echo(edata->message ? edata->message : "")),
 					 errhint("The worker that records it may still write it to dbops.migration_events.")));
 		else
 			ereport(WARNING,
-					(errmsg("failed attempt of migration %s not recorded in dbops.migration_events",
-							ledger_echo(version)),
+					(errmsg("%s of migration %s not recorded in dbops.migration_events",
+							retry ? "retry" : "failed attempt", ledger_echo(version)),
 					 errdetail("Recording it failed: %s", ledger_echo(edata->message ? edata->message : "")),
 					 errhint("The error of the migration follows; see the server log for the rest.")));
 		FreeErrorData(edata);
@@ -695,7 +724,8 @@ dbops_migration_record_failure(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	ledger_collect_args(fcinfo, fields);
 	PG_RETURN_BOOL(ledger_record(fields,
-								 PG_ARGISNULL(LF_NFIELDS) ? MyProcPid : PG_GETARG_INT32(LF_NFIELDS)));
+								 PG_ARGISNULL(LF_NFIELDS) ? MyProcPid : PG_GETARG_INT32(LF_NFIELDS),
+								 false));
 }
 
 /* Drop the armed segment (commit, or abort without an error to record). */
@@ -1231,6 +1261,20 @@ ledger_callers_search_path(void)
 	return CStringGetTextDatum(GetConfigOption("search_path", false, false));
 }
 
+/*
+ * lock_timeout = dbops.migration_lock_timeout, unless that is 0 or the
+ * session's lock_timeout is already lower (and not 0).
+ */
+static void
+ledger_set_lock_timeout(GucAction action)
+{
+	if (migration_lock_timeout <= 0 ||
+		(LockTimeout > 0 && LockTimeout <= migration_lock_timeout))
+		return;
+	(void) set_config_option("lock_timeout", psprintf("%d", migration_lock_timeout),
+							 PGC_USERSET, PGC_S_SESSION, action, true, 0, false);
+}
+
 typedef Datum (*LedgerStep) (void *arg);
 
 /* Does an error with this SQLSTATE count as a failed attempt? */
@@ -1240,10 +1284,16 @@ typedef bool (*LedgerRecordIf) (int sqlerrcode);
  * Run step in a subtransaction; if it fails (and record_if says the error
  * counts), record a failed attempt of version from a background worker,
  * then re-raise the error unchanged.  Cancels and timeouts count too.
+ *
+ * With retry not NULL, a failure on a lock not granted (lock_timeout, or
+ * NOWAIT) is recorded as a retry instead, and *retry set to its message:
+ * the caller tries again.  The subtransaction's rollback has undone the attempt and released
+ * every lock it took.
  */
 static Datum
 ledger_attempt(const char *version, const char *operation, text *checksum,
-			   LedgerRecordIf record_if, LedgerStep step, void *arg)
+			   LedgerRecordIf record_if, LedgerStep step, void *arg,
+			   char **retry)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -1268,9 +1318,17 @@ ledger_attempt(const char *version, const char *operation, text *checksum,
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
+		if (retry != NULL && edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+		{
+			*retry = pstrdup(edata->message ? edata->message : "");
+			ledger_record_failure(version, operation, checksum, edata->sqlerrcode,
+								  *retry, true);
+			FreeErrorData(edata);
+			return (Datum) 0;
+		}
 		if (record_if == NULL || record_if(edata->sqlerrcode))
 			ledger_record_failure(version, operation, checksum, edata->sqlerrcode,
-								  edata->message ? edata->message : "");
+								  edata->message ? edata->message : "", false);
 		ReThrowError(edata);
 	}
 	PG_END_TRY();
@@ -1299,9 +1357,75 @@ migrate_step(void *arg)
 	a->allow_out_of_order, CStringGetTextDatum("migrate")};
 	bool		dn[5] = {false, a->nulls[4], false, a->allow_isnull, false};
 
+	int			nest;
+	Datum		result;
+
 	a->values[5] = ledger_call("_migration_decide", 5, decide_types, dv, dn, NULL);
 	a->nulls[5] = false;
-	return ledger_call("_migrate", 7, types, a->values, a->nulls, NULL);
+	if (strcmp(TextDatumGetCString(a->values[5]), "apply") != 0)
+		return ledger_call("_migrate", 7, types, a->values, a->nulls, NULL);
+
+	dbops_lint_migration(TextDatumGetCString(a->values[0]), TextDatumGetCString(a->values[2]));
+
+	/*
+	 * The body runs at a GUC nesting level of its own, as a function with
+	 * SET clauses does: the lock_timeout set here, and the body's own SET
+	 * LOCAL of dbops.migration_lint_allow, end with the migration.
+	 */
+	nest = NewGUCNestLevel();
+	(void) set_config_option("dbops.migration_lint_allow",
+							 GetConfigOption("dbops.migration_lint_allow", false, false),
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	ledger_set_lock_timeout(GUC_ACTION_SAVE);
+	result = ledger_call("_migrate", 7, types, a->values, a->nulls, NULL);
+	AtEOXact_GUC(true, nest);
+	return result;
+}
+
+/*
+ * migrate() until it applies (or skips), retrying an attempt that failed
+ * on a lock not granted up to dbops.migration_lock_retries times, after a
+ * pause that doubles each time (from dbops.migration_retry_delay, at most a
+ * minute), with jitter.  Each attempt is a subtransaction rolled back when
+ * it fails, so the migration applies at most once; the ledger lock stays
+ * held between attempts, so no other runner applies it meanwhile.
+ */
+static Datum
+migrate_with_retries(const char *version, text *checksum, MigrateArgs *a)
+{
+	for (int attempt = 0;; attempt++)
+	{
+		char	   *retry = NULL;
+		Datum		result;
+		long		pause;
+		TimestampTz until;
+
+		result = ledger_attempt(version, "migrate", checksum, NULL, migrate_step, a,
+								attempt < migration_lock_retries ? &retry : NULL);
+		if (retry == NULL)
+			return result;
+
+		pause = (long) migration_retry_delay << Min(attempt, 16);
+		pause = Min(pause, 60000L);
+		pause = pause / 2 + (long) pg_prng_uint64_range(&pg_global_prng_state, 0, pause / 2);
+		ereport(NOTICE,
+				(errmsg("migration %s: %s", ledger_echo(version), retry),
+				 errdetail("Attempt %d of %d rolled back; the next one in %ld ms.",
+						   attempt + 1, migration_lock_retries + 1, pause),
+				 errhint("A long transaction holds a lock the migration needs: dbops.lock_tree() shows it.")));
+		until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), pause);
+		for (;;)
+		{
+			long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+			CHECK_FOR_INTERRUPTS();
+			if (left <= 0)
+				break;
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 left, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+	}
 }
 
 PG_FUNCTION_INFO_V1(dbops_migrate);
@@ -1354,7 +1478,7 @@ dbops_migrate(PG_FUNCTION_ARGS)
 	ledger_show_open(version);
 	PG_TRY();
 	{
-		result = ledger_attempt(version, "migrate", checksum, NULL, migrate_step, &a);
+		result = migrate_with_retries(version, checksum, &a);
 	}
 	PG_FINALLY();
 	{
@@ -1428,7 +1552,7 @@ dbops_migration_rollback(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		result = ledger_attempt(version, "migration_rollback", checksum,
-								rollback_record_if, rollback_step, &a);
+								rollback_record_if, rollback_step, &a, NULL);
 	}
 	PG_FINALLY();
 	{
@@ -1504,7 +1628,7 @@ dbops_migration_begin(PG_FUNCTION_ARGS)
 	d.nulls[3] = PG_ARGISNULL(4);
 	d.values[4] = CStringGetTextDatum("migration_begin");
 	d.nulls[4] = false;
-	(void) ledger_attempt(version, "migration_begin", checksum, NULL, decide_step, &d);
+	(void) ledger_attempt(version, "migration_begin", checksum, NULL, decide_step, &d, NULL);
 
 	values[0] = PG_GETARG_DATUM(0);
 	nulls[0] = false;
@@ -1515,6 +1639,9 @@ dbops_migration_begin(PG_FUNCTION_ARGS)
 	values[3] = PG_GETARG_DATUM(3);
 	nulls[3] = false;
 	(void) ledger_call("_migration_begin", 4, types, values, nulls, NULL);
+
+	/* the migration's statements, for the rest of the transaction */
+	ledger_set_lock_timeout(GUC_ACTION_LOCAL);
 
 	/* open until the transaction ends (or a savepoint before this rolls back) */
 	ledger_capture_open(version);
@@ -1574,7 +1701,7 @@ dbops_migration_pending(PG_FUNCTION_ARGS)
 								   version);
 
 		ledger_record_failure(version, "migration_pending", checksum,
-							  MAKE_SQLSTATE('D', 'B', '0', '0', '1'), msg);
+							  MAKE_SQLSTATE('D', 'B', '0', '0', '1'), msg, false);
 		ereport(ERROR,
 				(errcode(MAKE_SQLSTATE('D', 'B', '0', '0', '1')),
 				 errmsg("%s", msg),

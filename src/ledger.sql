@@ -54,7 +54,7 @@ CREATE TABLE dbops.migration_events (
     version          text NOT NULL,
     event            text NOT NULL
                      CHECK (event IN ('apply', 'skip', 'rollback', 'baseline',
-                                      'repair', 'import', 'failed')),
+                                      'repair', 'import', 'failed', 'retry')),
     operation        text,
     checksum         text,
     sqlstate         text,
@@ -68,7 +68,7 @@ CREATE TABLE dbops.migration_events (
 CREATE INDEX migration_events_version_idx
     ON dbops.migration_events (version, event_id DESC);
 COMMENT ON TABLE dbops.migration_events IS
-    'Append-only history of the migration ledger: apply, skip, rollback, baseline, repair, import, failed';
+    'Append-only history of the migration ledger: apply, skip, rollback, baseline, repair, import, failed, retry';
 
 CREATE TABLE dbops.migration_objects (
     object_id        bigserial PRIMARY KEY,
