@@ -310,6 +310,16 @@ touch(LintState *st, const char *rel, LOCKMODE mode)
 	}
 }
 
+/* The statement reads or writes rows of rel (NULL: none). */
+static void
+touch_rows(LintState *st, RangeVar *rel)
+{
+	if (rel == NULL)
+		return;
+	touch(st, rv_name(rel), RowExclusiveLock);
+	st->dml = true;
+}
+
 static const char *
 blocks_of(LOCKMODE mode)
 {
@@ -940,27 +950,19 @@ lint_statement(LintState *st, Node *stmt)
 			}
 			break;
 		case T_InsertStmt:
-			touch(st, rv_name(((InsertStmt *) stmt)->relation), RowExclusiveLock);
-			st->dml = true;
+			touch_rows(st, ((InsertStmt *) stmt)->relation);
 			break;
 		case T_UpdateStmt:
-			touch(st, rv_name(((UpdateStmt *) stmt)->relation), RowExclusiveLock);
-			st->dml = true;
+			touch_rows(st, ((UpdateStmt *) stmt)->relation);
 			break;
 		case T_DeleteStmt:
-			touch(st, rv_name(((DeleteStmt *) stmt)->relation), RowExclusiveLock);
-			st->dml = true;
+			touch_rows(st, ((DeleteStmt *) stmt)->relation);
 			break;
 		case T_MergeStmt:
-			touch(st, rv_name(((MergeStmt *) stmt)->relation), RowExclusiveLock);
-			st->dml = true;
+			touch_rows(st, ((MergeStmt *) stmt)->relation);
 			break;
 		case T_CopyStmt:
-			if (((CopyStmt *) stmt)->relation)
-			{
-				touch(st, rv_name(((CopyStmt *) stmt)->relation), RowExclusiveLock);
-				st->dml = true;
-			}
+			touch_rows(st, ((CopyStmt *) stmt)->relation);
 			break;
 		default:
 			break;
