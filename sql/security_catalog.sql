@@ -73,7 +73,11 @@ INSERT INTO c_unpinned_by_design VALUES
     ('dbops.migrate(text,text,text,text[],boolean)',
      'reads the caller''s search_path for the migration body; the ledger work is pinned'),
     ('dbops.migration_rollback(text,text)',
-     'reads the caller''s search_path for the rollback body; the ledger work is pinned');
+     'reads the caller''s search_path for the rollback body; the ledger work is pinned'),
+    ('dbops.migration_step_begin(text,text,text,text[],boolean,text)',
+     'reads the caller''s search_path for the step''s index name; the ledger work is pinned'),
+    ('dbops.migration_step_finish(text)',
+     'reads the caller''s search_path for the step''s index name; the ledger work is pinned');
 SELECT p.oid::regprocedure AS function, d.reason
 FROM pg_proc p
 JOIN pg_language l ON l.oid = p.prolang

@@ -87,7 +87,10 @@ BEGIN
         ('to_char', 'a pg_catalog.timestamptz, b pg_catalog.text', 'pg_catalog.text', 'pg_catalog.to_char(a, b)'),
         ('octet_length', 'a pg_catalog.text', 'integer', 'pg_catalog.octet_length(a)'),
         ('current_database', '', 'pg_catalog.name', 'pg_catalog.current_database()'),
-        ('pg_get_userbyid', 'a oid', 'pg_catalog.name', 'pg_catalog.pg_get_userbyid(a)')
+        ('pg_get_userbyid', 'a oid', 'pg_catalog.name', 'pg_catalog.pg_get_userbyid(a)'),
+        ('to_regclass', 'a pg_catalog.text', 'pg_catalog.regclass', 'pg_catalog.to_regclass(a)'),
+        ('parse_ident', 'a pg_catalog.text', 'pg_catalog.text[]', 'pg_catalog.parse_ident(a)'),
+        ('cardinality', 'a anyarray', 'integer', 'pg_catalog.cardinality(a)')
     ) AS v(name, args, ret, call)
     LOOP
         EXECUTE format('CREATE FUNCTION sec_led_evil.%I(%s) RETURNS %s LANGUAGE sql VOLATILE AS %L',
@@ -281,6 +284,22 @@ SELECT dbops.migration_repair('sl-0010', dbops.migration_checksum('CREATE TABLE 
 SELECT dbops.migration_repair('sl-0011');
 SELECT version, status, drift, last_event FROM dbops.migration_status('{"sl-0010": "0000000000000000000000000000000000000000000000000000000000000000"}')
 WHERE version LIKE 'sl-%';
+RESET search_path;
+-- a step outside a transaction block: a concurrent build that fails and
+-- leaves an invalid index, the rerun that drops it and builds it again
+CREATE TABLE sec_led_app.t15 (id integer);
+INSERT INTO sec_led_app.t15 VALUES (1), (1);
+:hostile;
+SELECT dbops.migration_step_begin('sl-0015', 'step', index_name => 'sec_led_app.t15_id');
+CREATE UNIQUE INDEX CONCURRENTLY t15_id ON sec_led_app.t15 (id);
+SELECT dbops.migration_step_finish('sl-0015');
+RESET search_path;
+DELETE FROM sec_led_app.t15 WHERE ctid = '(0,2)';
+:hostile;
+SELECT dbops.migration_step_begin('sl-0015', 'step', index_name => 'sec_led_app.t15_id');
+CREATE UNIQUE INDEX CONCURRENTLY t15_id ON sec_led_app.t15 (id);
+SELECT dbops.migration_step_finish('sl-0015');
+SELECT dbops.migration_step_begin('sl-0015', 'step', index_name => 'sec_led_app.t15_id');
 RESET search_path;
 -- the failure events written by the background worker (it connects on its own)
 SELECT version, operation, sqlstate FROM dbops.migration_events
@@ -494,8 +513,9 @@ WHERE p.pronamespace = 'dbops'::regnamespace
   AND p.proname ~ '^_(migration|ledger|cron|health_snapshot)'
 ORDER BY p.oid::regprocedure::text COLLATE "C";
 -- every SQL and PL/pgSQL function pins search_path; so does every C function
--- that runs queries, except the two entry points that run the caller's
--- migration script (they take the caller's search_path to it)
+-- that runs queries, except the entry points that take the caller's
+-- search_path to the caller's script (migrate, migration_rollback) or to the
+-- step's index name (migration_step_begin, migration_step_finish)
 SELECT p.oid::regprocedure AS function, l.lanname, p.prosecdef AS definer, p.proconfig
 FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
 WHERE p.pronamespace = 'dbops'::regnamespace

@@ -998,29 +998,41 @@ ledger_call(const char *name, int nargs, const Oid *argtypes,
 	return result;
 }
 
+/* What an entry point does with the ledger's tables. */
+typedef enum LedgerAccess
+{
+	LEDGER_READ,				/* reads them */
+	LEDGER_WRITE,				/* records a migration */
+	LEDGER_STEP					/* and a step outside a transaction block */
+} LedgerAccess;
+
 /*
- * May the current role use the ledger's tables as the entry point will
- * (write: record a migration)?  Checked up front, so that a role without
- * the documented grants gets one clear error instead of a permission error
- * from inside the implementation (and a failed attempt it cannot record).
+ * May the current role use the ledger's tables as the entry point will?
+ * Checked up front, so that a role without the documented grants gets one
+ * clear error instead of a permission error from inside the implementation
+ * (and a failed attempt it cannot record).
  */
 static void
-ledger_check_access(const char *fn, bool write)
+ledger_check_access(const char *fn, LedgerAccess access)
 {
 	static const struct
 	{
 		const char *rel;
 		AclMode		mode;
 		const char *what;
-		bool		write;
+		LedgerAccess access;
 	}			need[] =
 	{
-		{"migrations", ACL_SELECT, "SELECT", false},
-		{"migration_events", ACL_SELECT, "SELECT", false},
-		{"migrations", ACL_INSERT, "INSERT", true},
-		{"migrations", ACL_UPDATE, "UPDATE", true},
-		{"migration_events", ACL_INSERT, "INSERT", true},
-		{"migration_events_event_id_seq", ACL_USAGE, "USAGE", true},
+		{"migrations", ACL_SELECT, "SELECT", LEDGER_READ},
+		{"migration_events", ACL_SELECT, "SELECT", LEDGER_READ},
+		{"migrations", ACL_INSERT, "INSERT", LEDGER_WRITE},
+		{"migrations", ACL_UPDATE, "UPDATE", LEDGER_WRITE},
+		{"migration_events", ACL_INSERT, "INSERT", LEDGER_WRITE},
+		{"migration_events_event_id_seq", ACL_USAGE, "USAGE", LEDGER_WRITE},
+		{"migration_steps", ACL_SELECT, "SELECT", LEDGER_STEP},
+		{"migration_steps", ACL_INSERT, "INSERT", LEDGER_STEP},
+		{"migration_steps", ACL_UPDATE, "UPDATE", LEDGER_STEP},
+		{"migration_steps", ACL_DELETE, "DELETE", LEDGER_STEP},
 	};
 	Oid			nsp = get_namespace_oid("dbops", false);
 
@@ -1028,7 +1040,7 @@ ledger_check_access(const char *fn, bool write)
 	{
 		Oid			rel;
 
-		if (need[i].write && !write)
+		if (need[i].access > access)
 			continue;
 		rel = get_relname_relid(need[i].rel, nsp);
 		if (OidIsValid(rel) &&
@@ -1039,9 +1051,11 @@ ledger_check_access(const char *fn, bool write)
 				 errmsg("permission denied for the migration ledger"),
 				 errdetail("dbops.%s() needs %s on dbops.%s, which role \"%s\" does not have.",
 						   fn, need[i].what, need[i].rel, GetUserNameFromId(GetUserId(), false)),
-				 write ?
+				 access == LEDGER_READ ?
+				 errhint("Grant the role pg_monitor, or SELECT on dbops.migrations and dbops.migration_events.") :
+				 access == LEDGER_WRITE ?
 				 errhint("Grant the deploying role SELECT, INSERT, UPDATE on dbops.migrations, SELECT, INSERT on dbops.migration_events and USAGE on dbops.migration_events_event_id_seq, as the README shows.") :
-				 errhint("Grant the role pg_monitor, or SELECT on dbops.migrations and dbops.migration_events.")));
+				 errhint("Grant the deploying role SELECT, INSERT, UPDATE on dbops.migrations, SELECT, INSERT on dbops.migration_events, USAGE on dbops.migration_events_event_id_seq and SELECT, INSERT, UPDATE, DELETE on dbops.migration_steps, as the README shows.")));
 	}
 }
 
@@ -1447,7 +1461,7 @@ dbops_migrate(PG_FUNCTION_ARGS)
 	Datum		result;
 
 	ledger_check_writable("apply a migration");
-	ledger_check_access("migrate", true);
+	ledger_check_access("migrate", LEDGER_WRITE);
 	version = ledger_check_version(fcinfo, 0, LEDGER_IN_MIGRATIONS);
 	ledger_check_description(fcinfo, 1);
 	if (PG_ARGISNULL(2))
@@ -1533,7 +1547,7 @@ dbops_migration_rollback(PG_FUNCTION_ARGS)
 
 	checksum = PG_ARGISNULL(1) ? NULL : ledger_checksum(PG_GETARG_TEXT_PP(1));
 	ledger_check_writable("roll back a migration");
-	ledger_check_access("migration_rollback", true);
+	ledger_check_access("migration_rollback", LEDGER_WRITE);
 	version = ledger_check_version(fcinfo, 0, LEDGER_IN_MIGRATIONS);
 	ledger_lock();
 
@@ -1600,7 +1614,7 @@ dbops_migration_begin(PG_FUNCTION_ARGS)
 	text	   *fields[LF_NFIELDS];
 
 	ledger_check_writable("open a migration");
-	ledger_check_access("migration_begin", true);
+	ledger_check_access("migration_begin", LEDGER_WRITE);
 	version = ledger_check_version(fcinfo, 0, LEDGER_IN_MIGRATIONS);
 	ledger_check_description(fcinfo, 1);
 	ledger_check_checksum(fcinfo, 2);
@@ -1657,6 +1671,131 @@ dbops_migration_begin(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text("open"));
 }
 
+/* ---- dbops.migration_step_begin(), dbops.migration_step_finish() ---- */
+typedef struct StepArgs
+{
+	Datum		values[8];		/* action, version, description, checksum,
+								 * requires, index_name, decision,
+								 * search_path */
+	bool		nulls[8];
+	Datum		allow_out_of_order;
+	bool		allow_isnull;
+} StepArgs;
+
+static const Oid step_types[] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID, TEXTOID};
+
+static Datum
+step_begin_step(void *arg)
+{
+	StepArgs   *a = (StepArgs *) arg;
+	Datum		dv[5] = {a->values[1], a->values[3], a->values[4],
+	a->allow_out_of_order, CStringGetTextDatum("migrate")};
+	bool		dn[5] = {false, a->nulls[3], false, a->allow_isnull, false};
+
+	a->values[6] = ledger_call("_migration_decide", 5, decide_types, dv, dn, NULL);
+	a->nulls[6] = false;
+	return ledger_call("_migration_step", 8, step_types, a->values, a->nulls, NULL);
+}
+
+/*
+ * a step open in another session, or none open, is a refusal, not a
+ * failed attempt of the step
+ */
+static bool
+step_record_if(int sqlerrcode)
+{
+	return sqlerrcode != MAKE_SQLSTATE('D', 'B', '0', '0', '4') &&
+		sqlerrcode != MAKE_SQLSTATE('D', 'B', '0', '0', '5');
+}
+
+PG_FUNCTION_INFO_V1(dbops_migration_step_begin);
+
+/*
+ * dbops.migration_step_begin(version, description, checksum, requires,
+ *		allow_out_of_order, index_name) returns 'open', 'skipped' or
+ * 'applied'.  Only outside a transaction block: the step's row must be
+ * committed before the client runs the statement (which cannot run in a
+ * transaction block either), and must stay when that statement fails.  No
+ * SET clause: index_name resolves with the caller's search_path.
+ */
+Datum
+dbops_migration_step_begin(PG_FUNCTION_ARGS)
+{
+	StepArgs	a;
+	char	   *version;
+	text	   *checksum;
+
+	ledger_check_writable("begin a migration step");
+	ledger_check_access("migration_step_begin", LEDGER_STEP);
+	version = ledger_check_version(fcinfo, 0, LEDGER_IN_MIGRATIONS);
+	ledger_check_description(fcinfo, 1);
+	ledger_check_checksum(fcinfo, 2);
+	checksum = ledger_checksum_arg(fcinfo, 2);
+	ledger_check_requires(fcinfo, 3);
+	if (IsTransactionBlock())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("dbops.migration_step_begin() cannot run inside a transaction block"),
+				 errhint("Call it on its own: it records the step as begun in a transaction of its own; then run the step's statement, then dbops.migration_step_finish().")));
+	ledger_lock();
+
+	a.values[0] = CStringGetTextDatum("begin");
+	a.values[1] = PG_GETARG_DATUM(0);
+	a.values[2] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	a.values[3] = PointerGetDatum(checksum);
+	a.values[4] = PG_GETARG_DATUM(3);
+	a.values[5] = PG_ARGISNULL(5) ? (Datum) 0 : PG_GETARG_DATUM(5);
+	a.values[7] = ledger_callers_search_path();
+	memset(a.nulls, false, sizeof(a.nulls));
+	a.nulls[2] = PG_ARGISNULL(1);
+	a.nulls[3] = (checksum == NULL);
+	a.nulls[5] = PG_ARGISNULL(5);
+	a.allow_out_of_order = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
+	a.allow_isnull = PG_ARGISNULL(4);
+
+	/* dropping an invalid index left by a failed build: a short lock wait */
+	ledger_set_lock_timeout(GUC_ACTION_LOCAL);
+	ledger_capture_open(version);
+	ledger_show_open(version);
+	PG_RETURN_DATUM(ledger_attempt(version, "migration_step", checksum, step_record_if,
+								   step_begin_step, &a, NULL));
+}
+
+static Datum
+step_finish_step(void *arg)
+{
+	StepArgs   *a = (StepArgs *) arg;
+
+	return ledger_call("_migration_step", 8, step_types, a->values, a->nulls, NULL);
+}
+
+PG_FUNCTION_INFO_V1(dbops_migration_step_finish);
+
+/*
+ * dbops.migration_step_finish(version) returns 'applied'.  No SET clause:
+ * the step's index_name resolves with the caller's search_path.
+ */
+Datum
+dbops_migration_step_finish(PG_FUNCTION_ARGS)
+{
+	StepArgs	a;
+	char	   *version;
+
+	ledger_check_writable("finish a migration step");
+	ledger_check_access("migration_step_finish", LEDGER_STEP);
+	version = ledger_check_version(fcinfo, 0, LEDGER_IN_MIGRATIONS);
+	ledger_lock();
+
+	memset(&a, 0, sizeof(a));
+	memset(a.nulls, true, sizeof(a.nulls));
+	a.values[0] = CStringGetTextDatum("finish");
+	a.values[1] = PG_GETARG_DATUM(0);
+	a.values[7] = ledger_callers_search_path();
+	a.nulls[0] = a.nulls[1] = a.nulls[7] = false;
+	PG_RETURN_DATUM(ledger_attempt(version, "migration_step", NULL, step_record_if,
+								   step_finish_step, &a, NULL));
+}
+
 /* ---- dbops.migration_pending() ---- */
 PG_FUNCTION_INFO_V1(dbops_migration_pending);
 
@@ -1677,7 +1816,7 @@ dbops_migration_pending(PG_FUNCTION_ARGS)
 	bool		isnull;
 	char	   *drift;
 
-	ledger_check_access("migration_pending", false);
+	ledger_check_access("migration_pending", LEDGER_READ);
 	version = ledger_check_version(fcinfo, 0, LEDGER_IN_MIGRATIONS);
 	ledger_check_checksum(fcinfo, 1);
 	checksum = ledger_checksum_arg(fcinfo, 1);
@@ -1722,7 +1861,7 @@ dbops_migration_baseline(PG_FUNCTION_ARGS)
 	bool		nulls[2];
 
 	ledger_check_writable("record a baseline");
-	ledger_check_access("migration_baseline", true);
+	ledger_check_access("migration_baseline", LEDGER_WRITE);
 	(void) ledger_check_version(fcinfo, 0, LEDGER_IN_MIGRATIONS);
 	ledger_check_description(fcinfo, 1);
 	ledger_lock();
@@ -1744,7 +1883,7 @@ dbops_migration_repair(PG_FUNCTION_ARGS)
 	text	   *checksum;
 
 	ledger_check_writable("repair the migration ledger");
-	ledger_check_access("migration_repair", true);
+	ledger_check_access("migration_repair", LEDGER_WRITE);
 	(void) ledger_check_version(fcinfo, 0, LEDGER_IN_LEDGER);
 	ledger_check_checksum(fcinfo, 1);
 	checksum = ledger_checksum_arg(fcinfo, 1);
@@ -1841,7 +1980,7 @@ dbops_migration_import(PG_FUNCTION_ARGS)
 	DbopsUserContext ctx;
 
 	ledger_check_writable("import a migration ledger");
-	ledger_check_access("migration_import", true);
+	ledger_check_access("migration_import", LEDGER_WRITE);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -1911,6 +2050,7 @@ dbops_check_migrations(DbopsReport *report, DbopsCheckResult *res)
 	SPITupleTable *tt;
 	int			nfailed = 0;
 	int			nrolled = 0;
+	int			nsteps = 0;
 	DbopsCulprits shown;
 
 	tt = dbops_kept_query(&plan,
@@ -1931,6 +2071,35 @@ dbops_check_migrations(DbopsReport *report, DbopsCheckResult *res)
 						  "    AND NOT EXISTS (SELECT 1 FROM last l"
 						  "                    WHERE l.version OPERATOR(pg_catalog.=) m.version"
 						  "                      AND l.event OPERATOR(pg_catalog.=) 'failed'::pg_catalog.text) "
+						  "UNION ALL "
+	/*
+	 * steps whose session ended before they finished (one that failed to
+	 * finish shows above); on a standby, the sessions of the primary
+	 * cannot be seen, so none is judged there
+	 */
+						  "SELECT s.version,"
+						  "       CASE WHEN EXISTS ("
+						  "              SELECT 1 FROM pg_catalog.pg_index i"
+						  "              JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid"
+						  "              JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
+						  "              WHERE NOT i.indisvalid"
+						  "                AND c.relname OPERATOR(pg_catalog.=) k.ident[pg_catalog.cardinality(k.ident)]::pg_catalog.name"
+						  "                AND (pg_catalog.cardinality(k.ident) OPERATOR(pg_catalog.=) 1"
+						  "                     OR n.nspname OPERATOR(pg_catalog.=)"
+						  "                        k.ident[pg_catalog.cardinality(k.ident) OPERATOR(pg_catalog.-) 1]::pg_catalog.name))"
+						  "            THEN 'step not finished, invalid index'::pg_catalog.text"
+						  "            ELSE 'step not finished'::pg_catalog.text END,"
+						  "       NULL::pg_catalog.text, s.index_name"
+						  "  FROM dbops.migration_steps s"
+						  "  CROSS JOIN LATERAL (SELECT pg_catalog.parse_ident(s.index_name) AS ident) k"
+						  "  WHERE NOT pg_catalog.pg_is_in_recovery()"
+						  "    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a"
+						  "                    WHERE a.pid OPERATOR(pg_catalog.=) s.backend_pid"
+						  "                      AND (a.backend_start IS NULL OR s.backend_start IS NULL"
+						  "                           OR a.backend_start OPERATOR(pg_catalog.=) s.backend_start))"
+						  "    AND NOT EXISTS (SELECT 1 FROM last l"
+						  "                    WHERE l.version OPERATOR(pg_catalog.=) s.version"
+						  "                      AND l.event OPERATOR(pg_catalog.=) 'failed'::pg_catalog.text) "
 						  "ORDER BY 1");
 
 	dbops_culprits_init(&shown, &res->detail, 10, "", "; ");
@@ -1944,6 +2113,8 @@ dbops_check_migrations(DbopsReport *report, DbopsCheckResult *res)
 
 		if (strcmp(problem, "rolled back") == 0)
 			nrolled++;
+		else if (strncmp(problem, "step", 4) == 0)
+			nsteps++;
 		else
 			nfailed++;
 		/* rows may hold anything a writer put there: print a bounded part */
@@ -1951,7 +2122,13 @@ dbops_check_migrations(DbopsReport *report, DbopsCheckResult *res)
 			continue;
 		appendStringInfo(&res->detail, "%s %s",
 						 version ? ledger_echo(version) : "(null)", problem);
-		if (sqlstate)
+		if (strcmp(problem, "step not finished, invalid index") == 0)
+		{
+			char	   *index_name = dbops_col_cstring(tt, i, 4);
+
+			appendStringInfo(&res->detail, " %s", dbops_echo(index_name, -1, 120));
+		}
+		else if (sqlstate)
 		{
 			char	   *msg = dbops_col_cstring(tt, i, 4);
 
@@ -1961,13 +2138,17 @@ dbops_check_migrations(DbopsReport *report, DbopsCheckResult *res)
 	}
 	dbops_culprits_end(&shown);
 	if (shown.count == 0)
-		appendStringInfoString(&res->detail, "no failed, drifted or rolled back migration");
+		appendStringInfoString(&res->detail, "no failed, drifted, rolled back or unfinished migration");
 
-	dbops_check_value(res, (double) (nfailed + nrolled), "versions");
+	dbops_check_value(res, (double) (nfailed + nrolled + nsteps), "versions");
 	if (nfailed > 0)
 		appendStringInfoString(&res->hint,
 							   "See SELECT * FROM dbops.migration_status() WHERE last_event = 'failed'; "
 							   "fix and re-run the failed version, or acknowledge it with dbops.migration_repair(version, checksum).");
+	else if (nsteps > 0)
+		appendStringInfoString(&res->hint,
+							   "A step's session ended before dbops.migration_step_finish(): run the step again "
+							   "(dbops.migration_step_begin() drops an invalid index it left, and its statement builds it anew).");
 	else
 		appendStringInfoString(&res->hint,
 							   "Rolled back versions are pending again: re-apply them or remove them from the release.");

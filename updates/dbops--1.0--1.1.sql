@@ -3812,3 +3812,186 @@ AS 'MODULE_PATHNAME', 'dbops_migration_lint'
 LANGUAGE C STABLE;
 COMMENT ON FUNCTION dbops.migration_lint(text, text[], boolean) IS
     'The hazards of a migration body for a busy database, one row each: the statement, the lock it takes, what that blocks, why, and the safe form';
+
+-- ---------------------------------------------------------------------------
+-- steps outside a transaction block: dbops.migration_step_begin(), _finish()
+-- ---------------------------------------------------------------------------
+-- A statement that cannot run in a transaction block (CREATE INDEX
+-- CONCURRENTLY, REINDEX CONCURRENTLY, VACUUM, ...) is a step: begun in a
+-- transaction of its own (a row here), run by the client, finished in
+-- another (the row moves to dbops.migrations).  A row whose session has
+-- ended is a step that did not finish: the migrations health check reports
+-- it, and the next migration_step_begin() of the version takes it over.
+CREATE TABLE dbops.migration_steps (
+    version          text PRIMARY KEY CHECK (btrim(version) <> ''),
+    description      text,
+    checksum         text CHECK (checksum ~ '^[0-9a-f]{64}$'),
+    requires         text[] NOT NULL DEFAULT '{}',
+    index_name       text CHECK (pg_catalog.cardinality(pg_catalog.parse_ident(index_name))
+                                 BETWEEN 1 AND 3),
+    started_by       name NOT NULL DEFAULT current_user,
+    started_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    backend_pid      integer NOT NULL DEFAULT pg_backend_pid(),
+    backend_start    timestamptz
+);
+COMMENT ON TABLE dbops.migration_steps IS
+    'Migration steps begun outside a transaction block (dbops.migration_step_begin) and not finished yet';
+SELECT pg_catalog.pg_extension_config_dump('dbops.migration_steps', '');
+GRANT SELECT ON dbops.migration_steps TO pg_monitor;
+
+-- Both ends of a step, under the ledger lock (action 'begin' or 'finish';
+-- one function, as internal functions are not granted to each other's
+-- callers).  index_name resolves with the caller's search_path, as the
+-- client's CREATE INDEX resolves it; nothing else does.
+--   begin:  'skipped' (decision is not 'apply'), 'open' (run the statement,
+--           then finish), or 'applied' (the index is there and valid:
+--           nothing to run).  An invalid index of the step's name, left by
+--           a build that failed, is dropped (under the migration's
+--           lock_timeout) so that the statement can build it again.
+--   finish: the step's index must be there and valid; 'applied'.
+-- A step open in another session that is still there is refused (DB004):
+-- a pid can be reused, so its start time must match too, and a role that
+-- may not see the other session's start time counts it as still there.
+CREATE FUNCTION dbops._migration_step(
+    action text, version text, description text, checksum text,
+    requires text[], index_name text, decision text, search_path text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_step     dbops.migration_steps;
+    v_name     text;
+    v_index    pg_catalog.regclass;
+    v_valid    boolean;
+    v_message  text;
+    v_finished timestamptz;
+BEGIN
+    IF action OPERATOR(pg_catalog.=) 'begin' AND decision OPERATOR(pg_catalog.<>) 'apply' THEN
+        INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
+        VALUES (_migration_step.version, 'skip', 'migration_step', _migration_step.checksum, decision);
+        RETURN 'skipped';
+    END IF;
+
+    SELECT * INTO v_step FROM dbops.migration_steps s
+    WHERE s.version OPERATOR(pg_catalog.=) _migration_step.version;
+    IF NOT FOUND AND action OPERATOR(pg_catalog.=) 'finish' THEN
+        RAISE EXCEPTION 'migration % has no step open', _migration_step.version
+            USING ERRCODE = 'DB005',
+                  HINT = 'Begin the step with dbops.migration_step_begin(version, description), run its statement, then finish it.';
+    END IF;
+    IF FOUND AND v_step.backend_pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+                   WHERE a.pid OPERATOR(pg_catalog.=) v_step.backend_pid
+                     AND (a.backend_start IS NULL OR v_step.backend_start IS NULL
+                          OR a.backend_start OPERATOR(pg_catalog.=) v_step.backend_start)) THEN
+        RAISE EXCEPTION 'migration % has a step open in another session (pid %)',
+            _migration_step.version, v_step.backend_pid
+            USING ERRCODE = 'DB004',
+                  DETAIL = pg_catalog.format('%s began it at %s.', v_step.started_by, v_step.started_at),
+                  HINT = 'The session that began the step finishes it; if that session is stuck, end it (pg_terminate_backend) and run the step again.';
+    END IF;
+
+    v_name := CASE WHEN action OPERATOR(pg_catalog.=) 'begin' THEN index_name ELSE v_step.index_name END;
+    IF v_name IS NOT NULL THEN
+        IF pg_catalog.cardinality(pg_catalog.parse_ident(v_name)) OPERATOR(pg_catalog.>) 3 THEN
+            RAISE EXCEPTION 'index_name "%" has too many dots', v_name
+                USING ERRCODE = '22023',
+                      HINT = 'Give the index''s name, or schema.name.';
+        END IF;
+        PERFORM pg_catalog.set_config('search_path', _migration_step.search_path, true);
+        v_index := pg_catalog.to_regclass(v_name);
+        PERFORM pg_catalog.set_config('search_path'::pg_catalog.text,
+                                      'pg_catalog, pg_temp'::pg_catalog.text, true);
+        IF v_index IS NOT NULL THEN
+            SELECT i.indisvalid INTO v_valid FROM pg_catalog.pg_index i
+            WHERE i.indexrelid OPERATOR(pg_catalog.=) v_index;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION '"%" is not an index', v_name
+                    USING ERRCODE = '42809',
+                          HINT = 'index_name names the index the step''s statement builds.';
+            END IF;
+        END IF;
+    END IF;
+
+    IF action OPERATOR(pg_catalog.=) 'begin' THEN
+        INSERT INTO dbops.migration_steps AS s
+            (version, description, checksum, requires, index_name, backend_start)
+        VALUES (_migration_step.version, _migration_step.description,
+                _migration_step.checksum, _migration_step.requires, _migration_step.index_name,
+                (SELECT a.backend_start FROM pg_catalog.pg_stat_activity a
+                 WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()))
+        ON CONFLICT ON CONSTRAINT migration_steps_pkey DO UPDATE
+            SET description = EXCLUDED.description, checksum = EXCLUDED.checksum,
+                requires = EXCLUDED.requires, index_name = EXCLUDED.index_name,
+                started_by = EXCLUDED.started_by, started_at = EXCLUDED.started_at,
+                backend_pid = EXCLUDED.backend_pid, backend_start = EXCLUDED.backend_start;
+        IF v_valid IS NULL THEN
+            RETURN 'open';
+        ELSIF NOT v_valid THEN
+            RAISE NOTICE 'dropping the invalid index %, left by a build that did not finish', v_index
+                USING HINT = 'The step''s statement builds it again.';
+            EXECUTE pg_catalog.format('DROP INDEX %s', v_index);
+            RETURN 'open';
+        END IF;
+        v_message := pg_catalog.format('index %s was already there and valid', v_index);
+    ELSIF v_name IS NOT NULL AND v_index IS NULL THEN
+        RAISE EXCEPTION 'index "%" of migration % does not exist', v_name, _migration_step.version
+            USING ERRCODE = '42704',
+                  HINT = 'The step''s statement did not build it: run the step again from dbops.migration_step_begin().';
+    ELSIF v_name IS NOT NULL AND NOT v_valid THEN
+        RAISE EXCEPTION 'index % of migration % is invalid', v_index, _migration_step.version
+            USING ERRCODE = '55000',
+                  DETAIL = 'Its concurrent build failed or did not finish.',
+                  HINT = 'Run the step again: dbops.migration_step_begin() drops the invalid index, and the statement builds it anew.';
+    END IF;
+
+    -- applied: the step's row moves to the ledger
+    v_finished := pg_catalog.clock_timestamp();
+    DELETE FROM dbops.migration_steps s
+    WHERE s.version OPERATOR(pg_catalog.=) _migration_step.version
+    RETURNING * INTO v_step;
+    INSERT INTO dbops.migrations AS m
+        (version, description, checksum, status, started_at, finished_at,
+         duration_ms, requires)
+    VALUES (v_step.version, v_step.description, v_step.checksum, 'applied',
+            v_step.started_at, v_finished,
+            pg_catalog.round(extract(epoch FROM v_finished OPERATOR(pg_catalog.-) v_step.started_at)
+                             OPERATOR(pg_catalog.*) 1000::pg_catalog.numeric, 3),
+            v_step.requires)
+    ON CONFLICT ON CONSTRAINT migrations_pkey DO UPDATE
+        SET description = EXCLUDED.description, checksum = EXCLUDED.checksum,
+            status = 'applied', applied_by = EXCLUDED.applied_by,
+            "session_user" = EXCLUDED."session_user",
+            application_name = EXCLUDED.application_name,
+            client_addr = EXCLUDED.client_addr,
+            started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
+            duration_ms = EXCLUDED.duration_ms, requires = EXCLUDED.requires;
+    INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
+    VALUES (v_step.version, 'apply', 'migration_step', v_step.checksum, v_message);
+    RETURN 'applied';
+END;
+$$;
+REVOKE ALL ON FUNCTION dbops._migration_step(text, text, text, text, text[], text, text, text) FROM PUBLIC;
+
+-- No SET clause on either: index_name resolves with the caller's
+-- search_path, as the client's statement does (ledger.c).
+CREATE FUNCTION dbops.migration_step_begin(
+    version text,
+    description text,
+    checksum text DEFAULT NULL,
+    requires text[] DEFAULT '{}',
+    allow_out_of_order boolean DEFAULT NULL,
+    index_name text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'dbops_migration_step_begin'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION dbops.migration_step_begin(text, text, text, text[], boolean, text) IS
+    'Begin a migration step that runs outside a transaction block (CREATE INDEX CONCURRENTLY, ...): returns open, skipped or applied';
+
+CREATE FUNCTION dbops.migration_step_finish(version text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'dbops_migration_step_finish'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION dbops.migration_step_finish(text) IS
+    'Finish a migration step begun with dbops.migration_step_begin(): checks its index is valid and records it applied';

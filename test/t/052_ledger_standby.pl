@@ -29,6 +29,18 @@ is( $standby->safe_psql('postgres',
 		"SELECT status FROM dbops.health() WHERE check_name = 'migrations'"),
 	'warning', 'the migrations health check runs on the standby (0002 rolled back)');
 
+# a step the primary has open: the standby cannot see the primary's
+# sessions, so it does not judge it
+my $stepper = $primary->background_psql('postgres');
+$stepper->query_safe("SELECT dbops.migration_step_begin('0004', 'step', index_name => 't1_id')");
+$primary->wait_for_catchup($standby);
+is( $standby->safe_psql('postgres', "SELECT count(*) FROM dbops.migration_steps"),
+	'1', 'the open step is seen on the standby');
+is( $standby->safe_psql('postgres',
+		"SELECT value || ': ' || detail FROM dbops.health() WHERE check_name = 'migrations'"),
+	'1: 0002 rolled back', 'and not reported by its migrations check');
+$stepper->quit;
+
 my %writes = (
 	'migrate'            => "SELECT dbops.migrate('0003', 'x', 'CREATE TABLE t3 ()')",
 	'migration_begin'    => "BEGIN; SELECT dbops.migration_begin('0003', 'x'); COMMIT;",
@@ -36,6 +48,8 @@ my %writes = (
 	'migration_baseline' => "SELECT dbops.migration_baseline('0100')",
 	'migration_repair'   => "SELECT dbops.migration_repair('0001', NULL)",
 	'migration_import'   => "SELECT dbops.migration_import('dbops.migrations')",
+	'migration_step_begin'  => "SELECT dbops.migration_step_begin('0005', 'x')",
+	'migration_step_finish' => "SELECT dbops.migration_step_finish('0004')",
 );
 for my $f (sort keys %writes)
 {
