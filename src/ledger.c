@@ -2040,67 +2040,75 @@ dbops_migration_import(PG_FUNCTION_ARGS)
 
 /* ------------------------------------------------------------------------
  * Health check "migrations": versions whose last attempt failed (drift
- * included) and versions rolled back.
+ * included), versions rolled back, and steps left unfinished.
  * ------------------------------------------------------------------------
  */
+/* failed, drifted and rolled back versions */
+#define MIGRATIONS_SQL \
+	"WITH last AS (" \
+	"  SELECT DISTINCT ON (e.version) e.version, e.event, e.sqlstate, e.message" \
+	"  FROM dbops.migration_events e" \
+	"  ORDER BY e.version, e.event_id DESC) " \
+	"SELECT l.version," \
+	"       CASE WHEN l.sqlstate OPERATOR(pg_catalog.=) 'DB001'::pg_catalog.text" \
+	"            THEN 'drifted'::pg_catalog.text ELSE 'failed'::pg_catalog.text END," \
+	"       l.sqlstate, l.message" \
+	"  FROM last l WHERE l.event OPERATOR(pg_catalog.=) 'failed'::pg_catalog.text " \
+	"UNION ALL " \
+	"SELECT m.version, 'rolled back'::pg_catalog.text, NULL::pg_catalog.text," \
+	"       NULL::pg_catalog.text" \
+	"  FROM dbops.migrations m" \
+	"  WHERE m.status OPERATOR(pg_catalog.=) 'rolled_back'::pg_catalog.text" \
+	"    AND NOT EXISTS (SELECT 1 FROM last l" \
+	"                    WHERE l.version OPERATOR(pg_catalog.=) m.version" \
+	"                      AND l.event OPERATOR(pg_catalog.=) 'failed'::pg_catalog.text) "
+
+/*
+ * steps whose session ended before they finished (one that failed to
+ * finish shows above); on a standby, the sessions of the primary
+ * cannot be seen, so none is judged there
+ */
+#define MIGRATIONS_STEPS_SQL \
+	"SELECT s.version," \
+	"       CASE WHEN EXISTS (" \
+	"              SELECT 1 FROM pg_catalog.pg_index i" \
+	"              JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid" \
+	"              JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace" \
+	"              WHERE NOT i.indisvalid" \
+	"                AND c.relname OPERATOR(pg_catalog.=) k.ident[pg_catalog.cardinality(k.ident)]::pg_catalog.name" \
+	"                AND (pg_catalog.cardinality(k.ident) OPERATOR(pg_catalog.=) 1" \
+	"                     OR n.nspname OPERATOR(pg_catalog.=)" \
+	"                        k.ident[pg_catalog.cardinality(k.ident) OPERATOR(pg_catalog.-) 1]::pg_catalog.name))" \
+	"            THEN 'step not finished, invalid index'::pg_catalog.text" \
+	"            ELSE 'step not finished'::pg_catalog.text END," \
+	"       NULL::pg_catalog.text, s.index_name" \
+	"  FROM dbops.migration_steps s" \
+	"  CROSS JOIN LATERAL (SELECT pg_catalog.parse_ident(s.index_name) AS ident) k" \
+	"  WHERE NOT pg_catalog.pg_is_in_recovery()" \
+	"    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a" \
+	"                    WHERE a.pid OPERATOR(pg_catalog.=) s.backend_pid" \
+	"                      AND (a.backend_start IS NULL OR s.backend_start IS NULL" \
+	"                           OR a.backend_start OPERATOR(pg_catalog.=) s.backend_start))" \
+	"    AND NOT EXISTS (SELECT 1 FROM last l" \
+	"                    WHERE l.version OPERATOR(pg_catalog.=) s.version" \
+	"                      AND l.event OPERATOR(pg_catalog.=) 'failed'::pg_catalog.text) "
+
 void
 dbops_check_migrations(DbopsReport *report, DbopsCheckResult *res)
 {
 	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plan_steps = NULL;
 	SPITupleTable *tt;
 	int			nfailed = 0;
 	int			nrolled = 0;
 	int			nsteps = 0;
 	DbopsCulprits shown;
 
-	tt = dbops_kept_query(&plan,
-						  "WITH last AS ("
-						  "  SELECT DISTINCT ON (e.version) e.version, e.event, e.sqlstate, e.message"
-						  "  FROM dbops.migration_events e"
-						  "  ORDER BY e.version, e.event_id DESC) "
-						  "SELECT l.version,"
-						  "       CASE WHEN l.sqlstate OPERATOR(pg_catalog.=) 'DB001'::pg_catalog.text"
-						  "            THEN 'drifted'::pg_catalog.text ELSE 'failed'::pg_catalog.text END,"
-						  "       l.sqlstate, l.message"
-						  "  FROM last l WHERE l.event OPERATOR(pg_catalog.=) 'failed'::pg_catalog.text "
-						  "UNION ALL "
-						  "SELECT m.version, 'rolled back'::pg_catalog.text, NULL::pg_catalog.text,"
-						  "       NULL::pg_catalog.text"
-						  "  FROM dbops.migrations m"
-						  "  WHERE m.status OPERATOR(pg_catalog.=) 'rolled_back'::pg_catalog.text"
-						  "    AND NOT EXISTS (SELECT 1 FROM last l"
-						  "                    WHERE l.version OPERATOR(pg_catalog.=) m.version"
-						  "                      AND l.event OPERATOR(pg_catalog.=) 'failed'::pg_catalog.text) "
-						  "UNION ALL "
-	/*
-	 * steps whose session ended before they finished (one that failed to
-	 * finish shows above); on a standby, the sessions of the primary
-	 * cannot be seen, so none is judged there
-	 */
-						  "SELECT s.version,"
-						  "       CASE WHEN EXISTS ("
-						  "              SELECT 1 FROM pg_catalog.pg_index i"
-						  "              JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid"
-						  "              JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
-						  "              WHERE NOT i.indisvalid"
-						  "                AND c.relname OPERATOR(pg_catalog.=) k.ident[pg_catalog.cardinality(k.ident)]::pg_catalog.name"
-						  "                AND (pg_catalog.cardinality(k.ident) OPERATOR(pg_catalog.=) 1"
-						  "                     OR n.nspname OPERATOR(pg_catalog.=)"
-						  "                        k.ident[pg_catalog.cardinality(k.ident) OPERATOR(pg_catalog.-) 1]::pg_catalog.name))"
-						  "            THEN 'step not finished, invalid index'::pg_catalog.text"
-						  "            ELSE 'step not finished'::pg_catalog.text END,"
-						  "       NULL::pg_catalog.text, s.index_name"
-						  "  FROM dbops.migration_steps s"
-						  "  CROSS JOIN LATERAL (SELECT pg_catalog.parse_ident(s.index_name) AS ident) k"
-						  "  WHERE NOT pg_catalog.pg_is_in_recovery()"
-						  "    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a"
-						  "                    WHERE a.pid OPERATOR(pg_catalog.=) s.backend_pid"
-						  "                      AND (a.backend_start IS NULL OR s.backend_start IS NULL"
-						  "                           OR a.backend_start OPERATOR(pg_catalog.=) s.backend_start))"
-						  "    AND NOT EXISTS (SELECT 1 FROM last l"
-						  "                    WHERE l.version OPERATOR(pg_catalog.=) s.version"
-						  "                      AND l.event OPERATOR(pg_catalog.=) 'failed'::pg_catalog.text) "
-						  "ORDER BY 1");
+	/* a 1.0 catalog has no dbops.migration_steps */
+	if (OidIsValid(dbops_relid("migration_steps")))
+		tt = dbops_kept_query(&plan_steps, MIGRATIONS_SQL "UNION ALL " MIGRATIONS_STEPS_SQL "ORDER BY 1");
+	else
+		tt = dbops_kept_query(&plan, MIGRATIONS_SQL "ORDER BY 1");
 
 	dbops_culprits_init(&shown, &res->detail, 10, "", "; ");
 	for (uint64 i = 0; i < SPI_processed; i++)

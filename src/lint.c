@@ -551,14 +551,13 @@ lint_constraint(LintState *st, const char *rel, Constraint *con, LOCKMODE lock,
 							con->contype == CONSTR_UNIQUE ? "UNIQUE" : "EXCLUDE",
 							rel, lock_names[lock], blocks_of(lock));
 			break;
-#if PG_VERSION_NUM >= 180000
 		case CONSTR_NOTNULL:
+			/* ADD CONSTRAINT ... NOT NULL col: from 18 on (a syntax error before) */
 			if (column == NULL && !con->skip_validation)
 				add_finding(st, LINT_SET_NOT_NULL, rel, lock,
 							"the new NOT NULL constraint reads every row of %s under %s: %s wait",
 							rel, lock_names[lock], blocks_of(lock));
 			break;
-#endif
 		default:
 			break;
 	}

@@ -166,10 +166,18 @@ SELECT dbops.migration_step_begin('0024', 'x', index_name => 'orders', allow_out
 	stdout => \$o2, stderr => \$e2, on_error_stop => 0);
 like($e2, qr/ERROR:  42809: "orders" is not an index/, 'index_name must name an index');
 
-# a deploying role needs the grants on dbops.migration_steps
+# the step functions are not PUBLIC's; a deploying role needs them and
+# the grants on dbops.migration_steps
+sql(q{CREATE ROLE nobody LOGIN; GRANT USAGE ON SCHEMA dbops TO nobody});
+$node->psql('postgres', q{SELECT dbops.migration_step_begin('0025', 'no grant')},
+	stdout => \$o2, stderr => \$e2, on_error_stop => 0, extra_params => [ '-U', 'nobody' ]);
+like($e2, qr/permission denied for function migration_step_begin/,
+	'a role without the grant cannot begin a step');
 sql(q{
 CREATE ROLE deployer LOGIN;
 GRANT USAGE ON SCHEMA dbops TO deployer;
+GRANT EXECUTE ON FUNCTION dbops.migration_step_begin(text, text, text, text[], boolean, text),
+    dbops.migration_step_finish(text) TO deployer;
 GRANT SELECT, INSERT, UPDATE ON dbops.migrations TO deployer;
 GRANT SELECT, INSERT ON dbops.migration_events TO deployer;
 GRANT USAGE ON SEQUENCE dbops.migration_events_event_id_seq TO deployer;

@@ -216,6 +216,12 @@ my @calls = (
 	# health
 	{ sql => 'SELECT count(*) > 20 FROM dbops.health()', ok => 1, want => 't' },
 	{ sql => 'SELECT count(*) FROM dbops.health_checks()', ok => 1, want => $nchecks },
+	# the migrations check reads dbops.migration_steps only where it exists
+	{
+		sql => q{SELECT status || ': ' || detail FROM dbops.health() WHERE check_name = 'migrations'},
+		ok => 1,
+		want => 'ok: no failed, drifted, rolled back or unfinished migration'
+	},
 	# the checks new in 1.1 have no thresholds row in a 1.0 catalog: they
 	# run ungraded, as any check without a row
 	{
