@@ -3995,3 +3995,6 @@ AS 'MODULE_PATHNAME', 'dbops_migration_step_finish'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION dbops.migration_step_finish(text) IS
     'Finish a migration step begun with dbops.migration_step_begin(): checks its index is valid and records it applied';
+-- writing functions: granted to the deploying role (doc/ledger.md, "Privileges")
+REVOKE ALL ON FUNCTION dbops.migration_step_begin(text, text, text, text[], boolean, text),
+    dbops.migration_step_finish(text) FROM PUBLIC;
