@@ -3866,6 +3866,9 @@ DECLARE
     v_valid    boolean;
     v_message  text;
     v_finished timestamptz;
+    -- messages quote at most 64 characters of a version or a name
+    v_shown    text := CASE WHEN pg_catalog.length(_migration_step.version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(_migration_step.version, 64) OPERATOR(pg_catalog.||) '...' ELSE _migration_step.version END;
+    v_name_shown text;
 BEGIN
     IF action OPERATOR(pg_catalog.=) 'begin' AND decision OPERATOR(pg_catalog.<>) 'apply' THEN
         INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
@@ -3876,7 +3879,7 @@ BEGIN
     SELECT * INTO v_step FROM dbops.migration_steps s
     WHERE s.version OPERATOR(pg_catalog.=) _migration_step.version;
     IF NOT FOUND AND action OPERATOR(pg_catalog.=) 'finish' THEN
-        RAISE EXCEPTION 'migration % has no step open', _migration_step.version
+        RAISE EXCEPTION 'migration % has no step open', v_shown
             USING ERRCODE = 'DB005',
                   HINT = 'Begin the step with dbops.migration_step_begin(version, description), run its statement, then finish it.';
     END IF;
@@ -3886,7 +3889,7 @@ BEGIN
                      AND (a.backend_start IS NULL OR v_step.backend_start IS NULL
                           OR a.backend_start OPERATOR(pg_catalog.=) v_step.backend_start)) THEN
         RAISE EXCEPTION 'migration % has a step open in another session (pid %)',
-            _migration_step.version, v_step.backend_pid
+            v_shown, v_step.backend_pid
             USING ERRCODE = 'DB004',
                   DETAIL = pg_catalog.format('%s began it at %s.', v_step.started_by, v_step.started_at),
                   HINT = 'The session that began the step finishes it; if that session is stuck, end it (pg_terminate_backend) and run the step again.';
@@ -3894,11 +3897,16 @@ BEGIN
 
     v_name := CASE WHEN action OPERATOR(pg_catalog.=) 'begin' THEN index_name ELSE v_step.index_name END;
     IF v_name IS NOT NULL THEN
-        IF pg_catalog.cardinality(pg_catalog.parse_ident(v_name)) OPERATOR(pg_catalog.>) 3 THEN
-            RAISE EXCEPTION 'index_name "%" has too many dots', v_name
+        v_name_shown := CASE WHEN pg_catalog.length(v_name) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(v_name, 64) OPERATOR(pg_catalog.||) '...' ELSE v_name END;
+        BEGIN
+            IF pg_catalog.cardinality(pg_catalog.parse_ident(v_name)) OPERATOR(pg_catalog.>) 3 THEN
+                RAISE EXCEPTION USING ERRCODE = '22023';
+            END IF;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            RAISE EXCEPTION 'index_name "%" is not a name', v_name_shown
                 USING ERRCODE = '22023',
-                      HINT = 'Give the index''s name, or schema.name.';
-        END IF;
+                      HINT = 'Give the index''s name, or schema.name, quoted as in SQL where it needs quotes.';
+        END;
         PERFORM pg_catalog.set_config('search_path', _migration_step.search_path, true);
         v_index := pg_catalog.to_regclass(v_name);
         PERFORM pg_catalog.set_config('search_path'::pg_catalog.text,
@@ -3907,7 +3915,7 @@ BEGIN
             SELECT i.indisvalid INTO v_valid FROM pg_catalog.pg_index i
             WHERE i.indexrelid OPERATOR(pg_catalog.=) v_index;
             IF NOT FOUND THEN
-                RAISE EXCEPTION '"%" is not an index', v_name
+                RAISE EXCEPTION '"%" is not an index', v_name_shown
                     USING ERRCODE = '42809',
                           HINT = 'index_name names the index the step''s statement builds.';
             END IF;
@@ -3936,11 +3944,11 @@ BEGIN
         END IF;
         v_message := pg_catalog.format('index %s was already there and valid', v_index);
     ELSIF v_name IS NOT NULL AND v_index IS NULL THEN
-        RAISE EXCEPTION 'index "%" of migration % does not exist', v_name, _migration_step.version
+        RAISE EXCEPTION 'index "%" of migration % does not exist', v_name_shown, v_shown
             USING ERRCODE = '42704',
                   HINT = 'The step''s statement did not build it: run the step again from dbops.migration_step_begin().';
     ELSIF v_name IS NOT NULL AND NOT v_valid THEN
-        RAISE EXCEPTION 'index % of migration % is invalid', v_index, _migration_step.version
+        RAISE EXCEPTION 'index % of migration % is invalid', v_index, v_shown
             USING ERRCODE = '55000',
                   DETAIL = 'Its concurrent build failed or did not finish.',
                   HINT = 'Run the step again: dbops.migration_step_begin() drops the invalid index, and the statement builds it anew.';
