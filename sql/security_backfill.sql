@@ -31,7 +31,7 @@ GRANT EXECUTE ON FUNCTION dbops._backfill_begin(), dbops._backfill_check(text, t
     dbops._backfill_stop(dbops._backfill_state, text, text, text),
     dbops._backfill_batch(dbops._backfill_state), dbops._backfill_pending(dbops._backfill_state),
     dbops._backfill_lag(dbops._backfill_state), dbops._backfill_pause(dbops._backfill_state),
-    dbops._backfill_record(dbops._backfill_state),
+    dbops._backfill_record(dbops._backfill_state), dbops._backfill_finish(dbops._backfill_state),
     dbops._backfill_abort(dbops._backfill_state, text, text, text),
     dbops._purge_busy_sessions() TO sec_bf_attacker;
 GRANT SELECT, INSERT, UPDATE ON dbops.backfill_runs TO sec_bf_attacker;
@@ -131,7 +131,7 @@ REVOKE ALL ON FUNCTION dbops._backfill_begin(), dbops._backfill_check(text, text
     dbops._backfill_stop(dbops._backfill_state, text, text, text),
     dbops._backfill_batch(dbops._backfill_state), dbops._backfill_pending(dbops._backfill_state),
     dbops._backfill_lag(dbops._backfill_state), dbops._backfill_pause(dbops._backfill_state),
-    dbops._backfill_record(dbops._backfill_state),
+    dbops._backfill_record(dbops._backfill_state), dbops._backfill_finish(dbops._backfill_state),
     dbops._backfill_abort(dbops._backfill_state, text, text, text),
     dbops._purge_busy_sessions() FROM sec_bf_attacker;
 DROP ROLE sec_bf_attacker, sec_bf_victim;

@@ -4635,7 +4635,7 @@ END
 $$;
 
 -- Phase record: the run's outcome (done, unless a phase stopped it) and
--- its NOTICE, or WARNING when it failed.  Next: done.
+-- its NOTICE.  Next: done, or finish when it failed.
 CREATE FUNCTION dbops._backfill_record(st dbops._backfill_state)
 RETURNS dbops._backfill_state
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
@@ -4650,9 +4650,8 @@ BEGIN
      WHERE r.run_id = st.run
     RETURNING * INTO v_run;
     IF v_run.status = 'failed' THEN
-        RAISE WARNING 'backfill of % failed: %', st.relname, v_run.message
-            USING DETAIL = format('SQLSTATE %s; see dbops.backfill_runs run_id %s', v_run.sqlstate, st.run),
-                  HINT = 'Committed batches stay updated; CALL dbops.backfill() again with the same arguments to finish.';
+        st.phase := 'finish';
+        RETURN st;
     ELSE
         RAISE NOTICE 'backfill of %: % rows updated in % batches; %',
             st.relname, v_run.rows_updated, v_run.batches,
@@ -4660,6 +4659,22 @@ BEGIN
     END IF;
     st.phase := 'done';
     RETURN st;
+END
+$$;
+
+-- Phase finish, after a run that ended as failed was recorded (and
+-- committed): the CALL fails with its error, so that a script or a
+-- scheduled job notices.  Next: done (never reached).
+CREATE FUNCTION dbops._backfill_finish(st dbops._backfill_state)
+RETURNS dbops._backfill_state
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dbops._backfill_require_phase(st, 'finish');
+    RAISE EXCEPTION 'backfill of % failed: %', st.relname, st.message
+        USING ERRCODE = coalesce(st.sqlstate, 'P0001'),
+              DETAIL = format('See dbops.backfill_runs run_id %s.', st.run),
+              HINT = 'Committed batches stay updated; CALL dbops.backfill() again with the same arguments to finish.';
 END
 $$;
 
@@ -4727,7 +4742,8 @@ GRANT SELECT ON dbops.backfill_progress TO pg_monitor;
 -- cannot carry a SET search_path clause, so its own statements depend on
 -- no search_path (schema-qualified calls with arguments of their exact
 -- types, schema-qualified operators).  The phases, each in a transaction
--- of its own: start (checks, the run), batch, pending, lag, pause, record.
+-- of its own: start (checks, the run), batch, pending, lag, pause, record,
+-- finish.
 -- A phase that fails or is cancelled is caught, its run recorded as failed
 -- or cancelled (dbops._backfill_abort()) and committed, and the error
 -- raised again.  The caller's set and where run with the caller's rights,
@@ -4757,6 +4773,7 @@ BEGIN
             WHEN v_st.phase OPERATOR(pg_catalog.=) 'lag' THEN v_st := dbops._backfill_lag(v_st);
             WHEN v_st.phase OPERATOR(pg_catalog.=) 'pause' THEN v_st := dbops._backfill_pause(v_st);
             WHEN v_st.phase OPERATOR(pg_catalog.=) 'record' THEN v_st := dbops._backfill_record(v_st);
+            WHEN v_st.phase OPERATOR(pg_catalog.=) 'finish' THEN v_st := dbops._backfill_finish(v_st);
             END CASE;
         EXCEPTION WHEN query_canceled OR OTHERS THEN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT,
@@ -4787,5 +4804,6 @@ REVOKE ALL ON FUNCTION dbops._backfill_require_phase(dbops._backfill_state, text
     dbops._backfill_lag(dbops._backfill_state),
     dbops._backfill_pause(dbops._backfill_state),
     dbops._backfill_record(dbops._backfill_state),
+    dbops._backfill_finish(dbops._backfill_state),
     dbops._backfill_abort(dbops._backfill_state, text, text, text) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE dbops.backfill(regclass, text, text, name, integer, boolean, interval) FROM PUBLIC;
