@@ -32,7 +32,7 @@ CREATE TABLE dbops.backfill_runs (
     sqlstate            text,
     message             text,
     started             timestamptz NOT NULL DEFAULT clock_timestamp(),
-    updated             timestamptz NOT NULL DEFAULT clock_timestamp(),
+    last_progress       timestamptz NOT NULL DEFAULT clock_timestamp(),
     finished            timestamptz,
     run_by              name NOT NULL DEFAULT current_user,
     pid                 integer NOT NULL DEFAULT pg_backend_pid(),
@@ -361,7 +361,7 @@ BEGIN
         UPDATE dbops.backfill_runs r
            SET status = 'running', pid = pg_backend_pid(), sqlstate = NULL, message = NULL, finished = NULL,
                backend_start = (SELECT a.backend_start FROM pg_stat_get_activity(pg_backend_pid()) a),
-               updated = clock_timestamp()
+               last_progress = clock_timestamp()
          WHERE r.run_id = v_run.run_id;
         v_st.run := v_run.run_id;
         v_st.end_key := v_run.end_key;
@@ -490,7 +490,7 @@ BEGIN
            rows_covered = r.rows_covered + v_count,
            rows_skipped_locked = r.rows_skipped_locked + v_skipped,
            batches = r.batches + 1, longest_batch_ms = greatest(r.longest_batch_ms, v_ms),
-           updated = clock_timestamp()
+           last_progress = clock_timestamp()
      WHERE r.run_id = st.run
     RETURNING * INTO v_run;
 
@@ -564,7 +564,7 @@ BEGIN
                    st.relation, st.key_column, st.op_eq, st.key_type)
        USING v_keys, st.run, v_locked;
     UPDATE dbops.backfill_runs r
-       SET rows_updated = r.rows_updated + v_n, batches = r.batches + 1, updated = clock_timestamp()
+       SET rows_updated = r.rows_updated + v_n, batches = r.batches + 1, last_progress = clock_timestamp()
      WHERE r.run_id = st.run;
     IF cardinality(v_locked) = 0 AND v_gone = 0 THEN
         st.retries := st.retries + 1;
@@ -648,7 +648,7 @@ DECLARE
 BEGIN
     PERFORM dbops._backfill_require_phase(st, 'record');
     UPDATE dbops.backfill_runs r
-       SET status = coalesce(st.status, 'done'), finished = clock_timestamp(), updated = clock_timestamp(),
+       SET status = coalesce(st.status, 'done'), finished = clock_timestamp(), last_progress = clock_timestamp(),
            sqlstate = st.sqlstate, message = st.message
      WHERE r.run_id = st.run
     RETURNING * INTO v_run;
@@ -695,7 +695,7 @@ DECLARE
 BEGIN
     UPDATE dbops.backfill_runs r
        SET status = CASE WHEN code = '57014' THEN 'cancelled' ELSE 'failed' END,
-           finished = clock_timestamp(), updated = clock_timestamp(), sqlstate = code,
+           finished = clock_timestamp(), last_progress = clock_timestamp(), sqlstate = code,
            message = CASE WHEN length(_backfill_abort.message) > 500 THEN left(_backfill_abort.message, 500) || '...'
                           ELSE _backfill_abort.message END
      WHERE r.run_id = st.run AND r.status = 'running' AND r.pid = pg_backend_pid()
@@ -728,7 +728,7 @@ SELECT r.run_id, r.relation, r.status, r.key_column, r.last_key, r.end_key,
             THEN pg_catalog.round(LEAST(100.0, 100.0 OPERATOR(pg_catalog.*) r.rows_covered::pg_catalog.numeric
                                   OPERATOR(pg_catalog./) c.reltuples::pg_catalog.numeric), 1)
        END AS percent_done,
-       r.started, r.updated, r.finished,
+       r.started, r.last_progress, r.finished,
        COALESCE(r.finished, pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.-) r.started AS elapsed,
        r.longest_batch_ms, r.lock_retries, r.paused_ms,
        (r.status OPERATOR(pg_catalog.=) 'running' AND EXISTS (
