@@ -20,7 +20,8 @@ OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 # capability).  Released versions are frozen under updates/: the install
 # script of 1.0 as shipped, and one hand-written upgrade script per step.
 SQL_PARTS   = src/dbops.sql src/health.sql src/statements.sql src/locktree.sql src/bloat.sql \
-              src/reaper.sql src/ledger.sql src/lint.sql src/retention.sql src/schedule.sql
+              src/reaper.sql src/ledger.sql src/lint.sql src/retention.sql src/backfill.sql \
+              src/schedule.sql
 DATA_built  = dbops--$(EXTVERSION).sql
 DATA        = updates/dbops--1.0.sql $(wildcard updates/dbops--*--*.sql)
 DOCS        = $(wildcard doc/*.md)

@@ -9,6 +9,9 @@
 -- the exceptions to rule 1, and why each is safe
 CREATE TEMP TABLE unpinned_by_design (fn text PRIMARY KEY, reason text NOT NULL);
 INSERT INTO unpinned_by_design VALUES
+    ('dbops.backfill(regclass,text,text,name,integer,boolean,interval)',
+     'a procedure that COMMITs cannot carry a SET clause: its own statements are '
+     'schema-qualified and its work is done in pinned dbops._* functions'),
     ('dbops.purge(regclass,boolean)',
      'a procedure that COMMITs cannot carry a SET clause: its own statements are '
      'schema-qualified and its work is done in pinned dbops._* functions');

@@ -40,6 +40,7 @@ _PG_init(void)
 	dbops_ledger_init();
 	dbops_lint_init();
 	dbops_retention_init();
+	dbops_backfill_init();
 	dbops_bloat_init();
 
 	MarkGUCPrefixReserved("dbops");

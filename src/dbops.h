@@ -170,6 +170,9 @@ extern int	dbops_report_large_rels(DbopsReport *report, const DbopsLargeRel **re
 /* health.c (the health capability's own checks: healthkit.h) */
 extern void dbops_health_init(void);
 
+/* backfill.c */
+extern void dbops_backfill_init(void);
+
 /* bloat.c */
 extern void dbops_bloat_init(void);
 extern void dbops_check_bloat(DbopsReport *report, DbopsCheckResult *res);
