@@ -72,7 +72,11 @@ is( $node->safe_psql('postgres',
 cmp_ok($node->safe_psql('postgres', 'SELECT batches FROM dbops.backfill_runs'), '>', 10,
 	'in many batches');
 
-cmp_ok($node->safe_psql('postgres', 'SELECT count(*) FROM pgbench_history'), '>', 100,
+# (how many transactions pgbench gets through depends on the machine: the
+# test needs only that they ran while the backfill did)
+cmp_ok( $node->safe_psql('postgres', q{
+SELECT count(*) FROM pgbench_history h, dbops.backfill_runs r
+WHERE h.mtime BETWEEN r.started AND r.finished}), '>', 0,
 	'pgbench ran alongside');
 $bench->kill_kill;
 
