@@ -92,7 +92,7 @@ typedef struct LintRuleInfo
 
 static const LintRuleInfo lint_rules[LINT_NRULES] = {
 	[LINT_CREATE_INDEX] = {"create_index",
-	"CREATE INDEX CONCURRENTLY, outside a transaction block (a step of its own), then check that the index is valid"},
+	"CREATE INDEX CONCURRENTLY, outside a transaction block, as a step (dbops.migration_step_begin() with index_name, the statement, dbops.migration_step_finish(), which checks the index is valid)"},
 	[LINT_ADD_COLUMN_REWRITE] = {"add_column_rewrite",
 	"add the column with no default or a constant one, set the default for new rows with ALTER COLUMN ... SET DEFAULT, and fill the existing rows in batches (CALL dbops.backfill)"},
 	[LINT_ALTER_COLUMN_TYPE] = {"alter_column_type",
@@ -126,7 +126,7 @@ static const LintRuleInfo lint_rules[LINT_NRULES] = {
 	[LINT_REINDEX] = {"reindex",
 	"REINDEX ... CONCURRENTLY, outside a transaction block (a step of its own)"},
 	[LINT_NOT_IN_TRANSACTION] = {"not_in_transaction",
-	"run the statement on its own, outside a transaction block: a step of its own in the migration tool, or its own psql statement outside BEGIN ... COMMIT"},
+	"run the statement on its own, outside a transaction block: a step (dbops.migration_step_begin(), the statement, dbops.migration_step_finish()), or its own psql statement outside BEGIN ... COMMIT"},
 	[LINT_LOCK_HELD] = {"lock_held",
 	"commit right after the statement that takes the strong lock (one locking change per migration), or make it the last statement of its transaction"},
 };
