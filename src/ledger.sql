@@ -499,12 +499,6 @@ DECLARE
     v_shown    text := CASE WHEN pg_catalog.length(_migration_step.version) OPERATOR(pg_catalog.>) 64 THEN pg_catalog."left"(_migration_step.version, 64) OPERATOR(pg_catalog.||) '...' ELSE _migration_step.version END;
     v_name_shown text;
 BEGIN
-    IF action OPERATOR(pg_catalog.=) 'begin' AND decision OPERATOR(pg_catalog.<>) 'apply' THEN
-        INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
-        VALUES (_migration_step.version, 'skip', 'migration_step', _migration_step.checksum, decision);
-        RETURN 'skipped';
-    END IF;
-
     SELECT * INTO v_step FROM dbops.migration_steps s
     WHERE s.version OPERATOR(pg_catalog.=) _migration_step.version;
     IF NOT FOUND AND action OPERATOR(pg_catalog.=) 'finish' THEN
@@ -522,6 +516,16 @@ BEGIN
             USING ERRCODE = 'DB004',
                   DETAIL = pg_catalog.format('%s began it at %s.', v_step.started_by, v_step.started_at),
                   HINT = 'The session that began the step finishes it; if that session is stuck, end it (pg_terminate_backend) and run the step again.';
+    END IF;
+
+    -- already applied (by this step's earlier run, or by migrate() or a
+    -- baseline): nothing to run, and a step row left by an ended session
+    -- goes
+    IF action OPERATOR(pg_catalog.=) 'begin' AND decision OPERATOR(pg_catalog.<>) 'apply' THEN
+        DELETE FROM dbops.migration_steps s WHERE s.version OPERATOR(pg_catalog.=) _migration_step.version;
+        INSERT INTO dbops.migration_events (version, event, operation, checksum, message)
+        VALUES (_migration_step.version, 'skip', 'migration_step', _migration_step.checksum, decision);
+        RETURN 'skipped';
     END IF;
 
     v_name := CASE WHEN action OPERATOR(pg_catalog.=) 'begin' THEN index_name ELSE v_step.index_name END;

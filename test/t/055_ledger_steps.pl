@@ -156,6 +156,17 @@ is(sql(q{SELECT dbops.migration_step_begin('0023', 'built by hand', index_name =
 like(sql(q{SELECT message FROM dbops.migration_events WHERE version = '0023' AND event = 'apply'}),
 	qr/already there and valid/, 'and says why');
 
+# a step whose session ended, then applied another way: its rerun skips
+# and clears the step
+sql(q{SELECT dbops.migration_step_begin('0030', 'left open', allow_out_of_order => true)});
+like(migrations_check(), qr/0030 step not finished/, 'a step left open by an ended session is reported');
+sql(q{SELECT dbops.migrate('0030', 'applied by hand', 'SELECT 1', allow_out_of_order => true)});
+is(sql(q{SELECT dbops.migration_step_begin('0030', 'left open', allow_out_of_order => true)}),
+	'skipped', 'the rerun of a step applied meanwhile skips');
+is(sql(q{SELECT count(*) FROM dbops.migration_steps WHERE version = '0030'}), '0',
+	'and clears the step row');
+unlike(migrations_check(), qr/0030/, 'which the migrations check no longer reports');
+
 # not inside a transaction block; not for a relation that is not an index
 $node->psql('postgres', q{BEGIN; SELECT dbops.migration_step_begin('0024', 'x');},
 	stdout => \$o2, stderr => \$e2, on_error_stop => 0);
