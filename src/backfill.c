@@ -38,6 +38,7 @@
 #include "utils/guc.h"
 
 #include "dbops.h"
+#include "retention_exec.h"
 
 static double dbops_backfill_yield = 0.25;
 
@@ -56,14 +57,6 @@ dbops_backfill_init(void)
 							 0.25, 0.0, 100.0,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
-}
-
-static int
-guc_int(const char *name)
-{
-	const char *v = GetConfigOption(name, false, false);
-
-	return pg_strtoint32(v);
 }
 
 /*
@@ -99,11 +92,11 @@ dbops_backfill_begin(PG_FUNCTION_ARGS)
 	dbops_check_result_columns(fcinfo, tupdesc, BACKFILL_BEGIN_COLS);
 	tupdesc = BlessTupleDesc(tupdesc);
 
-	values[0] = Int32GetDatum(guc_int("dbops.purge_batch_target"));
-	values[1] = Int32GetDatum(guc_int("dbops.purge_batch_max"));
-	values[2] = Int32GetDatum(guc_int("dbops.purge_lock_timeout"));
-	values[3] = Int32GetDatum(guc_int("dbops.purge_lock_retries"));
-	values[4] = Int32GetDatum(guc_int("dbops.purge_max_replica_lag"));
+	values[0] = Int32GetDatum(dbops_purge_batch_target);
+	values[1] = Int32GetDatum(dbops_purge_batch_max);
+	values[2] = Int32GetDatum(dbops_purge_lock_timeout);
+	values[3] = Int32GetDatum(dbops_purge_lock_retries);
+	values[4] = Int32GetDatum(dbops_purge_max_replica_lag);
 	values[5] = Float8GetDatum(dbops_backfill_yield);
 	values[6] = Int32GetDatum(MyProcPid);
 

@@ -42,11 +42,11 @@
  */
 #define DBOPS_PURGE_LOCK_KEY	1684172914	/* 'dbpr' */
 
-static int			dbops_purge_batch_target = 200;
-static int			dbops_purge_batch_max = 100000;
+int			dbops_purge_batch_target = 200;
+int			dbops_purge_batch_max = 100000;
 int			dbops_purge_lock_timeout = 100;
-static int			dbops_purge_lock_retries = 10;
-static int			dbops_purge_max_replica_lag = 10000;
+int			dbops_purge_lock_retries = 10;
+int			dbops_purge_max_replica_lag = 10000;
 static int			dbops_purge_runs_keep = 90 * 86400;
 static int			dbops_retention_slack = 86400;
 static double		dbops_purge_yield = 1.0;

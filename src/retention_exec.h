@@ -34,8 +34,15 @@ extern bool dbops_retention_problem_of(Oid relid, const char *created_by,
  * max_run_time stay far inside the range of timestamp and timestamptz
  * (4713 BC to 294276 AD) whatever the signs of the interval's parts.
  */
-/* dbops.purge_lock_timeout (retention.c), also used by retention_exec.c */
+/*
+ * The purge's batch, lock and lag settings (retention.c): dbops.purge_lock_timeout
+ * is also used by retention_exec.c, and all of them by a backfill (backfill.c).
+ */
+extern int	dbops_purge_batch_target;
+extern int	dbops_purge_batch_max;
 extern int	dbops_purge_lock_timeout;
+extern int	dbops_purge_lock_retries;
+extern int	dbops_purge_max_replica_lag;
 
 #define DBOPS_RETENTION_MAX_YEARS	1000
 /* The largest batch_size: the largest dbops.purge_batch_max. */
