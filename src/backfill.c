@@ -177,7 +177,8 @@ parse_or_explain(const char *sql, const char *what, const char *hint)
 		FlushErrorState();
 		ereport(ERROR,
 				(errcode(edata->sqlerrcode),
-				 errmsg("the %s of dbops.backfill() does not parse: %s", what, edata->message),
+				 errmsg("the %s of dbops.backfill() does not parse: %s", what,
+						dbops_bounded(edata->message, 200)),
 				 errhint("%s", hint)));
 	}
 	PG_END_TRY();
@@ -206,8 +207,9 @@ scan_or_explain(const char *text, const char *what, const char *hint)
 		FlushErrorState();
 		ereport(ERROR,
 				(errcode(edata->sqlerrcode),
-				 edata->hint ? errmsg("%s", edata->message) :
-				 errmsg("the %s of dbops.backfill() does not parse: %s", what, edata->message),
+				 edata->hint ? errmsg("%s", dbops_bounded(edata->message, 200)) :
+				 errmsg("the %s of dbops.backfill() does not parse: %s", what,
+						dbops_bounded(edata->message, 200)),
 				 edata->detail ? errdetail("%s", edata->detail) : 0,
 				 errhint("%s", edata->hint ? edata->hint : hint)));
 	}
