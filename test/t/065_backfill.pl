@@ -20,14 +20,15 @@ CREATE TABLE users (id bigint PRIMARY KEY, v int NOT NULL DEFAULT 0, new_field t
 INSERT INTO users (id) SELECT i FROM generate_series(1, 3000000) i;
 VACUUM ANALYZE users;
 });
-$node->command_ok([ 'pgbench', '-i', '-s', '2', '-q', '-d', $node->connstr('postgres') ],
+$node->command_ok([ 'pgbench', '-i', '-s', '2', '-q', $node->connstr('postgres') ],
 	'pgbench tables created');
 
-# pgbench, tpcb-like, 2 clients, for the whole test
-my ($bout, $berr) = ('', '');
+# pgbench, tpcb-like, 2 clients, for the whole test; its output goes to a
+# file (a pipe nobody reads would stop it once full)
+my $benchlog = $node->basedir . '/pgbench.log';
 my $bench = IPC::Run::start(
-	[ 'pgbench', '-n', '-c', '2', '-j', '2', '-T', '600', '-d', $node->connstr('postgres') ],
-	'>', \$bout, '2>', \$berr);
+	[ 'pgbench', '-n', '-c', '2', '-j', '2', '-T', '600', $node->connstr('postgres') ],
+	'>', $benchlog, '2>&1');
 
 my $call = q{CALL dbops.backfill('users', 'v = v + 1, new_field = ''default''', batch_size => 5000)};
 my ($out, $err) = ('', '');
