@@ -163,6 +163,7 @@ typedef struct PageAcc
 	double		recently_dead;	/* dead but still kept by a rewrite now */
 	double		hikey_bytes;	/* btree: high keys seen */
 	int64		hikeys;
+	double		tids;			/* btree: heap TIDs of the leaf items read */
 	PackSim		sim;
 
 	/*
@@ -178,6 +179,8 @@ typedef struct PageAcc
 	double		runtids;
 	double		rebuilt;		/* item bytes after a rebuild, with lps */
 	double		current;		/* the same items' bytes now, with lps */
+	bool		per_page;		/* sampling: a run ends with its page */
+	double		carry;			/* full posting tuples not yet fed (< 1) */
 
 	HeapCheck  *hc;				/* NULL: entries are not checked */
 } PageAcc;
@@ -432,6 +435,80 @@ measure_heap_page(Relation rel, Buffer buf, BlockNumber blkno,
 	acc->sumsq_y += y * y;
 }
 
+/* The most heap TIDs one posting tuple of a key of keysz bytes may hold. */
+static int64
+dedup_permax(const PageAcc *acc, Size keysz)
+{
+	int64		permax;
+
+	if (keysz + 2 * sizeof(ItemPointerData) > acc->maxposting)
+		return 1;				/* too wide for a posting list */
+	permax = (int64) ((acc->maxposting - keysz) / sizeof(ItemPointerData));
+
+	while (MAXALIGN(keysz + permax * sizeof(ItemPointerData)) > acc->maxposting && permax > 1)
+		permax--;
+	return Max(permax, 1);
+}
+
+/*
+ * Sampling: the current run goes on past the end of its page (the page's
+ * high key is the same key).  Its TIDs are a stretch of a longer run, so a
+ * build makes full posting tuples of them: they count at t / permax full
+ * tuples, and the packing gets the whole ones (the fractions add up over
+ * the sample).  Only the run that ends a key ends with a partial tuple;
+ * flushing each sampled page's runs as if they were whole would make one
+ * per page read.
+ */
+static void
+dedup_flush_crossing(PageAcc *acc)
+{
+	Size		keysz = acc->runkeysz;
+	int64		permax;
+	Size		sz;
+	double		tuples;
+
+	acc->runkeysz = 0;
+	if (keysz == 0 || acc->runtids <= 0)
+	{
+		acc->runtids = 0;
+		return;
+	}
+	permax = dedup_permax(acc, keysz);
+	sz = permax > 1 ? MAXALIGN(keysz + permax * sizeof(ItemPointerData)) : keysz;
+	tuples = acc->runtids / permax;
+	acc->rebuilt += tuples * (sz + sizeof(ItemIdData));
+	acc->carry += tuples;
+	while (acc->carry >= 1)
+	{
+		sim_add(&acc->sim, sz, permax > 1 ? sz - keysz : 0);
+		acc->carry -= 1;
+	}
+	acc->runtids = 0;
+}
+
+/*
+ * Does the run go on past the end of this leaf page?  Then the high key
+ * (the right sibling's first key) is the run's key with a heap TID: a
+ * pivot keeps every key attribute and a heap TID only when the items on
+ * either side of the split have equal keys.
+ */
+static bool
+dedup_run_crosses(const PageAcc *acc, Page page, BTPageOpaque opaque)
+{
+	IndexTuple	hikey;
+	Size		keydata = acc->runkeysz - sizeof(IndexTupleData);
+
+	if (acc->runkeysz == 0 || P_RIGHTMOST(opaque))
+		return false;
+	hikey = (IndexTuple) PageGetItem(page, PageGetItemId(page, P_HIKEY));
+	if (!BTreeTupleIsPivot(hikey) || BTreeTupleGetHeapTID(hikey) == NULL)
+		return false;
+	if ((hikey->t_info & INDEX_NULL_MASK) != acc->runflags ||
+		IndexTupleSize(hikey) < acc->runkeysz)
+		return false;
+	return memcmp(acc->runkey, (char *) hikey + sizeof(IndexTupleData), keydata) == 0;
+}
+
 /*
  * Emit the posting-list tuples a build makes of the current run.  When
  * sampling, the run's TID count is an estimate and may be fractional: the
@@ -452,12 +529,7 @@ dedup_flush(PageAcc *acc)
 		acc->runtids = 0;
 		return;
 	}
-	/* the most TIDs one posting tuple of this key may hold */
-	permax = (int64) ((acc->maxposting - keysz) / sizeof(ItemPointerData));
-	while (MAXALIGN(keysz + permax * sizeof(ItemPointerData)) > acc->maxposting && permax > 1)
-		permax--;
-	if (permax < 2)
-		permax = 1;
+	permax = dedup_permax(acc, keysz);
 	while (left > 0)
 	{
 		int64		n = Min(left, permax);
@@ -635,7 +707,12 @@ measure_btree_page(Buffer buf, PageAcc *acc)
 					continue;
 				}
 				if (BTreeTupleIsPosting(itup))
+				{
 					postlen = IndexTupleSize(itup) - BTreeTupleGetPostingOffset(itup);
+					acc->tids += BTreeTupleGetNPosting(itup);
+				}
+				else
+					acc->tids += 1;
 				if (acc->hc && acc->hc->all)
 				{
 					int			ntids;
@@ -666,6 +743,13 @@ measure_btree_page(Buffer buf, PageAcc *acc)
 				else
 					sim_add(&acc->sim, len, postlen);
 			}
+			if (acc->dedup && acc->per_page)
+			{
+				if (dedup_run_crosses(acc, page, opaque))
+					dedup_flush_crossing(acc);
+				else
+					dedup_flush(acc);
+			}
 		}
 		else
 		{
@@ -693,6 +777,42 @@ blockno_cmp(const void *a, const void *b)
 }
 
 /*
+ * Start acc over: nothing measured, the packing at its first page.  What
+ * stays is how the relation is read (deduplication, the heap check).
+ */
+static void
+acc_reset(PageAcc *acc, bool btree, Size reserve)
+{
+	PageAcc		keep = *acc;
+
+	memset(acc, 0, sizeof(PageAcc));
+	sim_init(&acc->sim, btree, reserve);
+	acc->dedup = keep.dedup;
+	acc->maxposting = keep.maxposting;
+	acc->runkey = keep.runkey;
+	acc->hc = keep.hc;
+}
+
+/* Read every page of the frame, in order, into acc. */
+static void
+read_every_page(Relation rel, bool btree, BlockNumber first, BlockNumber nblocks,
+				BufferAccessStrategy bstrategy, TransactionId oldestxmin, PageAcc *acc)
+{
+	for (BlockNumber blk = first; blk < nblocks; blk++)
+	{
+		Buffer		buf;
+
+		CHECK_FOR_INTERRUPTS();
+		buf = ReadBufferExtended(rel, MAIN_FORKNUM, blk, RBM_NORMAL, bstrategy);
+		if (btree)
+			measure_btree_page(buf, acc);
+		else
+			measure_heap_page(rel, buf, blk, oldestxmin, acc);
+	}
+	dedup_flush(acc);
+}
+
+/*
  * Read the pages of rel and fill row.  first..nblocks-1 is the sampling
  * frame (the btree metapage is left out).  Every page is read when the frame
  * fits in sample_cap (when sampling: in the first round), else a sample of
@@ -714,6 +834,10 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 	HeapCheck  *hc = NULL;
 	BlockNumber *read_blocks = NULL;
 	int64		nread = 0;
+	int64		cap = sample_cap;
+	int64		reread = 0;		/* sampled pages read again by an exact read */
+	bool		exact_instead = false;
+	bool		short_of_full = false;
 	double		kept_pages;
 	double		half = 0;
 	double		after;
@@ -786,19 +910,8 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 
 	if (full)
 	{
-		for (BlockNumber blk = first; blk < nblocks; blk++)
-		{
-			Buffer		buf;
-
-			CHECK_FOR_INTERRUPTS();
-			buf = ReadBufferExtended(rel, MAIN_FORKNUM, blk, RBM_NORMAL, bstrategy);
-			if (btree)
-				measure_btree_page(buf, &acc);
-			else
-				measure_heap_page(rel, buf, blk, oldestxmin, &acc);
-		}
+		read_every_page(rel, btree, first, nblocks, bstrategy, oldestxmin, &acc);
 		nread = frame;
-		dedup_flush(&acc);
 		kept_pages = sim_pages(&acc.sim);
 	}
 	else
@@ -811,6 +924,7 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 
 		sample_cap = Min(sample_cap, (int64) frame);
 		want = Min(sample_cap, BLOAT_FIRST_ROUND);
+		acc.per_page = true;
 		read_blocks = palloc(sizeof(BlockNumber) * sample_cap);
 		for (int round = 0; round < BLOAT_MAX_ROUNDS && want > nread; round++)
 		{
@@ -818,20 +932,31 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 			int64		nold = nread;
 			int			p = 0;
 
-			/* draw want - nread pages uniformly from those not read yet */
-			BlockSampler_Init(&bs, frame - nold, want - nold, seed + round);
+			/*
+			 * Draw want - nread pages uniformly from those not read yet.
+			 * Each round has a stream of its own, far from those of the
+			 * next seeds (with seed + round, seed 1's second round would
+			 * be seed 2's first, and nearby seeds would agree).
+			 */
+			BlockSampler_Init(&bs, frame - nold, want - nold,
+							  seed + (uint32) round * 0x9E3779B9);
 			while (BlockSampler_HasMore(&bs))
 			{
 				BlockNumber rank = BlockSampler_Next(&bs);
-				BlockNumber blk = rank;
+				BlockNumber blk;
 				Buffer		buf;
 
+				/*
+				 * rank counts the pages not read yet, in increasing order:
+				 * its page in the frame is rank plus the pages already read
+				 * at or below it (p of them were passed for earlier ranks).
+				 */
+				blk = rank + p;
 				while (p < nold && read_blocks[p] <= blk)
 				{
 					blk++;
 					p++;
 				}
-				/* rank counts pages not read; blk is its page in the frame */
 				read_blocks[nread++] = blk;
 
 				CHECK_FOR_INTERRUPTS();
@@ -865,12 +990,58 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 
 				want = Min(sample_cap, (int64) ceil(need * 1.1));
 			}
+
+			/*
+			 * The next round would read every page left: read the relation
+			 * as exact does instead, every page in order and every entry
+			 * checked, so that a sample of the whole relation is exact.
+			 * The pages read so far are read again, and the heap pages the
+			 * checks may read (one per TID at most) count too: only when
+			 * the budget holds all that.
+			 */
+			if (want >= (int64) frame &&
+				nread + (hc ? hc->reads : 0) + frame +
+				(hc ? acc.tids * frame / nread : 0) <= (double) cap)
+			{
+				exact_instead = true;
+				break;
+			}
+
+			/*
+			 * Otherwise a sample stops a page short of the whole relation:
+			 * it would see every page but not in their order, and its
+			 * answer could differ from exact's.
+			 */
+			if (want >= (int64) frame)
+			{
+				want = frame - 1;
+				short_of_full = true;
+			}
 		}
-		kept_pages = frame * mean / perpage;
-		acc.live = acc.live * frame / nread;
-		acc.dead = acc.dead * frame / nread;
-		acc.free = acc.free * frame / nread;
-		acc.recently_dead = acc.recently_dead * frame / nread;
+		if (!exact_instead)
+		{
+			kept_pages = frame * mean / perpage;
+			acc.live = acc.live * frame / nread;
+			acc.dead = acc.dead * frame / nread;
+			acc.free = acc.free * frame / nread;
+			acc.recently_dead = acc.recently_dead * frame / nread;
+		}
+	}
+	if (exact_instead)
+	{
+		reread = nread;
+		acc_reset(&acc, btree, reserve);
+		if (hc)
+		{
+			hc->all = true;
+			hc->checked = hc->dead = 0;
+		}
+		read_every_page(rel, btree, first, nblocks, bstrategy, oldestxmin, &acc);
+		nread = frame;
+		kept_pages = sim_pages(&acc.sim);
+		full = true;
+		appendStringInfo(&row->note, "%sa sample would have read every page: read in full instead (%lld pages read twice)",
+						 row->note.len ? "; " : "", (long long) reread);
 	}
 	if (btree)
 	{
@@ -882,7 +1053,7 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 	else
 		after = ceil(kept_pages);
 
-	row->pages_read = nread + (hc ? hc->reads : 0);
+	row->pages_read = reread + nread + (hc ? hc->reads : 0);
 	row->has_parts = true;
 	row->live = acc.live;
 	row->dead = acc.dead;
@@ -902,6 +1073,9 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 		row->method = "sample";
 		row->ci_low = pct - half;
 		row->ci_high = Min(100.0, pct + half);
+		if (short_of_full && nread == (int64) frame - 1)
+			appendStringInfo(&row->note, "%sthe sample stopped a page short of the whole relation: reading it in full instead would exceed the page budget",
+							 row->note.len ? "; " : "");
 		if (half > ci_width / 2)
 			appendStringInfo(&row->note, "%sinterval wider than ci_width: stopped after %lld of %u pages (%s)",
 							 row->note.len ? "; " : "", (long long) nread, nblocks,
