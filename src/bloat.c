@@ -183,6 +183,17 @@ typedef struct PageAcc
 	double		carry;			/* full posting tuples not yet fed (< 1) */
 
 	HeapCheck  *hc;				/* NULL: entries are not checked */
+
+	/*
+	 * heap: a rewrite forms every tuple again (dropped columns become NULL,
+	 * columns added since the tuple was written are filled in).  When the
+	 * table has dropped columns, every kept tuple is measured as it would
+	 * be formed; otherwise only those with fewer attributes than the table.
+	 */
+	TupleDesc	desc;
+	bool		reform_all;
+	Datum	   *values;
+	bool	   *isnull;
 } PageAcc;
 
 /* One output row. */
@@ -375,6 +386,28 @@ can_read_pages(Oid relid, char relkind)
 	return pg_class_aclcheck(tableoid, GetUserId(), ACL_SELECT) == ACLCHECK_OK;
 }
 
+/* The length of a heap tuple as a rewrite forms it again (heap_form_tuple). */
+static Size
+reformed_len(HeapTuple tuple, PageAcc *acc)
+{
+	TupleDesc	desc = acc->desc;
+	bool		hasnull = false;
+	Size		len;
+
+	heap_deform_tuple(tuple, desc, acc->values, acc->isnull);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		if (TupleDescAttr(desc, i)->attisdropped)
+			acc->isnull[i] = true;
+		hasnull |= acc->isnull[i];
+	}
+	len = offsetof(HeapTupleHeaderData, t_bits);
+	if (hasnull)
+		len += BITMAPLEN(desc->natts);
+	len = MAXALIGN(len);
+	return len + heap_compute_data_size(desc, acc->values, acc->isnull);
+}
+
 /* Measure one heap page into acc. */
 static void
 measure_heap_page(Relation rel, Buffer buf, BlockNumber blkno,
@@ -421,6 +454,17 @@ measure_heap_page(Relation rel, Buffer buf, BlockNumber blkno,
 					/* a rewrite now keeps it */
 					/* FALLTHROUGH */
 				default:
+					if (acc->desc &&
+						(acc->reform_all ||
+						 HeapTupleHeaderGetNatts(tuple.t_data) < acc->desc->natts))
+					{
+						/* what the rewrite keeps is the tuple formed again */
+						Size		len = reformed_len(&tuple, acc);
+
+						acc->dead += bytes - Min(bytes, MAXALIGN(len) + sizeof(ItemIdData));
+						bytes = MAXALIGN(len) + sizeof(ItemIdData);
+						tuple.t_len = len;
+					}
 					y += bytes;
 					sim_add(&acc->sim, tuple.t_len, 0);
 					break;
@@ -791,6 +835,10 @@ acc_reset(PageAcc *acc, bool btree, Size reserve)
 	acc->maxposting = keep.maxposting;
 	acc->runkey = keep.runkey;
 	acc->hc = keep.hc;
+	acc->desc = keep.desc;
+	acc->reform_all = keep.reform_all;
+	acc->values = keep.values;
+	acc->isnull = keep.isnull;
 }
 
 /* Read every page of the frame, in order, into acc. */
@@ -847,8 +895,15 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 		reserve = BTGetTargetPageFreeSpace(rel);
 	else
 	{
+		TupleDesc	desc = RelationGetDescr(rel);
+
 		reserve = RelationGetTargetPageFreeSpace(rel, HEAP_DEFAULT_FILLFACTOR);
 		oldestxmin = GetOldestNonRemovableTransactionId(rel);
+		acc.desc = desc;
+		for (int i = 0; i < desc->natts; i++)
+			acc.reform_all |= TupleDescAttr(desc, i)->attisdropped;
+		acc.values = palloc(sizeof(Datum) * Max(desc->natts, 1));
+		acc.isnull = palloc(sizeof(bool) * Max(desc->natts, 1));
 	}
 	sim_init(&acc.sim, btree, reserve);
 	if (btree && !rel->rd_index->indisunique && BTGetDeduplicateItems(rel) &&
@@ -1099,6 +1154,11 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 	FreeAccessStrategy(bstrategy);
 	if (read_blocks)
 		pfree(read_blocks);
+	if (acc.values)
+	{
+		pfree(acc.values);
+		pfree(acc.isnull);
+	}
 }
 
 /*
