@@ -148,6 +148,9 @@ typedef struct HeapCheck
 	int64		reads;			/* heap pages read */
 	int64		checked;
 	int64		dead;
+	/* sampling: draws so far by kind (0 plain item, 1 posting list) */
+	int64		kind_checked[2];
+	int64		kind_alive[2];
 	pg_prng_state prng;
 } HeapCheck;
 
@@ -672,35 +675,60 @@ item_surviving_tids(HeapCheck *hc, IndexTuple itup, int *ntids)
 
 /*
  * Sampling: the share of a leaf page's entries a rebuild keeps, from a few
- * random heap TIDs.
+ * random items (one random heap TID of each), for plain items and posting
+ * lists apart: whether an entry is dead is often tied to its kind, as for
+ * an updated row, whose old and new versions share a posting list while
+ * the rows not updated stay plain.  A kind no draw on this page hit gets
+ * its share on the pages read so far (the other kind's share, before any).
  */
-static double
-page_surviving_fraction(HeapCheck *hc, Page page, OffsetNumber first, OffsetNumber maxoff)
+static void
+page_surviving_fraction(HeapCheck *hc, Page page, OffsetNumber first, OffsetNumber maxoff,
+						double *plain_frac, double *posting_frac)
 {
-	int			checked = 0;
-	int			alive = 0;
+	int64		checked[2] = {0, 0};
+	int64		alive[2] = {0, 0};
 
+	*plain_frac = *posting_frac = 1.0;
 	if (maxoff < first)
-		return 1.0;
+		return;
 	for (int j = 0; j < BLOAT_TID_CHECKS; j++)
 	{
 		OffsetNumber off = first + (OffsetNumber) pg_prng_uint64_range(&hc->prng, 0, maxoff - first);
 		ItemId		itemid = PageGetItemId(page, off);
 		IndexTuple	itup;
 		ItemPointer tid;
+		int			kind;
 
 		if (ItemIdIsDead(itemid))
 			continue;
 		itup = (IndexTuple) PageGetItem(page, itemid);
-		if (BTreeTupleIsPosting(itup))
+		kind = BTreeTupleIsPosting(itup) ? 1 : 0;
+		if (kind)
 			tid = BTreeTupleGetPostingN(itup, (int) pg_prng_uint64_range(&hc->prng, 0,
 																		 BTreeTupleGetNPosting(itup) - 1));
 		else
 			tid = &itup->t_tid;
-		checked++;
-		alive += tid_survives(hc, tid) ? 1 : 0;
+		checked[kind]++;
+		alive[kind] += tid_survives(hc, tid) ? 1 : 0;
 	}
-	return checked > 0 ? (double) alive / checked : 1.0;
+	for (int kind = 0; kind < 2; kind++)
+	{
+		hc->kind_checked[kind] += checked[kind];
+		hc->kind_alive[kind] += alive[kind];
+		if (checked[kind] == 0 && hc->kind_checked[kind] > 0)
+		{
+			checked[kind] = hc->kind_checked[kind];
+			alive[kind] = hc->kind_alive[kind];
+		}
+	}
+	if (checked[0] > 0)
+		*plain_frac = (double) alive[0] / checked[0];
+	if (checked[1] > 0)
+		*posting_frac = (double) alive[1] / checked[1];
+	if (checked[0] == 0)
+		*plain_frac = *posting_frac;
+	if (checked[1] == 0)
+		*posting_frac = *plain_frac;
 }
 
 /* Measure one btree page (not the metapage) into acc. */
@@ -709,7 +737,8 @@ measure_btree_page(Buffer buf, PageAcc *acc)
 {
 	Page		page;
 	double		y = 0;
-	double		page_frac = 1.0;
+	double		plain_frac = 1.0;
+	double		posting_frac = 1.0;
 
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	page = BufferGetPage(buf);
@@ -735,7 +764,8 @@ measure_btree_page(Buffer buf, PageAcc *acc)
 				acc->live += MAXALIGN(ItemIdGetLength(hk)) + sizeof(ItemIdData);
 			}
 			if (acc->hc && !acc->hc->all)
-				page_frac = page_surviving_fraction(acc->hc, page, P_FIRSTDATAKEY(opaque), maxoff);
+				page_surviving_fraction(acc->hc, page, P_FIRSTDATAKEY(opaque), maxoff,
+										&plain_frac, &posting_frac);
 			for (OffsetNumber off = P_FIRSTDATAKEY(opaque); off <= maxoff; off++)
 			{
 				ItemId		itemid = PageGetItemId(page, off);
@@ -743,7 +773,7 @@ measure_btree_page(Buffer buf, PageAcc *acc)
 				IndexTuple	itup = (IndexTuple) PageGetItem(page, itemid);
 				Size		len = ItemIdGetLength(itemid);
 				Size		postlen = 0;
-				double		frac = page_frac;
+				double		frac = BTreeTupleIsPosting(itup) ? posting_frac : plain_frac;
 
 				if (ItemIdIsDead(itemid))
 				{
