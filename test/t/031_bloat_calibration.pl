@@ -109,9 +109,9 @@ is( $node->safe_psql('postgres', q{
 SELECT string_agg(format('%s: exact says %s bytes after, the rewrite gave %s', t.relation,
                          t.size_bytes - t.bloat_bytes, a.after), E'\n' ORDER BY t.relation::text)
 FROM cal_truth t,
-     LATERAL (SELECT pg_relation_size(CASE WHEN t.kind = 'toast'
+     LATERAL (SELECT coalesce(pg_relation_size(CASE WHEN t.kind = 'toast'
                                            THEN (SELECT reltoastrelid FROM pg_class WHERE oid = t.tbl)
-                                           ELSE t.relation END) AS after) a
+                                           ELSE t.relation END), 0) AS after) a
 WHERE t.kind IN ('table', 'toast', 'index') AND t.size_bytes - t.bloat_bytes <> a.after}),
 	'', 'exact gives the size VACUUM FULL gives, for every table, TOAST table and index');
 
