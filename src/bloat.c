@@ -102,6 +102,8 @@ static int			dbops_bloat_health_pages = 250;
 #define BLOAT_FIRST_ROUND		200
 #define BLOAT_MIN_SAMPLE		30
 #define BLOAT_MAX_ROUNDS		3
+/* sample: batches of pages read for the packing's share of the interval */
+#define BLOAT_BATCHES			10
 /* sample: index entries per leaf page checked against the table */
 #define BLOAT_TID_CHECKS		5
 /* health check: relations smaller than this are not looked at */
@@ -841,6 +843,43 @@ measure_btree_page(Buffer buf, PageAcc *acc)
 	acc->sumsq_y += y * y;
 }
 
+/*
+ * Relative variance of the bytes per rewritten page the packing achieved on
+ * the sample, by batch means: the pages read cut into BLOAT_BATCHES runs of
+ * consecutive reads, each with the bytes per page of the pages it finished.
+ * pages[i] and bytes[i] are the packing's finished pages and their bytes
+ * after the i-th page read.
+ */
+static double
+perpage_relvar(const double *pages, const double *bytes, int64 n)
+{
+	double		vals[BLOAT_BATCHES];
+	int			nb = 0;
+	double		p0 = 0,
+				b0 = 0,
+				sum = 0,
+				ss = 0,
+				mean;
+
+	for (int b = 1; b <= BLOAT_BATCHES; b++)
+	{
+		int64		end = n * b / BLOAT_BATCHES - 1;
+
+		if (end < 0 || pages[end] - p0 < 1)
+			continue;
+		vals[nb] = (bytes[end] - b0) / (pages[end] - p0);
+		sum += vals[nb++];
+		p0 = pages[end];
+		b0 = bytes[end];
+	}
+	if (nb < 2)
+		return 0;
+	mean = sum / nb;
+	for (int b = 0; b < nb; b++)
+		ss += (vals[b] - mean) * (vals[b] - mean);
+	return ss / (nb - 1) / nb / (mean * mean);
+}
+
 static int
 blockno_cmp(const void *a, const void *b)
 {
@@ -911,6 +950,8 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 		(int64) frame <= sample_cap;
 	HeapCheck  *hc = NULL;
 	BlockNumber *read_blocks = NULL;
+	double	   *snap_pages = NULL;
+	double	   *snap_bytes = NULL;
 	int64		nread = 0;
 	int64		cap = sample_cap;
 	int64		reread = 0;		/* sampled pages read again by an exact read */
@@ -1003,6 +1044,7 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 	{
 		int64		want;
 		double		mean = 0,
+					fpc = 1,
 					var = 0,
 					perpage = 0,
 					k = 0;
@@ -1011,6 +1053,8 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 		want = Min(sample_cap, BLOAT_FIRST_ROUND);
 		acc.per_page = true;
 		read_blocks = palloc(sizeof(BlockNumber) * sample_cap);
+		snap_pages = palloc(sizeof(double) * sample_cap);
+		snap_bytes = palloc(sizeof(double) * sample_cap);
 		for (int round = 0; round < BLOAT_MAX_ROUNDS && want > nread; round++)
 		{
 			BlockSamplerData bs;
@@ -1051,6 +1095,8 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 					measure_btree_page(buf, &acc);
 				else
 					measure_heap_page(rel, buf, blk + first, oldestxmin, &acc);
+				snap_pages[nread - 1] = acc.sim.pages;
+				snap_bytes[nread - 1] = acc.sim.finished_bytes;
 			}
 			qsort(read_blocks, nread, sizeof(BlockNumber), blockno_cmp);
 
@@ -1064,8 +1110,14 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 			k = 100.0 * frame / ((double) nblocks * perpage);
 			if (acc.dedup && acc.current > 0)
 				var = var * (acc.rebuilt / acc.current) * (acc.rebuilt / acc.current);
-			/* sampled heap checks leave doubt even when every page was read */
-			half = 1.96 * k * sqrt(var * (hc ? 1.0 : 1.0 - (double) nread / frame) / nread);
+			/*
+			 * The mean's share and the packing's (bytes per rewritten page
+			 * are estimated from the same pages); sampled heap checks leave
+			 * doubt even when every page was read.
+			 */
+			fpc = hc ? 1.0 : 1.0 - (double) nread / frame;
+			half = 1.96 * k * sqrt(var * fpc / nread +
+								   mean * mean * perpage_relvar(snap_pages, snap_bytes, nread) * fpc);
 			if (half <= ci_width / 2 || var <= 0)
 				break;
 			else
@@ -1183,7 +1235,11 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 	}
 	FreeAccessStrategy(bstrategy);
 	if (read_blocks)
+	{
 		pfree(read_blocks);
+		pfree(snap_pages);
+		pfree(snap_bytes);
+	}
 	if (acc.values)
 	{
 		pfree(acc.values);
