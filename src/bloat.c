@@ -1100,8 +1100,10 @@ measure_relation(Relation rel, bool btree, BlockNumber nblocks, int64 sample_cap
 			}
 			qsort(read_blocks, nread, sizeof(BlockNumber), blockno_cmp);
 
-			/* the interval so far, and the sample it would take to narrow it */
-			dedup_flush(&acc);
+			/*
+			 * The interval so far, and the sample it would take to narrow it
+			 * (a deduplicating btree's runs were flushed with their pages).
+			 */
 			mean = acc.sum_y / nread;
 			var = nread > 1 ? Max(0, (acc.sumsq_y - nread * mean * mean) / (nread - 1)) : 0;
 			if (acc.dedup && acc.current > 0)
