@@ -7,10 +7,14 @@
 #   make stop    stop and remove that cluster
 #   make test    install what is missing, then build and run every
 #                pg_regress, isolation and TAP test against throwaway clusters
-#                on PostgreSQL 15, 17 and 18  (PG="17" for some of them)
+#                on PostgreSQL 15, 17 and 18  (PG="17" for some of them),
+#                the Debian packages (tools/pkgtest) and META.json
+#   make dist    dbops-X.Y.zip for PGXN: git archive of HEAD under dbops-X.Y/
+#   dpkg-buildpackage -us -uc -b   the Debian package (debian/)
 
 EXTENSION   = dbops
-EXTVERSION  = 1.1
+# the version being built: dbops.control's default_version
+EXTVERSION  = $(shell sed -nE "s/^default_version = '([^']+)'.*/\1/p" $(srcdir)/dbops.control)
 
 MODULE_big  = dbops
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
@@ -75,7 +79,7 @@ dbops--$(EXTVERSION).sql: $(wildcard $(SQL_PARTS))
 # 18 (in Debian root file systems, tools/roots); make test PG=17 runs one;
 # make run PG=17 starts the throwaway cluster on 17.
 PG ?=
-.PHONY: run stop test deps
+.PHONY: run stop test deps dist
 deps:
 	tools/deps
 run:
@@ -84,3 +88,7 @@ stop:
 	tools/run stop $(PG)
 test:
 	tools/matrix $(PG)
+
+# The archive PGXN takes: the committed tree of HEAD under dbops-X.Y/.
+dist:
+	git archive --format=zip --prefix=$(EXTENSION)-$(EXTVERSION)/ -o $(EXTENSION)-$(EXTVERSION).zip HEAD
